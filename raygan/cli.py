@@ -1,0 +1,130 @@
+"""The `raygan` command. Every subcommand is: parse -> resolve config -> one call."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from raygan.config import ConfigError, describe, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+GRID_PRESETS = {"quick": "grid2d_quick.yaml", "paper": "grid2d_paper.yaml"}
+
+
+def _preset_path(name: str) -> Path:
+    path = CONFIG_DIR / name
+    if not path.is_file():
+        raise ConfigError(f"preset file {path} is missing; run raygan from a clone of the repository "
+                          "(pip install -e .) or pass --config")
+    return path
+
+
+def _add_config_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    p.add_argument("--config", default=default_config, help="YAML file of deltas from the defaults")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override, e.g. --set gan.lr_g=2e-4 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def _resolve(args, config_path) -> "Config":  # noqa: F821
+    cfg = load_config(config_path, args.overrides)
+    if args.dry_run:
+        print(cfg.to_yaml(), end="")
+        raise SystemExit(0)
+    return cfg
+
+
+def cmd_config(args) -> None:
+    if args.describe:
+        print(describe())
+        return
+    print(load_config(args.config, args.overrides).to_yaml(), end="")
+
+
+def cmd_grid2d(args) -> None:
+    from raygan.table1 import run_table1
+
+    cfg = _resolve(args, args.config or _preset_path(GRID_PRESETS[args.preset]))
+    t0 = time.perf_counter()
+    result = run_table1(cfg)
+    print(f"\nSeed 000 Table 1 on the 25-Gaussian grid ({result['gans']} GANs x {result['steps']} "
+          f"steps, {result['repeats']} bootstrap repeats), ours beside the paper's:\n")
+    print(result["table"])
+    print(f"\nrun folder: {result['run_dir']}  (figure: {result['figure']}; "
+          f"{time.perf_counter() - t0:.0f}s)")
+
+
+def cmd_demo(args) -> None:
+    from raygan.demo import run_demo
+
+    cfg = _resolve(args, args.config or _preset_path("demo.yaml"))
+    print(run_demo(cfg))
+
+
+def cmd_job(args) -> None:
+    from raygan.cluster.entry import run_job
+
+    raise SystemExit(run_job(args.job, args))
+
+
+def cmd_bench(args) -> None:
+    from raygan.bench import BENCHMARKS
+
+    print(BENCHMARKS[args.name](args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raygan", description="Per-class GAN ensembles for "
+                                     "synthetic training data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="print the resolved config (or --describe every field)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--describe", action="store_true", help="list every field, default and meaning")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("grid2d", help="seed 000 Table 1: mode coverage of GAN ensembles on the 2D grid")
+    p.add_argument("--preset", choices=sorted(GRID_PRESETS), default="quick",
+                   help="quick: about 10 minutes on 2 CPU cores; paper: Supplement A's setting")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_grid2d)
+
+    p = sub.add_parser("demo", help="the full pipeline on the bundled digits on a local Ray")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    for job, text in (("train", "train the K x T ensemble as Ray tasks"),
+                      ("synthesize", "write the synthetic shards (parquet) with Ray Data"),
+                      ("pipeline", "train, then synthesize (what jobs/pipeline.py runs)")):
+        p = sub.add_parser(job, help=text, aliases=["synth"] if job == "synthesize" else [])
+        _add_config_args(p)
+        p.add_argument("--address", default=None,
+                       help="Ray cluster address (else RAY_ADDRESS, else a local Ray)")
+        p.set_defaults(func=cmd_job, job=job)
+
+    p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
+    p.add_argument("name", choices=["train-step"])
+    p.add_argument("--steps", type=int, default=300, help="timed steps per repeat")
+    p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--family", default="mlp2d", choices=["mlp2d", "dcgan"],
+                   help="mlp2d: the grid GAN at batch 100; dcgan: DCGAN-32 at batch 64")
+    p.add_argument("--output", default=None, help="also write the result as markdown to this file")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except ConfigError as err:
+        print(f"raygan: config error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""The jobs: train an ensemble, synthesize shards, or both, on a Ray cluster or a local Ray.
+
+Each job: validate config and data (before any work), connect, open the run folder and an MLflow
+parent run, do its part, print a summary. `jobs/*.py` and the `raygan` CLI call these.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from raygan.cluster.runtime import connect, member_resources
+from raygan.cluster.shards import write_shards
+from raygan.cluster.train import train_ensemble
+from raygan.config import Config, ConfigError
+from raygan.data import RealDataset, check_batch_fits, load_dataset
+from raygan.runfolder import RunFolder
+from raygan.tracking import Tracker
+
+
+def prepare(cfg: Config) -> tuple[RealDataset, RunFolder]:
+    """Everything that can fail on bad input, before a cluster is touched or a file written."""
+    dataset = load_dataset(cfg.data)
+    check_batch_fits(dataset, cfg.train.batch_size)
+    run = RunFolder.for_config(cfg)
+    run.check_compatible(cfg)
+    return dataset, run
+
+
+def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[str, list[float]]:
+    """p_t per class: the configured/uniform weights for independent members, the boosted ones else."""
+    manifest = run.manifest()
+    T = cfg.ensemble.members
+    out = {}
+    for name in dataset.classes:
+        missing = [t for t in range(T) if f"{name}/{t}" not in manifest["members"]]
+        if missing:
+            raise ConfigError(f"class {name} has no trained member(s) {missing} in {run.path}; "
+                              "run the training job (raygan train) first")
+        if cfg.ensemble.method == "independent":
+            w = cfg.ensemble.weights or [1.0 / T] * T
+        else:
+            w = manifest["mixtures"][name][:T]
+        out[name] = (np.asarray(w) / np.sum(w)).tolist()
+    return out
+
+
+def run_train(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
+    dataset, run = prepare(cfg)
+    resources = connect(cfg, address)
+    run.write_config(cfg)
+    log(f"cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; run {run.path}")
+    log(f"data: {dataset.summary()}")
+    t0 = time.perf_counter()
+    before = sum(run.member_entry(name, t) is not None for name in dataset.classes
+                 for t in range(cfg.ensemble.members))
+    tracker = Tracker(cfg, "train")
+    with tracker.parent(run.path):
+        entries = train_ensemble(cfg, dataset, run, tracker, log)
+        tracker.log_metrics({"members": len(entries), "train_seconds": time.perf_counter() - t0})
+    log(f"train: {len(entries)} members complete in {time.perf_counter() - t0:.0f}s")
+    return {"run_dir": str(run.path), "members": entries, "trained_now": len(entries) - before}
+
+
+def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
+    dataset, run = prepare(cfg)
+    connect(cfg, address)
+    mixtures = mixture_weights(cfg, dataset, run)
+    tracker = Tracker(cfg, "synthesize")
+    with tracker.parent(run.path):
+        shards = write_shards(cfg, dataset, run, mixtures, member_resources(cfg), log)
+        tracker.log_metrics({"synthetic_rows": shards["rows"]})
+    return {"run_dir": str(run.path), "shards": shards}
+
+
+def run_pipeline(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train, then synthesize: the path from real data to synthetic shards as one job."""
+    t0 = time.perf_counter()
+    trained = run_train(cfg, address, log)
+    synth = run_synth(cfg, address, log)
+    counts = synth["shards"]["counts"]
+    log(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
+        f"({', '.join(f'{k}: {sum(v.values())}' for k, v in counts.items())}) in "
+        f"{time.perf_counter() - t0:.0f}s; run folder {trained['run_dir']}")
+    return {**trained, **synth}

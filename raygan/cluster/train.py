@@ -1,0 +1,63 @@
+"""Ensemble training on Ray: all K x T independent members submitted at once, or boosting per class.
+
+Real data enters the object store once per class (ray.put) and every member task gets the reference.
+Progress is reported member by member as tasks finish (ray.wait), and the driver, the only writer of
+the manifest and of MLflow, records each member as soon as it is done.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import ray
+
+from raygan.cluster.runtime import member_resources
+from raygan.cluster.tasks import submit_member, wait_all
+from raygan.config import Config
+from raygan.data import RealDataset
+from raygan.ensemble import member_grid
+from raygan.runfolder import RunFolder
+from raygan.tracking import Tracker
+
+
+def _member_line(i: int, total: int, entry: dict, t0: float) -> str:
+    where = f" on GPU {','.join(entry['gpu_ids'])}" if entry.get("gpu_ids") else ""
+    resumed = f", resumed from step {entry['resumed_from']}" if entry.get("resumed_from") else ""
+    return (f"[{i}/{total}] class {entry['class']} member {entry['member']}: {entry['steps']} steps in "
+            f"{entry['seconds']:.1f}s{where}{resumed}; d_loss {entry['final_d_loss']:.3f}, "
+            f"g_loss {entry['final_g_loss']:.3f} (elapsed {time.perf_counter() - t0:.0f}s)")
+
+
+def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
+                          log: Callable[[str], None] = print) -> list[dict]:
+    """Submit every missing (class, member) task at once; record each as it finishes."""
+    resources = member_resources(cfg)
+    grid = member_grid(dataset, cfg.ensemble.members)
+    done = [e for k, name, t in grid if (e := run.member_entry(name, t)) is not None]
+    todo = [(k, name, t) for k, name, t in grid if run.member_entry(name, t) is None]
+    if done:
+        log(f"{len(done)} of {len(grid)} members already complete (manifest): skipped")
+    if not todo:
+        return done
+    data_refs = {name: ray.put(dataset.train[name]) for name in {name for _, name, _ in todo}}
+    log(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
+        f"{resources['num_gpus']} GPU each)")
+    refs = {submit_member(data_refs[name], cfg, run, resources, class_name=name, class_index=k,
+                          member=t): (name, t) for k, name, t in todo}
+    t0, counter = time.perf_counter(), [len(done)]
+
+    def record(_key, entry: dict) -> None:
+        counter[0] += 1
+        run.record_member(entry)
+        tracker.log_member(entry, run.path)
+        log(_member_line(counter[0], len(grid), entry, t0))
+
+    return done + wait_all(refs, record)
+
+
+def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
+                   log: Callable[[str], None] = print) -> list[dict]:
+    if cfg.ensemble.method == "independent":
+        return train_independent_ray(cfg, dataset, run, tracker, log)
+    from raygan.cluster.driver import train_boosting_ray
+    return train_boosting_ray(cfg, dataset, run, tracker, log)

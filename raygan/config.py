@@ -1,0 +1,350 @@
+"""Typed, frozen run configuration: defaults, YAML deltas, dotted overrides, strict validation.
+
+Every field has a documented default (``doc`` in its metadata). A YAML file holds only what differs
+from the defaults; ``--set section.key=value`` overrides apply on top. Unknown keys, wrong types and
+impossible values raise :class:`ConfigError` naming the key and what is allowed, before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, raised before any work starts; the message names the key and the fix."""
+
+
+def _f(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
+       maximum: float | None = None, exclusive_min: bool = False):
+    """A dataclass field carrying its documentation and its allowed values."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum,
+            "exclusive_min": exclusive_min}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = _f("digits", "Real dataset: grid2d (seed 000 Supplement A) or digits (scikit-learn's "
+                   "bundled 8x8 digits).", choices=("grid2d", "digits"))
+    grouping: Optional[str] = _f(None, "Named class grouping: II = seed 000's two-class partition "
+                                 "{0-4} vs {5-9}; null keeps one class per label.", choices=(None, "II"))
+    classes: Optional[dict] = _f(None, "Explicit grouping {class name: [source labels]}; overrides "
+                                 "nothing else and cannot be combined with grouping.")
+    val_fraction: float = _f(0.15, "Stratified fraction of the real data held out for validation "
+                             "(never seen by a GAN).", minimum=0.0, maximum=0.5)
+    test_fraction: float = _f(0.15, "Stratified fraction held out for testing (never seen by a GAN).",
+                              minimum=0.0, maximum=0.5)
+    split_seed: int = _f(0, "Seed of the train/validation/test split.", minimum=0)
+    train_per_class: Optional[int] = _f(None, "Subsample each class's training split to this many "
+                                        "examples (seed 002 uses 250-2000); null keeps all.", minimum=1)
+    grid_points: int = _f(100_000, "Training points drawn from the 25-Gaussian grid.", minimum=1)
+    grid_sigma: float = _f(0.05, "Standard deviation of each grid Gaussian.", minimum=0.0,
+                           exclusive_min=True)
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    family: str = _f("dcgan", "GAN architecture: mlp2d (seed 000 Supplement A), dcgan (convolutional, "
+                     "8-128 px) or fc (seed 002's fully connected GAN).",
+                     choices=("mlp2d", "dcgan", "fc"))
+    z_dim: int = _f(100, "Latent dimension (Supplement A uses 2 for the grid).", minimum=1)
+    width: int = _f(64, "DCGAN base channel count (the widest layer has width * 2^(stages-1)).",
+                    minimum=1)
+    alpha: float = _f(4.0, "Width multiplier of the fc GAN (seed 002: alpha in 1, 2, 4, 6).",
+                      minimum=0.0, exclusive_min=True)
+    dropout: float = _f(0.1, "Dropout of the fc GAN (seed 002: 0.1).", minimum=0.0, maximum=0.9)
+    loss: str = _f("nonsaturating", "Adversarial loss (see raygan.losses.LOSSES).",
+                   choices=("nonsaturating", "minimax"))
+    real_label: float = _f(1.0, "Target of real samples in the discriminator loss; 0.9 is seed 002's "
+                           "one-sided label smoothing.", minimum=0.5, maximum=1.0)
+    lr_g: float = _f(2e-4, "Generator learning rate (Adam).", minimum=0.0, exclusive_min=True)
+    lr_d: float = _f(2e-4, "Discriminator learning rate (Adam).", minimum=0.0, exclusive_min=True)
+    beta1: float = _f(0.5, "Adam beta1 for both networks.", minimum=0.0, maximum=1.0)
+    beta2: float = _f(0.999, "Adam beta2 for both networks.", minimum=0.0, maximum=1.0)
+    g_steps_per_d_step: int = _f(1, "Generator updates per discriminator update (seed 002 uses 2).",
+                                 minimum=1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = _f(2000, "Discriminator updates per GAN member.", minimum=1)
+    batch_size: int = _f(64, "Minibatch size (real and fake each); at most the size of a class.",
+                         minimum=1)
+    checkpoint_every: int = _f(500, "Steps between atomic checkpoints (a crash loses at most this).",
+                               minimum=1)
+    log_every: int = _f(100, "Steps between loss summaries and divergence checks.", minimum=1)
+    seed: int = _f(0, "Base seed; each (class, member) derives its own from it.", minimum=0)
+    device: str = _f("auto", "Where members train: auto (cuda if available), cpu or cuda.",
+                     choices=("auto", "cpu", "cuda"))
+    num_threads: Optional[int] = _f(None, "torch CPU threads per member; null keeps torch's default.",
+                                    minimum=1)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    method: str = _f("independent", "How members are made: independent (bagging, seed 000's EnsGAN), "
+                     "adagan (boosting, reference/adagan.md) or reweight (seed 001's Algorithm 1).",
+                     choices=("independent", "adagan", "reweight"))
+    members: int = _f(5, "Members per class, T (T_max: any first T <= T_max are usable later).",
+                      minimum=1)
+    weights: Optional[list] = _f(None, "Mixture weights p_t, one per member, summing to 1; null means "
+                                 "uniform 1/T.")
+    samples_per_class: Optional[int] = _f(None, "Synthetic samples per class N_g; null means N_g = N, "
+                                          "the class's real training size.", minimum=1)
+
+
+@dataclass(frozen=True)
+class BoostingConfig:
+    rule: str = _f("theory_star", "AdaGAN data-weight rule (reference/adagan.md step 3).",
+                   choices=("theory_star", "theory_dagger", "topk"))
+    beta_schedule: str = _f("uniform", "Mixture weight of the new member: uniform (beta_t = 1/t) or "
+                            "constant (beta_t = beta_constant for t > 1).", choices=("uniform", "constant"))
+    beta_constant: float = _f(0.5, "beta_t for beta_schedule=constant.", minimum=0.0, maximum=1.0,
+                              exclusive_min=True)
+    topk_fraction: float = _f(0.5, "Fraction of points kept (uniform weight) by rule=topk.",
+                              minimum=0.0, maximum=1.0, exclusive_min=True)
+    classifier_epochs: int = _f(4, "Epochs of the boosting classifier (seed 000 Supplement B: 4).",
+                                minimum=1)
+    reweight_transform: str = _f("A", "Seed 001 Algorithm 1 weight transform: A (threshold at mu), "
+                                 "A_sigma (threshold at mu + sigma), B (sigmoid), C (identity).",
+                                 choices=("A", "A_sigma", "B", "C"))
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    address: Optional[str] = _f(None, "Ray cluster to join (else RAY_ADDRESS; else a local Ray sized "
+                                "to this machine).")
+    gpus_per_member: Optional[float] = _f(None, "GPUs per (class, member) task; 0.25 packs four members "
+                                          "on a GPU; null means 1 if the cluster has GPUs, else 0.",
+                                          minimum=0.0)
+    cpus_per_member: float = _f(1.0, "CPUs per member task (also its torch thread count).",
+                                minimum=0.0, exclusive_min=True)
+    max_retries: int = _f(3, "Retries of a member task whose worker or node died; a retry resumes "
+                          "from the member's last checkpoint.", minimum=0)
+    num_cpus: Optional[int] = _f(None, "CPUs of a local Ray started by raygan; null means all.",
+                                 minimum=1)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    chunk_size: int = _f(1024, "Samples generated per Ray Data block.", minimum=1)
+    seed: int = _f(0, "Seed of synthesis; the same seed and members give the same shards.", minimum=0)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = _f(True, "Log runs to MLflow (parent run per job, child run per member).")
+    tracking_uri: Optional[str] = _f(None, "MLflow tracking URI; null means MLFLOW_TRACKING_URI, else "
+                                     "sqlite:///<output.root>/mlflow.db.")
+
+
+@dataclass(frozen=True)
+class GridEvalConfig:
+    gans: int = _f(25, "GANs trained for the Table 1 bootstrap (Supplement A: 25).", minimum=1)
+    points_per_gan: int = _f(125_000, "Points drawn from each GAN (Supplement A: 125K).", minimum=1)
+    eval_points: int = _f(2500, "Points per evaluated set (Supplement A: 2,500).", minimum=1)
+    max_ensemble: int = _f(5, "Largest ensemble size T in the table (EnsGAN-T).", minimum=1)
+    repeats: int = _f(1000, "Bootstrap repeats per T (Supplement A: 1,000).", minimum=1)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    root: str = _f("runs", "Folder holding <experiment>/<run>/ run folders.")
+    experiment: str = _f("default", "Experiment name (the middle folder).")
+    run: str = _f("run", "Run name; a rerun with the same name resumes and skips finished members.")
+    sample_grid: int = _f(64, "Images in each member's sample grid.", minimum=1)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    boosting: BoostingConfig = field(default_factory=BoostingConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    grid_eval: GridEvalConfig = field(default_factory=GridEvalConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **sections: dict) -> "Config":
+        """A copy with some fields changed: cfg.replace(train={"steps": 10})."""
+        merged = self.to_dict()
+        for section, values in sections.items():
+            merged[section].update(values)
+        return from_dict(merged)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _section_class(name: str):
+    return {"data": DataConfig, "gan": GANConfig, "train": TrainConfig, "ensemble": EnsembleConfig,
+            "boosting": BoostingConfig, "synth": SynthConfig, "cluster": ClusterConfig,
+            "tracking": TrackingConfig, "grid_eval": GridEvalConfig, "output": OutputConfig}[name]
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _check_type(key: str, value: Any, tp) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _check_type(key, value, inner)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp in (str, bool) and type(value) is tp:
+        return value
+    if tp in (list, dict) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _check_field(key: str, f: dataclasses.Field, value: Any, tp) -> Any:
+    value = _check_type(key, value, tp)
+    meta = f.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        allowed = ", ".join("null" if c is None else str(c) for c in meta["choices"])
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {allowed}")
+    if value is None or isinstance(value, (str, list, dict, bool)):
+        return value
+    lo, hi = meta.get("minimum"), meta.get("maximum")
+    if lo is not None and (value < lo or (meta.get("exclusive_min") and value == lo)):
+        bound = f"> {lo}" if meta.get("exclusive_min") else f">= {lo}"
+        raise ConfigError(f"{key}: {value!r} is out of range; it must be {bound}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value!r} is out of range; it must be <= {hi}")
+    return value
+
+
+def from_dict(raw: dict) -> Config:
+    """Build and validate a Config from a (possibly partial) nested dict."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known sections: "
+                          f"{', '.join(_SECTIONS)}")
+    sections = {}
+    for name in _SECTIONS:
+        cls = _section_class(name)
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{name}: expected a mapping of keys, got {values!r}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key in values:
+            if key not in fields:
+                raise ConfigError(f"unknown key {name}.{key}; known keys in {name}: "
+                                  f"{', '.join(fields)}")
+        checked = {k: _check_field(f"{name}.{k}", fields[k], v, hints[k]) for k, v in values.items()}
+        sections[name] = cls(**checked)
+    cfg = Config(**sections)
+    _check_relations(cfg)
+    return cfg
+
+
+def _check_relations(cfg: Config) -> None:
+    d, e = cfg.data, cfg.ensemble
+    if d.grouping is not None and d.classes is not None:
+        raise ConfigError("data.grouping and data.classes are both set; keep one of them")
+    if d.classes is not None:
+        for name, labels in d.classes.items():
+            if not isinstance(labels, list) or not labels or not all(isinstance(x, int) for x in labels):
+                raise ConfigError(f"data.classes.{name}: expected a non-empty list of integer labels, "
+                                  f"got {labels!r}")
+    if d.val_fraction + d.test_fraction >= 1.0:
+        raise ConfigError("data.val_fraction + data.test_fraction must be < 1 so that a training "
+                          "split remains")
+    if e.weights is not None:
+        if len(e.weights) != e.members:
+            raise ConfigError(f"ensemble.weights has {len(e.weights)} entries but ensemble.members is "
+                              f"{e.members}; give one weight per member")
+        if any((not isinstance(w, (int, float))) or w < 0 for w in e.weights) or \
+                abs(sum(e.weights) - 1.0) > 1e-6:
+            raise ConfigError(f"ensemble.weights must be non-negative numbers summing to 1, got "
+                              f"{e.weights}")
+    if d.name == "grid2d" and cfg.gan.family != "mlp2d":
+        raise ConfigError(f"gan.family {cfg.gan.family!r} cannot model 2D points; use gan.family=mlp2d "
+                          "with data.name=grid2d")
+    if d.name != "grid2d" and cfg.gan.family == "mlp2d":
+        raise ConfigError("gan.family mlp2d is for data.name=grid2d; use dcgan or fc for images")
+    if cfg.grid_eval.max_ensemble > cfg.grid_eval.gans:
+        raise ConfigError(f"grid_eval.max_ensemble ({cfg.grid_eval.max_ensemble}) exceeds "
+                          f"grid_eval.gans ({cfg.grid_eval.gans}); train at least as many GANs")
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if len(parts) < 2:
+        raise ConfigError(f"override {dotted!r} must look like section.key=value, e.g. gan.lr_g=2e-4")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'gan.lr_g=2e-4' -> ('gan.lr_g', 0.0002); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.steps=500")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str):  # YAML reads 2e-4 as a string; numbers should be numbers
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Defaults <- YAML deltas at ``path`` <- dotted overrides; validated."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file "
+                              f"(see configs/)")
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(raw, key, value)
+    return from_dict(raw)
+
+
+def describe() -> str:
+    """Every field with its default and documentation, for `raygan config --describe`."""
+    lines = []
+    for name in _SECTIONS:
+        lines.append(f"{name}:")
+        for f in dataclasses.fields(_section_class(name)):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"  {f.name} = {default!r}\n      {f.metadata['doc']}")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""Ensembles of GANs: one member per (class, member index), member seeds, and the mixture of generators.
+
+Seed 000 Section 2: the ensemble of T GANs is the mixture G_T = sum_t p_t G_t, trained separately per
+class k; a synthetic set of N_g samples holds p_t N_g samples from member t (N_g = N real by default).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from raygan.config import Config
+from raygan.data import RealDataset
+from raygan.runfolder import RunFolder, atomic_write_text, sha256_file
+from raygan.synth import generate, save_sample_grid
+from raygan.train import load_generator, resolve_device, save_generator, train_gan
+
+
+def member_seed(base_seed: int, class_index: int, member: int) -> int:
+    """An independent, reproducible seed per (class, member)."""
+    return int(np.random.SeedSequence([base_seed, class_index, member]).generate_state(1)[0])
+
+
+def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name: str,
+                 class_index: int, member: int, data_weights: Optional[torch.Tensor] = None,
+                 device: Optional[torch.device] = None,
+                 on_log: Optional[Callable[[int, float, float], None]] = None) -> dict:
+    """Train (or resume) one member into members/<class>/<member>/ and return its manifest entry."""
+    if cfg.train.num_threads is not None:
+        torch.set_num_threads(cfg.train.num_threads)
+    device = device or resolve_device(cfg.train.device)
+    folder = run.member_dir(class_name, member)
+    seed = member_seed(cfg.train.seed, class_index, member)
+    result = train_gan(data, gan=cfg.gan, train=cfg.train, seed=seed,
+                       checkpoint_path=folder / "checkpoint.pt", data_weights=data_weights,
+                       device=device, on_log=on_log)
+    sample_shape = tuple(data.shape[1:])
+    save_generator(result.generator, cfg.gan, sample_shape, folder / "generator.pt")
+    _write_losses(result.losses, folder / "losses.csv")
+    n_show = cfg.output.sample_grid if data.dim() > 2 else 2000
+    samples = generate(result.generator, n_show, seed=seed, device=device)
+    real = data[:2000].cpu() if data.dim() == 2 else None
+    save_sample_grid(samples, folder / "samples.png", real=real,
+                     title=f"class {class_name}, member {member}")
+    tail = result.losses[-max(1, cfg.train.log_every):].mean(0)
+    return {"class": class_name, "class_index": class_index, "member": member, "seed": seed,
+            "status": "complete", "steps": result.steps, "resumed_from": result.resumed_from,
+            "seconds": round(result.seconds, 3), "final_d_loss": float(tail[0]),
+            "final_g_loss": float(tail[1]),
+            "generator": str((folder / "generator.pt").relative_to(run.path)),
+            "generator_sha256": sha256_file(folder / "generator.pt"), "device": str(device)}
+
+
+def _write_losses(losses: np.ndarray, path) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["step", "d_loss", "g_loss"])
+    for step, (d, g) in enumerate(losses, start=1):
+        writer.writerow([step, f"{d:.6g}", f"{g:.6g}"])
+    atomic_write_text(path, buf.getvalue())
+
+
+def member_grid(dataset: RealDataset, members: int) -> list[tuple[int, str, int]]:
+    """Every (class index, class name, member) of a K x T ensemble, member-major per class."""
+    return [(k, name, t) for k, name in enumerate(dataset.classes) for t in range(members)]
+
+
+def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder,
+                      log: Callable[[str], None] = print) -> list[dict]:
+    """Train the K x T independent ensemble in this process, skipping members already complete.
+
+    The Ray layer (raygan.cluster) runs the same `train_member` calls as tasks instead.
+    """
+    entries = []
+    grid = member_grid(dataset, cfg.ensemble.members)
+    for i, (k, name, t) in enumerate(grid, start=1):
+        done = run.member_entry(name, t)
+        if done is not None:
+            log(f"[{i}/{len(grid)}] class {name} member {t}: complete, skipped")
+            entries.append(done)
+            continue
+        t0 = time.perf_counter()
+        entry = train_member(dataset.train[name], cfg, run, class_name=name, class_index=k, member=t)
+        run.record_member(entry)
+        entries.append(entry)
+        log(f"[{i}/{len(grid)}] class {name} member {t}: {entry['steps']} steps in "
+            f"{time.perf_counter() - t0:.1f}s, d_loss {entry['final_d_loss']:.3f}, "
+            f"g_loss {entry['final_g_loss']:.3f}")
+    return entries
+
+
+def allocate(weights: Sequence[float], n: int) -> list[int]:
+    """Split n samples over members in proportion to weights (largest remainder; sums to n)."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    exact = w * n
+    counts = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+@dataclass
+class Mixture:
+    """A mixture of generators G_T = sum_t p_t G_t for one class."""
+    generators: list[nn.Module]
+    weights: np.ndarray
+
+    @classmethod
+    def uniform(cls, generators: list[nn.Module]) -> "Mixture":
+        return cls(list(generators), np.full(len(generators), 1.0 / len(generators)))
+
+    def first(self, T: int) -> "Mixture":
+        """The first T members, weights renormalised: any T <= T_max without retraining."""
+        if not 1 <= T <= len(self.generators):
+            raise ValueError(f"T must be in 1..{len(self.generators)}, got {T}")
+        w = self.weights[:T]
+        return Mixture(self.generators[:T], w / w.sum())
+
+    def sample(self, n: int, *, seed: int, device: torch.device | str = "cpu"
+               ) -> tuple[torch.Tensor, np.ndarray]:
+        """n samples, p_t n of them from member t; returns (samples, member index per sample)."""
+        counts = allocate(self.weights, n)
+        xs, ids = [], []
+        for t, (G, count) in enumerate(zip(self.generators, counts)):
+            if count:
+                xs.append(generate(G, count, seed=seed * 1_000_003 + t, device=device))
+                ids.append(np.full(count, t))
+        return torch.cat(xs), np.concatenate(ids)
+
+
+def load_mixture(run: RunFolder, class_name: str, members: int,
+                 weights: Optional[Sequence[float]] = None, device: str = "cpu") -> Mixture:
+    """Mixture of the first `members` complete members of a class from a run folder."""
+    gens = []
+    for t in range(members):
+        entry = run.member_entry(class_name, t)
+        if entry is None:
+            raise FileNotFoundError(f"member {t} of class {class_name} is not complete in {run.path}; "
+                                    "train the ensemble first (raygan train)")
+        gens.append(load_generator(run.path / entry["generator"], device=device))
+    if weights is None:
+        return Mixture.uniform(gens)
+    return Mixture(gens, np.asarray(weights, dtype=np.float64) / np.sum(weights))

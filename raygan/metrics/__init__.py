@@ -1,0 +1,1 @@
+"""Sample-quality metrics, each named by the space it measures in."""

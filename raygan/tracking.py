@@ -1,0 +1,107 @@
+"""MLflow helpers (no Ray): one parent run per job, a child run per (class, member).
+
+Only the job's driver process writes to MLflow: tasks return what they did and the driver logs it, so
+a brand-new sqlite store is never created by several processes at once (reference/ray.md).
+The tracking URI is tracking.tracking_uri, else MLFLOW_TRACKING_URI, else a sqlite file in
+output.root; artifacts of a local store go next to it, not into the current directory.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+from raygan.config import Config
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.tracking.tracking_uri:
+        return cfg.tracking.tracking_uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = Path(cfg.output.root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _experiment_id(mlflow, cfg: Config) -> str:
+    name = f"raygan/{cfg.output.experiment}"
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    artifact_location = None
+    if tracking_uri(cfg).startswith("sqlite:///"):
+        artifact_location = (Path(cfg.output.root).resolve() / "mlartifacts").as_uri()
+    return mlflow.create_experiment(name, artifact_location=artifact_location)
+
+
+class Tracker:
+    """Wraps one MLflow parent run; a no-op when tracking is disabled."""
+
+    def __init__(self, cfg: Config, job: str):
+        self.cfg, self.job, self.parent_id = cfg, job, None
+        self.enabled = cfg.tracking.enabled
+        if self.enabled:
+            import mlflow
+            self.mlflow = mlflow
+            mlflow.set_tracking_uri(tracking_uri(cfg))
+            self.experiment_id = _experiment_id(mlflow, cfg)
+
+    @contextmanager
+    def parent(self, run_dir: Path) -> Iterator["Tracker"]:
+        if not self.enabled:
+            yield self
+            return
+        flat = {f"{section}.{k}": v for section, values in self.cfg.to_dict().items()
+                for k, v in values.items()}
+        with self.mlflow.start_run(experiment_id=self.experiment_id,
+                                   run_name=f"{self.cfg.output.run}:{self.job}") as run:
+            self.parent_id = run.info.run_id
+            self.mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+            self.mlflow.set_tags({"raygan.job": self.job, "raygan.run_dir": str(run_dir)})
+            yield self
+
+    def log_member(self, entry: dict, run_dir: Path) -> Optional[str]:
+        """A child run with the member's parameters, its loss curve and its sample grid."""
+        if not self.enabled:
+            return None
+        folder = Path(run_dir) / "members" / entry["class"] / str(entry["member"])
+        with self.mlflow.start_run(experiment_id=self.experiment_id, nested=True,
+                                   parent_run_id=self.parent_id,
+                                   run_name=f"{entry['class']}/{entry['member']}") as child:
+            self.mlflow.log_params({k: entry[k] for k in ("class", "member", "seed", "steps")
+                                    if k in entry})
+            self.mlflow.log_metrics({"seconds": entry["seconds"], "final_d_loss": entry["final_d_loss"],
+                                     "final_g_loss": entry["final_g_loss"]})
+            self._log_losses(folder / "losses.csv")
+            for name in ("samples.png", "losses.csv"):
+                if (folder / name).exists():
+                    self.mlflow.log_artifact(str(folder / name))
+            return child.info.run_id
+
+    def _log_losses(self, path: Path, points: int = 200) -> None:
+        if not path.exists():
+            return
+        from mlflow.entities import Metric
+        import time
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        stride = max(1, len(rows) // points)
+        now = int(time.time() * 1000)
+        metrics = []
+        for row in rows[stride - 1::stride]:
+            step = int(row["step"])
+            metrics += [Metric("d_loss", float(row["d_loss"]), now, step),
+                        Metric("g_loss", float(row["g_loss"]), now, step)]
+        run_id = self.mlflow.active_run().info.run_id
+        self.mlflow.tracking.MlflowClient().log_batch(run_id, metrics=metrics)
+
+    def log_metrics(self, metrics: dict) -> None:
+        if self.enabled:
+            self.mlflow.log_metrics(metrics)
+
+    def log_artifact(self, path: Path) -> None:
+        if self.enabled and Path(path).exists():
+            self.mlflow.log_artifact(str(path))

@@ -1,0 +1,213 @@
+"""The one GAN training loop: discriminator step, generator step(s), log, checkpoint.
+
+`train_gan` is seeded (same seed, same weights), checkpoints atomically every
+``train.checkpoint_every`` steps, resumes from its last checkpoint, draws minibatches by optional
+per-sample data weights (with replacement; AdaGAN's weights enter only through sampling), records the
+losses of every step and stops with :class:`GANDivergedError` when a loss becomes NaN or inf.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from raygan.config import GANConfig, TrainConfig
+from raygan.losses import LOSSES
+from raygan.models import build_gan
+
+
+class GANDivergedError(RuntimeError):
+    """A loss became NaN or inf; the message names the step and what to change."""
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint on disk was made with different settings than the ones asked for."""
+
+
+@dataclass
+class TrainResult:
+    generator: nn.Module        # in eval mode
+    losses: np.ndarray          # (steps, 2): discriminator loss, generator loss per step
+    steps: int
+    seconds: float              # wall time of this call (not of earlier, resumed-from calls)
+    resumed_from: int           # step the run resumed from (0 for a fresh start)
+    checkpoint: Optional[Path]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA device is visible; use train.device=auto or cpu")
+    return torch.device(name)
+
+
+class BatchSampler:
+    """Minibatch indices: shuffled epochs for uniform data, weighted draws with replacement otherwise.
+
+    Weighted draws use replacement so that AdaGAN steps where fewer than batch_size points keep a
+    non-zero weight still work (the reference implementation fails there, see reference/adagan.md).
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator,
+                 weights: Optional[torch.Tensor] = None):
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.weights = weights
+        self.perm: Optional[torch.Tensor] = None
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.batch_size, replacement=True,
+                                     generator=self.generator)
+        if self.perm is None or self.pos + self.batch_size > self.n:
+            self.perm = torch.randperm(self.n, generator=self.generator, device=self.generator.device)
+            self.pos = 0
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state(self) -> dict:
+        return {"perm": None if self.perm is None else self.perm.cpu(), "pos": self.pos}
+
+    def load_state(self, state: dict, device: torch.device) -> None:
+        self.perm = None if state["perm"] is None else state["perm"].to(device)
+        self.pos = state["pos"]
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: bool) -> dict:
+    """What a checkpoint must agree on to be resumed (steps may grow: training then continues)."""
+    return {"gan": dataclasses.asdict(gan), "batch_size": train.batch_size, "seed": seed,
+            "n_data": n, "weighted": weighted}
+
+
+def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: int,
+              checkpoint_path: Optional[Path] = None, data_weights: Optional[torch.Tensor] = None,
+              device: Optional[torch.device] = None,
+              on_log: Optional[Callable[[int, float, float], None]] = None) -> TrainResult:
+    """Train one GAN on ``data`` (N, *sample_shape) for ``train.steps`` discriminator steps.
+
+    ``on_log(step, mean_d_loss, mean_g_loss)`` is called every ``train.log_every`` steps.
+    """
+    device = device or resolve_device(train.device)
+    n, shape = data.shape[0], tuple(data.shape[1:])
+    torch.manual_seed(seed)
+    G, D = build_gan(gan, shape)
+    G, D = G.to(device), D.to(device)
+    betas = (gan.beta1, gan.beta2)
+    opt_g = torch.optim.Adam(G.parameters(), lr=gan.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=gan.lr_d, betas=betas)
+    rng = torch.Generator(device=device).manual_seed(seed)
+    weights = None
+    if data_weights is not None:
+        weights = torch.as_tensor(data_weights, dtype=torch.float32, device=device)
+        if weights.shape != (n,) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"data_weights must be {n} non-negative numbers with a positive sum")
+    sampler = BatchSampler(n, train.batch_size, rng, weights)
+    losses = torch.zeros(train.steps, 2, device=device)
+    identity = _identity(gan, train, seed, n, weights is not None)
+
+    start = 0
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if ckpt["identity"] != identity:
+            raise CheckpointMismatchError(
+                f"{checkpoint_path} was written with different settings ({ckpt['identity']}); "
+                "use a new output.run name or delete the member folder to start over")
+        G.load_state_dict(ckpt["G"]); D.load_state_dict(ckpt["D"])
+        opt_g.load_state_dict(ckpt["opt_g"]); opt_d.load_state_dict(ckpt["opt_d"])
+        rng.set_state(ckpt["rng"].cpu())
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
+        sampler.load_state(ckpt["sampler"], device)
+        start = min(ckpt["step"], train.steps)
+        losses[:start] = ckpt["losses"][:start].to(device)
+
+    def save(step: int) -> None:
+        _atomic_save({
+            "identity": identity, "step": step, "G": G.state_dict(), "D": D.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "sampler": sampler.state(), "losses": losses[:step].cpu(),
+            "sample_shape": shape, "gan": dataclasses.asdict(gan),
+        }, Path(checkpoint_path))
+
+    d_loss_fn, g_loss_fn = LOSSES[gan.loss]
+    batch, z_dim = train.batch_size, G.z_dim
+    G.train(); D.train()
+    t0 = time.perf_counter()
+    checked = start
+    for step in range(start, train.steps):
+        real = data[sampler.next()]
+        fake = G(torch.randn(batch, z_dim, generator=rng, device=device))
+        d_loss = d_loss_fn(D(real), D(fake.detach()), gan.real_label)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+
+        for k in range(gan.g_steps_per_d_step):
+            if k > 0:  # the first G step reuses this iteration's fakes, as DCGAN does
+                fake = G(torch.randn(batch, z_dim, generator=rng, device=device))
+            g_loss = g_loss_fn(D(fake))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+
+        losses[step, 0] = d_loss.detach()
+        losses[step, 1] = g_loss.detach()
+        done = step + 1
+        log_now = done % train.log_every == 0 or done == train.steps
+        save_now = checkpoint_path is not None and (done % train.checkpoint_every == 0
+                                                    or done == train.steps)
+        if log_now or save_now:
+            # One host sync per interval, not per step; a diverged model is never checkpointed.
+            if not torch.isfinite(losses[checked:done]).all():
+                bad = checked + int(torch.nonzero(~torch.isfinite(losses[checked:done]).all(1))[0])
+                d_bad, g_bad = losses[bad].tolist()
+                raise GANDivergedError(
+                    f"GAN training diverged at step {bad}: d_loss={d_bad}, g_loss={g_bad}. "
+                    f"Lower gan.lr_d / gan.lr_g (now {gan.lr_d} / {gan.lr_g}) or try another seed; "
+                    f"the last good checkpoint is kept.")
+            checked = done
+        if log_now and on_log is not None:
+            mean = losses[max(0, done - train.log_every):done].mean(0).tolist()
+            on_log(done, mean[0], mean[1])
+        if save_now:
+            save(done)
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    G.eval()
+    return TrainResult(generator=G, losses=losses.cpu().numpy(), steps=train.steps, seconds=seconds,
+                       resumed_from=start, checkpoint=Path(checkpoint_path) if checkpoint_path else None)
+
+
+def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a trained generator (eval mode) from a member checkpoint or generator file."""
+    ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    G, _ = build_gan(GANConfig(**ckpt["gan"]), tuple(ckpt["sample_shape"]))
+    G.load_state_dict(ckpt["G"])
+    return G.to(device).eval()
+
+
+def save_generator(G: nn.Module, gan: GANConfig, sample_shape: tuple, path: Path) -> None:
+    """The generator alone (what synthesis needs), written atomically."""
+    _atomic_save({"G": G.state_dict(), "gan": dataclasses.asdict(gan), "sample_shape": sample_shape},
+                 Path(path))

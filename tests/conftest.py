@@ -1,0 +1,24 @@
+"""Shared fixtures: small configs that train in seconds on a CPU."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from raygan.config import load_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tests run many tiny models; one thread avoids oversubscribing the 2-core CI machine.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_digits_cfg(tmp_path):
+    def make(*overrides):
+        return load_config(overrides=[
+            "data.name=digits", "gan.family=dcgan", "gan.width=8", "gan.z_dim=16",
+            "train.steps=20", "train.batch_size=16", "train.checkpoint_every=10",
+            "train.log_every=10", "ensemble.members=2", "output.sample_grid=16",
+            f"output.root={tmp_path}/runs", *overrides])
+    return make

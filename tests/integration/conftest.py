@@ -1,0 +1,44 @@
+"""One real local Ray (2 CPUs, with the dashboard's job server) for the whole test session."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from raygan.config import load_config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    port = _free_port()
+    # Workers must find raygan the way the driver does; a job's driver joins through RAY_ADDRESS.
+    ctx = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
+                   dashboard_port=port, runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+    yield {"dashboard": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["address"]}
+    ray.shutdown()  # stops exactly what ray.init started; never `ray stop`
+
+
+@pytest.fixture
+def ray_cfg(tmp_path):
+    """Tiny configs that train in seconds; every run in its own folder and MLflow store."""
+    def make(base: str, *overrides):
+        presets = {
+            "digits": ["data.name=digits", "data.grouping=II", "gan.family=dcgan", "gan.width=8",
+                       "gan.z_dim=16", "train.batch_size=32"],
+            "grid": ["data.name=grid2d", "gan.family=mlp2d", "gan.z_dim=2", "data.grid_points=2000",
+                     "train.batch_size=100"],
+        }
+        return load_config(overrides=[*presets[base], "train.steps=30", "train.checkpoint_every=10",
+                                      "train.log_every=10", "ensemble.members=2",
+                                      "output.sample_grid=16", "synth.chunk_size=256",
+                                      f"output.root={tmp_path}/runs", *overrides])
+    return make

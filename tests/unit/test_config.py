@@ -1,0 +1,71 @@
+import pytest
+
+from raygan.config import Config, ConfigError, describe, load_config, parse_override
+
+
+def test_defaults_are_valid_and_documented():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    text = describe()
+    assert "train.steps" not in text  # fields are listed per section
+    assert "steps = 2000" in text and "Discriminator updates per GAN member." in text
+
+
+def test_yaml_deltas_and_dotted_overrides(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("gan:\n  lr_g: 1.0e-3\ntrain:\n  steps: 50\n")
+    cfg = load_config(path, ["train.steps=70", "gan.lr_d=2e-4", "data.grouping=II"])
+    assert cfg.gan.lr_g == 1e-3 and cfg.train.steps == 70 and cfg.gan.lr_d == 2e-4
+    assert cfg.data.grouping == "II"
+    assert cfg.train.batch_size == 64  # untouched default
+
+
+def test_override_values_are_parsed_as_numbers():
+    assert parse_override("gan.lr_g=2e-4") == ("gan.lr_g", 2e-4)
+    assert parse_override("train.steps=10") == ("train.steps", 10)
+    assert parse_override("data.grouping=null") == ("data.grouping", None)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.stepz=5", "unknown key train.stepz; known keys in train: steps"),
+    ("trian.steps=5", "unknown config section"),
+    ("ensemble.members=0", "ensemble.members: 0 is out of range; it must be >= 1"),
+    ("train.steps=-3", "train.steps: -3 is out of range"),
+    ("train.steps=abc", "train.steps: expected int"),
+    ("train.steps=1.5", "train.steps: expected int"),
+    ("gan.loss=wasserstein", "choose one of: nonsaturating, minimax"),
+    ("gan.family=resnet", "choose one of: mlp2d, dcgan, fc"),
+    ("gan.lr_g=0", "gan.lr_g: 0.0 is out of range; it must be > 0"),
+    ("data.grouping=III", "choose one of: null, II"),
+    ("train.device=tpu", "choose one of: auto, cpu, cuda"),
+])
+def test_bad_values_name_the_key_and_the_allowed_values(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(overrides=[override])
+
+
+def test_relations_between_fields_are_checked():
+    with pytest.raises(ConfigError, match="one weight per member"):
+        load_config(overrides=["ensemble.members=3", "ensemble.weights=[0.5, 0.5]"])
+    with pytest.raises(ConfigError, match="summing to 1"):
+        load_config(overrides=["ensemble.members=2", "ensemble.weights=[0.5, 0.6]"])
+    with pytest.raises(ConfigError, match="use gan.family=mlp2d"):
+        load_config(overrides=["data.name=grid2d"])
+    with pytest.raises(ConfigError, match="keep one of them"):
+        load_config(overrides=["data.grouping=II", "data.classes={a: [0]}"])
+    with pytest.raises(ConfigError, match="training split remains"):
+        load_config(overrides=["data.val_fraction=0.5", "data.test_fraction=0.5"])
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does-not-exist.yaml does not exist"):
+        load_config(tmp_path / "does-not-exist.yaml")
+
+
+def test_config_is_frozen_and_round_trips_through_yaml(tmp_path):
+    cfg = load_config(overrides=["train.steps=11"])
+    with pytest.raises(Exception):
+        cfg.train.steps = 5
+    path = tmp_path / "resolved.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path) == cfg
