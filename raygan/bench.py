@@ -93,12 +93,26 @@ def bench_train_step(args) -> str:
         f"Ratio raygan / plain: **{ratio:.3f}** (target >= 0.95).",
         "",
     ])
-    if args.output:
-        from pathlib import Path
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.output, "a") as f:
-            f.write(text + "\n")
     return text
 
 
-BENCHMARKS = {"train-step": bench_train_step}
+def bench_ray_scaling(args) -> str:
+    from raygan.cluster.bench_scaling import bench_ray_scaling as run  # Ray only for this one
+
+    return run(args)
+
+
+def _with_output(fn):
+    def wrapped(args) -> str:
+        text = fn(args)
+        if args.output:
+            from pathlib import Path
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            with open(args.output, "a") as f:
+                f.write(text + "\n")
+        return text
+    return wrapped
+
+
+BENCHMARKS = {"train-step": _with_output(bench_train_step),
+              "ray-scaling": _with_output(bench_ray_scaling)}

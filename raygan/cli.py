@@ -105,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_job, job=job)
 
     p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
-    p.add_argument("name", choices=["train-step"])
+    p.add_argument("name", choices=["train-step", "ray-scaling"])
     p.add_argument("--steps", type=int, default=300, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--family", default="mlp2d", choices=["mlp2d", "dcgan"],
                    help="mlp2d: the grid GAN at batch 100; dcgan: DCGAN-32 at batch 64")
+    p.add_argument("--members", type=int, default=4, help="ray-scaling: members per class (2 classes)")
+    p.add_argument("--workers", type=int, default=2, help="ray-scaling: CPUs of the local Ray")
     p.add_argument("--output", default=None, help="also write the result as markdown to this file")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -119,3 +119,15 @@ def test_adagan_three_steps_state_and_mixture(ray_session, ray_cfg):
     assert run.manifest()["mixtures"]["grid"] == pytest.approx([1 / 3] * 3)
     assert sum(_shard_counts(run.path).values()) == 2000
     assert set(pq.read_table(run.path / "shards")["method"].to_pylist()) == {"adagan"}
+
+
+def test_seed_001_reweighting_as_an_ensemble_method(ray_session, ray_cfg):
+    cfg = ray_cfg("grid", "ensemble.method=reweight", "ensemble.members=2",
+                  "boosting.reweight_transform=B", "tracking.enabled=false")
+    result = run_pipeline(cfg, log=lambda s: None)
+    run = RunFolder(result["run_dir"])
+    state = json.loads((run.path / "boosting" / "grid" / "state.json").read_text())
+    assert state["step"] == 2 and state["steps"][1]["transform"] == "B"
+    weights = np.load(run.path / "boosting" / "grid" / "data_weights_step2.npy")
+    assert weights.sum() == pytest.approx(1.0) and weights.min() >= 0 and weights.std() > 0
+    assert set(pq.read_table(run.path / "shards")["method"].to_pylist()) == {"reweight"}
