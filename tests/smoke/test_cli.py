@@ -64,7 +64,7 @@ def test_demo_tiny_writes_member_grids_and_a_summary(tmp_path):
         for t in (0, 1):
             assert (run / "members" / cls / str(t) / "samples.png").exists()
     assert (run / "plots" / "overview.png").exists()
-    counts = json.loads((run / "manifest.json").read_text())["demo"]["counts"]
-    assert sum(counts["0-4"].values()) == 630  # N_g = N real for the class
+    counts = json.loads((run / "manifest.json").read_text())["shards"]["counts"]
+    assert counts == {"0-4": {"0": 315, "1": 315}, "5-9": {"0": 314, "1": 313}}  # N_g = N real
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert "(0 trained now, 4 reused)" in again.stdout
