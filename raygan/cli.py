@@ -68,6 +68,15 @@ def cmd_job(args) -> None:
     raise SystemExit(run_job(args.job, args))
 
 
+def cmd_report(args) -> None:
+    from raygan.report import write_report
+
+    try:
+        print(f"report: {write_report(args.run)}")
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from err
+
+
 def cmd_bench(args) -> None:
     from raygan.bench import BENCHMARKS
 
@@ -97,12 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     for job, text in (("train", "train the K x T ensemble as Ray tasks"),
                       ("synthesize", "write the synthetic shards (parquet) with Ray Data"),
-                      ("pipeline", "train, then synthesize (what jobs/pipeline.py runs)")):
+                      ("evaluate", "TRTR, TSTR against ensemble size, TRTS; then the report"),
+                      ("pipeline", "train, synthesize, evaluate, report (jobs/pipeline.py)")):
         p = sub.add_parser(job, help=text, aliases=["synth"] if job == "synthesize" else [])
         _add_config_args(p)
         p.add_argument("--address", default=None,
                        help="Ray cluster address (else RAY_ADDRESS, else a local Ray)")
         p.set_defaults(func=cmd_job, job=job)
+
+    p = sub.add_parser("report", help="plots and a markdown summary of a run folder")
+    p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run>")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
     p.add_argument("name", choices=["train-step", "ray-scaling"])

@@ -147,6 +147,52 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    arch: str = _f("simplecnn", "Downstream classifier: simplecnn (seed 000 Supplement B), resnet18 "
+                   "(3x3 stem, no max-pool) or mlp (seed 002).", choices=("simplecnn", "resnet18", "mlp"))
+    epochs: int = _f(20, "Classifier epochs; the epoch is picked on the real validation split.",
+                     minimum=1)
+    lr: float = _f(1e-3, "Classifier learning rate (Adam).", minimum=0.0, exclusive_min=True)
+    batch_size: int = _f(64, "Classifier minibatch size.", minimum=2)
+    weight_decay: float = _f(0.0, "Classifier weight decay.", minimum=0.0)
+    augment: str = _f("none", "Augmentation of training batches: none, flip_crop (seed 001) or "
+                      "pathology (seed 000 Supplement B).", choices=("none", "flip_crop", "pathology"))
+    repeats: int = _f(10, "Classifier trainings per setting (R); results are mean +- std.", minimum=1)
+    max_ensemble: Optional[int] = _f(None, "Largest T of the ensemble-size curve; null means "
+                                     "ensemble.members.", minimum=1)
+    mixing_ratios: list = _f([0.0, 0.25, 0.5, 1.0, 2.0, 4.0], "Synthetic/real ratios of the mixed "
+                             "protocol (seed 002).")
+    filter_rho: Optional[float] = _f(None, "Keep a synthetic sample only if a real-trained classifier "
+                                     "agrees with confidence >= rho (seed 001: 0.9); null: no filter.",
+                                     minimum=0.0, maximum=1.0)
+    on_the_fly: bool = _f(False, "Draw fresh samples from the generators every epoch, one member per "
+                          "batch (seed 001), instead of training on the fixed shards.")
+    mixing: bool = _f(False, "Also run the mixed real + synthetic protocol over eval.mixing_ratios.")
+    seed: int = _f(0, "Seed of the first classifier; repeat r uses seed + r.", minimum=0)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    lr: list = _f([1e-3], "Classifier learning rates to try (grid search over every list).")
+    batch_size: list = _f([64], "Classifier batch sizes to try.")
+    weight_decay: list = _f([0.0], "Classifier weight decays to try.")
+    epochs: list = _f([20], "Classifier epochs to try (ASHA may stop a trial earlier).")
+    arch: list = _f(["simplecnn"], "Classifier architectures to try (simplecnn, resnet18, mlp).")
+    mixing_ratio: list = _f([1.0], "Synthetic/real ratios to try: real + ratio x synthetic (seed 002).")
+    members: list = _f([], "Ensemble sizes T to try (first T members); empty means ensemble.members.")
+    synthetic_only: bool = _f(False, "Train on synthetic data alone (TSTR) instead of real + ratio x "
+                              "synthetic; mixing_ratio is then ignored.")
+    num_samples: int = _f(1, "Repeats of the grid (Tune's num_samples).", minimum=1)
+    max_concurrent: int = _f(2, "Trials running at once.", minimum=1)
+    cpus_per_trial: float = _f(1.0, "CPUs per trial.", minimum=0.0, exclusive_min=True)
+    gpus_per_trial: float = _f(0.0, "GPUs per trial; fractions share a GPU (0.25: four trials).",
+                               minimum=0.0)
+    grace_period: int = _f(3, "ASHA: epochs every trial runs before it can be stopped.", minimum=1)
+    name: str = _f("sweep", "Tune experiment name; its storage is <run>/tune/<name>; a rerun with the "
+                   "same name resumes it.")
+
+
+@dataclass(frozen=True)
 class GridEvalConfig:
     gans: int = _f(25, "GANs trained for the Table 1 bootstrap (Supplement A: 25).", minimum=1)
     points_per_gan: int = _f(125_000, "Points drawn from each GAN (Supplement A: 125K).", minimum=1)
@@ -173,6 +219,8 @@ class Config:
     synth: SynthConfig = field(default_factory=SynthConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     grid_eval: GridEvalConfig = field(default_factory=GridEvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -196,7 +244,7 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 def _section_class(name: str):
     return {"data": DataConfig, "gan": GANConfig, "train": TrainConfig, "ensemble": EnsembleConfig,
             "boosting": BoostingConfig, "synth": SynthConfig, "cluster": ClusterConfig,
-            "tracking": TrackingConfig, "grid_eval": GridEvalConfig, "output": OutputConfig}[name]
+            "tracking": TrackingConfig, "eval": EvalConfig, "sweep": SweepConfig, "grid_eval": GridEvalConfig, "output": OutputConfig}[name]
 
 
 def _type_name(tp) -> str:

@@ -55,6 +55,15 @@ def demo_summary(cfg: Config, result: dict, seconds: float) -> str:
         f"  overview        {overview} (one row per class, decoded from the shards)",
         f"  time            {seconds:.0f}s",
     ]
+    ev = result.get("evaluation")
+    if ev:
+        curve = "  ".join(f"T={r['T']}: {100 * r['test_acc_mean']:.1f} ± {100 * r['test_acc_std']:.1f}"
+                          for r in ev["tstr_curve"])
+        lines[-1:-1] = [
+            f"  accuracy        {ev['classifier']} on the real test split, {ev['repeats']} repeats: "
+            f"real (TRTR) {100 * ev['trtr']['test_acc_mean']:.1f} %; synthetic (TSTR) {curve} %",
+            f"  report          {result['report']}",
+        ]
     summary = "\n".join(lines)
     atomic_write_text(run.path / "summary.txt", summary + "\n")
     return summary

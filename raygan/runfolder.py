@@ -63,7 +63,9 @@ class RunFolder:
                               f"({'; '.join(diffs)}); choose a new output.run or delete the folder")
 
     def write_config(self, cfg: Config) -> None:
-        atomic_write_text(self.path / "config.yaml", cfg.to_yaml())
+        path, text = self.path / "config.yaml", cfg.to_yaml()
+        if not (path.exists() and path.read_text() == text):  # a rerun rewrites nothing
+            atomic_write_text(path, text)
 
     # --- manifest ---------------------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from raygan.config import Config
-from raygan.data import load_dataset
+from raygan.data import check_batch_fits, load_dataset
 from raygan.data.grid2d import grid_means
 from raygan.ensemble import load_mixture, train_independent
 from raygan.metrics.grid import Table1Row, nearest_modes, table1_bootstrap
@@ -70,6 +70,7 @@ def scatter_by_member(pools: list[np.ndarray], real: np.ndarray, path: Path, n_s
 def run_table1(cfg: Config, log: Callable[[str], None] = print) -> dict:
     """Train (or resume) the GANs, bootstrap, write the table and the figure; returns the result."""
     dataset = load_dataset(cfg.data)
+    check_batch_fits(dataset, cfg.train.batch_size)
     run = RunFolder.for_config(cfg)
     run.check_compatible(cfg)
     run.write_config(cfg)

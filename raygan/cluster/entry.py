@@ -6,7 +6,8 @@ import sys
 
 from raygan.config import ConfigError, load_config
 
-JOBS = {"train": "run_train", "synthesize": "run_synth", "pipeline": "run_pipeline"}
+JOBS = {"train": "run_train", "synthesize": "run_synth", "evaluate": "run_evaluate",
+        "pipeline": "run_pipeline"}
 
 
 def job_parser(job: str) -> argparse.ArgumentParser:

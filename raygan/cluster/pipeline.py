@@ -19,6 +19,11 @@ from raygan.runfolder import RunFolder
 from raygan.tracking import Tracker
 
 
+def dataset_has_test_split(cfg: Config) -> bool:
+    """The 2D grid has no labels to classify; its evaluation is Table 1 (raygan grid2d)."""
+    return cfg.data.name != "grid2d"
+
+
 def prepare(cfg: Config) -> tuple[RealDataset, RunFolder]:
     """Everything that can fail on bad input, before a cluster is touched or a file written."""
     dataset = load_dataset(cfg.data)
@@ -74,11 +79,31 @@ def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None
     return {"run_dir": str(run.path), "shards": shards}
 
 
-def run_pipeline(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train, then synthesize: the path from real data to synthetic shards as one job."""
+def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """TRTR, the TSTR ensemble-size curve and TRTS on the trained run, then the report."""
+    from raygan.curves import evaluate_run
+    from raygan.report import write_report
+
+    dataset, run = prepare(cfg)
+    tracker = Tracker(cfg, "evaluate")
+    with tracker.parent(run.path):
+        result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=log)
+        tracker.log_metrics({"trtr_test_acc": result["trtr"]["test_acc_mean"], "trts": result["trts"],
+                             **{f"tstr_test_acc_T{r['T']}": r["test_acc_mean"]
+                                for r in result["tstr_curve"]}})
+        report = write_report(run.path, tracker)
+    log(f"report: {report}")
+    return {"evaluation": result, "report": str(report)}
+
+
+def run_pipeline(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+                 evaluate: bool = True) -> dict:
+    """Train, synthesize, evaluate and report: real data to a measured synthetic set as one job."""
     t0 = time.perf_counter()
     trained = run_train(cfg, address, log)
     synth = run_synth(cfg, address, log)
+    if evaluate and dataset_has_test_split(cfg):
+        synth.update(run_evaluate(cfg, address, log))
     counts = synth["shards"]["counts"]
     log(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
         f"({', '.join(f'{k}: {sum(v.values())}' for k, v in counts.items())}) in "

@@ -13,12 +13,12 @@ def connect(cfg: Config, address: Optional[str] = None) -> dict:
     """Join the configured cluster, or start a local Ray sized to this machine; idempotent."""
     if not ray.is_initialized():
         address = address or cfg.cluster.address or os.environ.get("RAY_ADDRESS")
-        # The job's driver logs to MLflow; workers must not inherit a half-set tracking state.
-        env = {"env_vars": {"PYTHONUNBUFFERED": "1"}}
         if address:
-            ray.init(address=address, runtime_env=env, log_to_driver=True)
+            # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
+            ray.init(address=address)
         else:
-            ray.init(num_cpus=cfg.cluster.num_cpus, runtime_env=env, include_dashboard=False)
+            ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False,
+                     runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
     return ray.cluster_resources()
 
 

@@ -47,7 +47,8 @@ def train_member_task(data: torch.Tensor, cfg_dict: dict, run_path: str, class_n
 
 def submit_member(data_ref, cfg: Config, run: RunFolder, resources: dict, *, class_name: str,
                   class_index: int, member: int, data_weights=None):
-    return train_member_task.options(**resources, max_retries=cfg.cluster.max_retries).remote(
+    return train_member_task.options(**resources, max_retries=cfg.cluster.max_retries,
+                                     name=f"train_member:{class_name}/{member}").remote(
         data_ref, cfg.to_dict(), str(run.path), class_name, class_index, member, data_weights)
 
 

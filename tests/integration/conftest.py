@@ -23,7 +23,10 @@ def ray_session():
     # Workers must find raygan the way the driver does; a job's driver joins through RAY_ADDRESS.
     ctx = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
                    dashboard_port=port, runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
-    yield {"dashboard": f"http://127.0.0.1:{port}", "gcs": ctx.address_info["address"]}
+    # The URL the dashboard really bound (Ray moves on if the asked-for port was taken meanwhile).
+    url = ctx.dashboard_url or f"127.0.0.1:{port}"
+    yield {"dashboard": url if url.startswith("http") else f"http://{url}",
+           "gcs": ctx.address_info["address"]}
     ray.shutdown()  # stops exactly what ray.init started; never `ray stop`
 
 

@@ -53,15 +53,16 @@ def _check_shards(run: RunFolder, expected: dict):
     assert len(keys) == len(set(keys))  # no duplicate rows
 
 
-def _running_member_pid(run: RunFolder):
+def _running_member_with_checkpoint(run: RunFolder, address: str):
+    """(worker pid, 'class/member') of a running member task that has written a checkpoint."""
     from ray.util.state import list_tasks
     tasks = list_tasks(filters=[("func_or_class_name", "=", "train_member_task"),
-                                ("state", "=", "RUNNING")], detail=True)
-    pids = [t.worker_pid for t in tasks if t.worker_pid]
-    if not pids:
-        return None
-    # only once it has written a checkpoint, so that a retry has something to resume
-    return pids[0] if list(run.path.glob("members/*/*/checkpoint.pt")) else None
+                                ("state", "=", "RUNNING")], detail=True, address=address)
+    for task in tasks:
+        member = task.name.split(":", 1)[1]  # tasks are named train_member:<class>/<member>
+        if task.worker_pid and (run.path / "members" / member / "checkpoint.pt").exists():
+            return task.worker_pid, member
+    return None
 
 
 def test_killed_member_worker_is_retried_and_resumes(ray_session, ray_cfg):
@@ -69,14 +70,15 @@ def test_killed_member_worker_is_retried_and_resumes(ray_session, ray_cfg):
                   "tracking.enabled=false")
     run = RunFolder.for_config(cfg)
     thread, box = _in_thread(run_pipeline, cfg, log=lambda s: None)
-    pid = _wait_for(lambda: _running_member_pid(run), 120, "a running member with a checkpoint")
+    pid, member = _wait_for(lambda: _running_member_with_checkpoint(run, ray_session["gcs"]), 120,
+                            "a running member with a checkpoint")
     os.kill(pid, signal.SIGKILL)
     thread.join(300)
     assert "error" not in box, box.get("error")
     members = run.manifest()["members"]
     assert sorted(members) == ["grid/0", "grid/1"]
-    resumed = [e for e in members.values() if e["resumed_from"] > 0]
-    assert resumed, "the killed member should have resumed from its checkpoint"
+    # the killed member resumed from its checkpoint: it lost at most one interval of 50 steps
+    assert members[member]["resumed_from"] >= 50
     assert all(e["worker_pid"] != pid for e in members.values())
     _check_shards(run, {("grid", 0): 1000, ("grid", 1): 1000})
 
@@ -107,7 +109,10 @@ def test_ray_job_submit_runs_the_pipeline_job(ray_session, tmp_path):
     cmd = [ray_bin, "job", "submit", "--address", ray_session["dashboard"], "--working-dir", ".",
            "--", sys.executable, "jobs/pipeline.py", "--config", "configs/demo.yaml",
            "--set", "data.grouping=II", "--set", "train.steps=20", "--set", "ensemble.members=2",
-           "--set", "gan.width=8", "--set", f"output.root={root}"]
+           "--set", "gan.width=8", "--set", f"output.root={root}",
+           # Explicit, because a machine running several Ray clusters can hand the job another one's
+           # RAY_ADDRESS (seen with Ray 2.60); on a cluster the job needs no --address.
+           "--address", ray_session["gcs"]]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "succeeded" in out.stdout

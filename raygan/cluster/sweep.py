@@ -1,0 +1,323 @@
+"""Ray Tune sweeps of the downstream classifier over a trained run: the grid of ``cfg.sweep`` lists.
+
+Each trial trains one classifier on synthetic data from the first T members (TSTR, ``synthetic_only``)
+or on real + mixing_ratio x synthetic (seed 002 Figure 2; ratio 0 = real only), reports every epoch
+to Tune, and is stopped early by ASHA on the real validation accuracy. The results land in
+``<run>/tune/<sweep.name>`` (Tune's storage), ``<run>/eval/sweep_best.json`` and
+``<run>/eval/sweep_trials.json``.
+
+MLflow: trials never write to the tracking store (several processes racing on a sqlite store fail,
+reference/ray.md); the driver logs every trial through Ray's ``MLflowLoggerCallback`` as one MLflow
+run tagged ``raygan.sweep=<name>`` and ``raygan.trial_id=<Tune trial id>``, with the trial's
+parameters (lr, batch_size, weight_decay, epochs, arch, mixing_ratio, T, seed, synthetic_only) and
+per-epoch metrics (val_acc, test_acc, train_loss, best_val_acc, test_acc_at_best_val).
+
+Resuming: a rerun with the same ``sweep.name`` restores the Tune experiment
+(``Tuner.restore(resume_errored=True)``) instead of starting over; finished trials are kept and
+unfinished ones start again from epoch 1 (a trial holds no checkpoint: trials are short). Stock
+``MLflowLoggerCallback`` would open a *second* MLflow run for a restored trial (one left RUNNING or
+FAILED, one FINISHED; reference/ray.md). Here the callback first looks the trial up by its
+``raygan.trial_id`` tag and keeps logging into the run it already has, so a sweep holds one MLflow run
+per trial; a restarted trial's metric history then shows its early epochs twice (the latest values
+are the ones of the finished trial). The returned dict says whether the sweep was restored.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune.schedulers import ASHAScheduler
+
+from raygan.cluster.runtime import connect
+from raygan.config import Config, ConfigError
+from raygan.data import RealDataset, load_dataset
+from raygan.runfolder import RunFolder, atomic_write_text
+
+METRIC = "val_acc"
+_DOWNSTREAM_ARCHS = ("simplecnn", "resnet18", "mlp")  # raygan.models.classifiers.DOWNSTREAM
+_LOGGED_METRICS = ("val_acc", "test_acc", "train_loss", "epoch", "best_val_acc", "best_val_epoch",
+                   "test_acc_at_best_val", "train_size", "time_total_s")
+_GRID_KEYS = ("lr", "batch_size", "weight_decay", "epochs", "arch", "mixing_ratio", "T")
+MLFLOW_NOTE = ("one MLflow run per trial: a trial restored after a crash keeps logging into its "
+               "earlier run (found by the raygan.trial_id tag), and its metric history then shows "
+               "the epochs it re-ran twice")
+
+
+# --- the grid ---------------------------------------------------------------------------------------
+def sweep_values(cfg: Config) -> dict[str, list]:
+    """Every swept list, with T for sweep.members (empty: ensemble.members) and, for synthetic_only,
+    no mixing_ratio (it would only duplicate trials)."""
+    s = cfg.sweep
+    values = {"lr": list(s.lr), "batch_size": list(s.batch_size), "weight_decay": list(s.weight_decay),
+              "epochs": list(s.epochs), "arch": list(s.arch), "mixing_ratio": list(s.mixing_ratio),
+              "T": list(s.members) or [cfg.ensemble.members]}
+    if s.synthetic_only:
+        values["mixing_ratio"] = [0.0]
+    return values
+
+
+def _check_values(values: dict[str, list], dataset: RealDataset) -> None:
+    def bad(key, why):
+        raise ConfigError(f"sweep.{'members' if key == 'T' else key}: {values[key]!r} {why}")
+
+    for key, vals in values.items():
+        if not vals:
+            bad(key, "is empty; give at least one value")
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    integer = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    if not all(number(v) and v > 0 for v in values["lr"]):
+        bad("lr", "must hold numbers > 0")
+    if not all(number(v) and v >= 0 for v in values["weight_decay"]):
+        bad("weight_decay", "must hold numbers >= 0")
+    if not all(number(v) and v >= 0 for v in values["mixing_ratio"]):
+        bad("mixing_ratio", "must hold numbers >= 0 (synthetic / real)")
+    if not all(integer(v) and v >= 2 for v in values["batch_size"]):
+        bad("batch_size", "must hold integers >= 2")
+    if not all(integer(v) and v >= 1 for v in values["epochs"]):
+        bad("epochs", "must hold integers >= 1")
+    if not all(integer(v) and v >= 1 for v in values["T"]):
+        bad("T", "must hold integers >= 1 (ensemble sizes)")
+    unknown = [a for a in values["arch"] if a not in _DOWNSTREAM_ARCHS]
+    if unknown:
+        bad("arch", f"holds unknown classifier(s) {unknown}; choose from {', '.join(_DOWNSTREAM_ARCHS)}")
+    if dataset.kind == "points" and any(a != "mlp" for a in values["arch"]):
+        bad("arch", f"holds convolutional classifiers but {dataset.name} samples are points; use mlp")
+
+
+def _check_trained(cfg: Config, dataset: RealDataset, run: RunFolder, t_max: int) -> None:
+    """The run folder must hold at least t_max complete members (or boosting steps) per class."""
+    fix = (f"run `raygan train` with ensemble.members>={t_max} and output.run={cfg.output.run} "
+           "first (or lower sweep.members)")
+    if not run.manifest_path.exists():
+        raise ConfigError(f"run folder {run.path} holds no trained ensemble; {fix}")
+    run.check_compatible(cfg)
+    for name in dataset.classes:
+        have = sum(run.member_entry(name, t) is not None for t in range(t_max))
+        if have < t_max:
+            raise ConfigError(f"run folder {run.path} has {have} of the {t_max} trained members of "
+                              f"class {name} the sweep needs; {fix}")
+        if cfg.ensemble.method != "independent":
+            state = run.path / "boosting" / name / "state.json"
+            steps = len(json.loads(state.read_text())["steps"]) if state.exists() else 0
+            if steps < t_max:
+                raise ConfigError(f"run folder {run.path} has {steps} of the {t_max} "
+                                  f"{cfg.ensemble.method} steps of class {name}; {fix}")
+
+
+def param_space(cfg: Config, values: dict[str, list]) -> dict:
+    """Grid search over every list with more than one value; num_samples repeats become seeds.
+
+    Tune's num_samples would repeat the grid with the same seed; a grid over
+    seed = eval.seed + r (r < num_samples) is the same number of trials, each reproducible.
+    """
+    space = {k: tune.grid_search(v) if len(v) > 1 else v[0] for k, v in values.items()}
+    seeds = [cfg.eval.seed + r for r in range(cfg.sweep.num_samples)]
+    space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    space["synthetic_only"] = cfg.sweep.synthetic_only
+    return space
+
+
+# --- the trial (runs in a Tune worker) ----------------------------------------------------------------
+def sweep_trial(config: dict, cfg: Config, dataset: RealDataset) -> None:
+    """One classifier: build its training set once, then train, reporting to Tune every epoch."""
+    import torch
+
+    from raygan.curves import real_train, synthetic_set
+    from raygan.evaluate import mix_real_synthetic, train_classifier
+
+    torch.set_num_threads(max(1, math.floor(cfg.sweep.cpus_per_trial)))
+    device = "cuda" if cfg.sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
+    run = RunFolder.for_config(cfg)
+    ratio = float(config["mixing_ratio"])
+    if config["synthetic_only"]:
+        train = synthetic_set(run, cfg, dataset, int(config["T"]), seed=cfg.synth.seed)
+    elif ratio == 0:
+        train = real_train(dataset)
+    else:
+        synthetic = synthetic_set(run, cfg, dataset, int(config["T"]), seed=cfg.synth.seed)
+        train = mix_real_synthetic(real_train(dataset), synthetic, ratio, seed=cfg.synth.seed)
+    best = {"val_acc": -1.0, "test_acc": float("nan"), "epoch": 0}
+
+    def report(record: dict) -> None:
+        if record["val_acc"] > best["val_acc"]:
+            best.update(val_acc=record["val_acc"], test_acc=record["test_acc"], epoch=record["epoch"])
+        tune.report({**record, "best_val_acc": best["val_acc"], "best_val_epoch": best["epoch"],
+                     "test_acc_at_best_val": best["test_acc"], "train_size": len(train[1])})
+
+    train_classifier(*train, val=dataset.val, test=dataset.test, n_classes=len(dataset.classes),
+                     arch=config["arch"], epochs=int(config["epochs"]), lr=float(config["lr"]),
+                     batch_size=int(config["batch_size"]),
+                     weight_decay=float(config["weight_decay"]), augment=cfg.eval.augment,
+                     seed=int(config["seed"]), device=device, on_epoch=report)
+
+
+# --- MLflow from the driver ---------------------------------------------------------------------------
+class SweepMLflowCallback(MLflowLoggerCallback):
+    """MLflowLoggerCallback that tags each run with its trial id and, for a trial restored after a
+    crash, logs into the run it already has instead of opening a second one."""
+
+    def __init__(self, *, storage: str, **kwargs):
+        super().__init__(**kwargs)
+        self.storage = storage
+
+    def _existing_run(self, trial) -> Optional[str]:
+        client = self.mlflow_util._get_client()
+        found = client.search_runs(
+            [self.mlflow_util.experiment_id],
+            filter_string=f"tags.`raygan.trial_id` = '{trial.trial_id}'")
+        for run in found:
+            if run.data.tags.get("raygan.sweep_storage") == self.storage:
+                return run.info.run_id
+        return None
+
+    def log_trial_start(self, trial) -> None:
+        if trial not in self._trial_runs:
+            run_id = self._existing_run(trial)
+            if run_id is not None:
+                self.mlflow_util._get_client().update_run(run_id, status="RUNNING")
+            else:
+                tags = {**self.tags, "trial_name": str(trial), "raygan.trial_id": trial.trial_id}
+                run_id = self.mlflow_util.start_run(tags=tags, run_name=str(trial)).info.run_id
+            self._trial_runs[trial] = run_id
+        if not self.log_params_on_trial_end:
+            self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=trial.config)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        # One batch per epoch: the stock callback commits each metric on its own (about 1 s a
+        # result on a busy sqlite store), which slows Tune's event loop.
+        from mlflow.entities import Metric
+
+        step = int(result.get("training_iteration") or iteration)
+        now = int(result.get("timestamp") or time.time()) * 1000
+        metrics = [Metric(key, float(result[key]), now, step) for key in _LOGGED_METRICS
+                   if isinstance(result.get(key), (int, float))]
+        self.mlflow_util._get_client().log_batch(self._trial_runs[trial], metrics=metrics)
+
+
+def _mlflow_callback(cfg: Config, run: RunFolder, storage: str) -> list:
+    if not cfg.tracking.enabled:
+        return []
+    import mlflow
+
+    from raygan.tracking import _experiment_id, tracking_uri
+
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    _experiment_id(mlflow, cfg)  # created here, by one process, with its artifact location
+    tags = {"raygan.job": "sweep", "raygan.sweep": cfg.sweep.name, "raygan.run_dir": str(run.path),
+            "raygan.sweep_storage": storage}
+    return [SweepMLflowCallback(storage=storage, tracking_uri=uri,
+                                experiment_name=f"raygan/{cfg.output.experiment}", tags=tags)]
+
+
+# --- the job ------------------------------------------------------------------------------------------
+def _grid_fingerprint(space_values: dict, cfg: Config) -> dict:
+    return {"values": space_values, "num_samples": cfg.sweep.num_samples,
+            "synthetic_only": cfg.sweep.synthetic_only, "eval_seed": cfg.eval.seed,
+            "augment": cfg.eval.augment, "synth_seed": cfg.synth.seed,
+            "samples_per_class": cfg.ensemble.samples_per_class, "weights": cfg.ensemble.weights}
+
+
+def _check_same_grid(marker: Path, fingerprint: dict, name: str) -> None:
+    """A restore keeps the stored grid; refuse a rerun whose sweep settings differ from it."""
+    if tune.Tuner.can_restore(str(marker.parent / name)) and marker.exists():
+        old = json.loads(marker.read_text())
+        if old != json.loads(json.dumps(fingerprint)):
+            raise ConfigError(f"sweep {name!r} in {marker.parent} was started with other settings "
+                              f"({old}); choose a new sweep.name or delete {marker.parent / name}")
+
+
+def trial_row(result, index: int) -> dict:
+    """A trial's config, status and figures: last epoch, and the best validation epoch."""
+    m = result.metrics or {}
+    row = {"trial": index, "trial_id": m.get("trial_id"), "path": result.path,
+           "status": "TERMINATED" if result.error is None else "ERROR",
+           "config": {k: v for k, v in (result.config or {}).items()},
+           "epochs_run": m.get("epoch"), "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
+           "best_val_acc": m.get("best_val_acc"), "best_val_epoch": m.get("best_val_epoch"),
+           "test_acc_at_best_val": m.get("test_acc_at_best_val"), "train_size": m.get("train_size")}
+    if result.error is not None:
+        row["error"] = str(result.error)[:2000]
+    return row
+
+
+def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the sweep of cfg.sweep over the trained run folder of cfg.
+
+    Returns {"best": row of the trial with the highest validation accuracy at any epoch (its config,
+    best_val_acc, test_acc_at_best_val and last-epoch figures), "trials": [row per trial],
+    "storage": Tune's experiment path, "restored": whether an earlier experiment was resumed,
+    "counts": trials per status, "mlflow": how trials map to MLflow runs}.
+    """
+    values = sweep_values(cfg)
+    dataset = load_dataset(cfg.data)
+    _check_values(values, dataset)
+    t_max = max(values["T"])
+    run = RunFolder.for_config(cfg)
+    _check_trained(cfg, dataset, run, t_max)
+
+    storage_root = (run.path / "tune").resolve()
+    storage = str(storage_root / cfg.sweep.name)
+    marker = storage_root / f"{cfg.sweep.name}.sweep.json"
+    fingerprint = _grid_fingerprint(values, cfg)
+    _check_same_grid(marker, fingerprint, cfg.sweep.name)
+
+    resources = connect(cfg, address)
+    if cfg.sweep.cpus_per_trial > resources.get("CPU", 0) or \
+            cfg.sweep.gpus_per_trial > resources.get("GPU", 0):
+        log(f"sweep: warning: a trial asks for {cfg.sweep.cpus_per_trial:g} CPU / "
+            f"{cfg.sweep.gpus_per_trial:g} GPU but the cluster has {resources.get('CPU', 0):g} CPU / "
+            f"{resources.get('GPU', 0):g} GPU now; trials wait until nodes with them join")
+    trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset),
+                                    {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
+    max_t = max(values["epochs"])
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t,
+                              grace_period=min(cfg.sweep.grace_period, max_t))
+    run_config = tune.RunConfig(storage_path=str(storage_root), name=cfg.sweep.name,
+                                callbacks=_mlflow_callback(cfg, run, storage), verbose=1)
+
+    restored = tune.Tuner.can_restore(storage)
+    if restored:
+        log(f"sweep: restoring the Tune experiment in {storage} (finished trials are kept)")
+        # The stored RunConfig comes back with it, the MLflow callback included (tuner.pkl).
+        tuner = tune.Tuner.restore(storage, trainable, resume_errored=True)
+    else:
+        atomic_write_text(marker, json.dumps(fingerprint, indent=2))
+        n_trials = math.prod(len(v) for v in values.values()) * cfg.sweep.num_samples
+        log(f"sweep: {n_trials} trials over "
+            f"{', '.join(f'{k}={v}' for k, v in values.items() if len(v) > 1) or 'one setting'}; "
+            f"storage {storage}")
+        tuner = tune.Tuner(
+            trainable, param_space=param_space(cfg, values),
+            tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
+                                        max_concurrent_trials=cfg.sweep.max_concurrent,
+                                        reuse_actors=True),  # same resources: skip a process start
+            run_config=run_config)
+    grid = tuner.fit()
+
+    trials = [trial_row(result, i) for i, result in enumerate(grid)]
+    finished = [t for t in trials if t["best_val_acc"] is not None]
+    if not finished:
+        raise RuntimeError(f"sweep {cfg.sweep.name}: no trial reported a result; see {storage} "
+                           f"({trials[0].get('error', '') if trials else 'no trials'})")
+    best = max(finished, key=lambda t: t["best_val_acc"])  # first of equals: trial order
+    counts = {"TERMINATED": grid.num_terminated, "ERROR": grid.num_errors, "total": len(trials)}
+    summary = {"sweep": cfg.sweep.name, "metric": "best_val_acc (real validation split)",
+               "best": best, "storage": storage, "restored": restored, "counts": counts}
+    atomic_write_text(run.path / "eval" / "sweep_best.json", json.dumps(summary, indent=2))
+    atomic_write_text(run.path / "eval" / "sweep_trials.json",
+                      json.dumps({"sweep": cfg.sweep.name, "storage": storage, "trials": trials},
+                                 indent=2))
+    shown = {k: best["config"].get(k) for k in (*_GRID_KEYS, "seed")}
+    log(f"sweep {cfg.sweep.name}: {counts['TERMINATED']}/{counts['total']} trials terminated, "
+        f"{counts['ERROR']} errored{' (restored)' if restored else ''}; best {shown}: val "
+        f"{best['best_val_acc']:.3f} at epoch {best['best_val_epoch']}, test "
+        f"{best['test_acc_at_best_val']:.3f} (last epoch {best['epochs_run']}: val "
+        f"{best['val_acc']:.3f}, test {best['test_acc']:.3f}); {run.path / 'eval' / 'sweep_best.json'}")
+    return {"best": best, "trials": trials, "storage": storage, "restored": restored,
+            "counts": counts, "mlflow": MLFLOW_NOTE if cfg.tracking.enabled else "tracking disabled"}

@@ -1,0 +1,172 @@
+"""Downstream protocols: a classifier trained on synthetic (or mixed) data, tested on real data.
+
+TSTR (train synthetic, test real; seed 000, 001, 004), TRTR (the real-data reference line), TRTS
+(a real-trained classifier scored on synthetic samples; seed 001 Section 3.2, seed 004), mixed
+training at a synthetic/real ratio (seed 002 Figure 2, optionally per class as seed 003), on-the-fly
+generation with one member per batch (seed 001), and filtering by a real-trained classifier (keep a
+sample if argmax = label and confidence >= rho; seed 001). Every protocol repeats with R classifier
+seeds and reports mean +- std; each run keeps its test confusion matrix (seed 004).
+
+The epoch is chosen on the real *validation* split and the test accuracy at that epoch is the
+reported figure; seed 000's figure (best test accuracy over epochs, test used as validation) is kept
+beside it as ``best_test_acc`` and labelled so in every report.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from raygan.augment import augment as apply_augmentation
+from raygan.models.classifiers import build_classifier
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class ClassifierRun:
+    history: list[dict]            # per epoch: epoch, train_loss, val_acc, test_acc
+    best_val_epoch: int
+    val_acc: float
+    test_acc: float                # at the best validation epoch: the protocol's figure
+    best_test_acc: float           # seed 000's figure (best test epoch), reported beside it
+    confusion: list[list[int]]     # test confusion matrix at the best validation epoch
+    model: Optional[torch.nn.Module] = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "model"}
+
+
+@dataclass
+class ProtocolResult:
+    protocol: str
+    runs: list[ClassifierRun] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        test = np.array([r.test_acc for r in self.runs])
+        if not len(test):
+            return {"protocol": self.protocol, "repeats": 0, **self.extra}
+        best = np.array([r.best_test_acc for r in self.runs])
+        return {"protocol": self.protocol, "repeats": len(self.runs),
+                "test_acc_mean": float(test.mean()), "test_acc_std": float(test.std()),
+                "best_test_acc_mean": float(best.mean()), "best_test_acc_std": float(best.std()),
+                **self.extra}
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
+            device: str = "cpu") -> torch.Tensor:
+    """Softmax probabilities (N, K)."""
+    model.eval()
+    out = [F.softmax(model(x[i:i + batch_size].to(device)), dim=1).cpu()
+           for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(model, x, y, device="cpu") -> float:
+    if len(y) == 0:
+        return float("nan")
+    return float((predict(model, x, device=device).argmax(1) == y).float().mean())
+
+
+def confusion_matrix(model, x, y, n_classes: int, device="cpu") -> list[list[int]]:
+    pred = predict(model, x, device=device).argmax(1)
+    cm = torch.zeros(n_classes, n_classes, dtype=torch.int64)
+    cm.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    return cm.tolist()
+
+
+def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, val: Split, test: Split,
+                     n_classes: int, arch: str = "simplecnn", epochs: int = 20, lr: float = 1e-3,
+                     batch_size: int = 64, weight_decay: float = 0.0, augment: str = "none",
+                     seed: int = 0, device: str = "cpu",
+                     epoch_data: Optional[Callable[[int], Split]] = None,
+                     on_epoch: Optional[Callable[[dict], None]] = None) -> ClassifierRun:
+    """Train a fresh classifier; evaluate on val and test after every epoch.
+
+    ``epoch_data(epoch)`` (on-the-fly generation) replaces (train_x, train_y) with fresh data each epoch.
+    ``on_epoch(record)`` sees every epoch's record (Ray Tune reports through it).
+    """
+    torch.manual_seed(seed)
+    model = build_classifier(arch, tuple(train_x.shape[1:]), n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    rng = torch.Generator().manual_seed(seed)
+    history, best, best_state = [], -1.0, None
+    for epoch in range(1, epochs + 1):
+        x, y = epoch_data(epoch) if epoch_data is not None else (train_x, train_y)
+        model.train()
+        order = torch.randperm(len(y), generator=rng)
+        losses = []
+        for i in range(0, len(y), batch_size):
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            xb = x[idx]
+            if augment != "none":
+                xb = apply_augmentation(augment, xb, rng)
+            loss = F.cross_entropy(model(xb.to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()) if losses else
+                  float("nan"), "val_acc": accuracy(model, *val, device=device),
+                  "test_acc": accuracy(model, *test, device=device)}
+        history.append(record)
+        score = record["val_acc"] if len(val[1]) else record["test_acc"]
+        if score > best:
+            best = score
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(record)
+    best_epoch = max(history, key=lambda r: r["val_acc"] if len(val[1]) else r["test_acc"])
+    model.load_state_dict(best_state)
+    return ClassifierRun(history=history, best_val_epoch=best_epoch["epoch"],
+                         val_acc=best_epoch["val_acc"], test_acc=best_epoch["test_acc"],
+                         best_test_acc=max(r["test_acc"] for r in history),
+                         confusion=confusion_matrix(model, *test, n_classes, device=device),
+                         model=model.cpu().eval())
+
+
+def repeat(protocol: str, fn: Callable[[int], ClassifierRun], repeats: int, seed: int,
+           **extra) -> ProtocolResult:
+    """R independent classifier trainings (seeds seed, seed+1, ...): mean +- std over them."""
+    return ProtocolResult(protocol, [fn(seed + r) for r in range(repeats)], dict(extra))
+
+
+def mix_real_synthetic(real: Split, synthetic: Split, ratio: float | dict, seed: int) -> Split:
+    """Real training data plus ratio x as many synthetic samples (per class when ratio is a dict
+    {class index: ratio}, seed 003); seed 002's mixing ratio = synthetic / real."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [real[0]], [real[1]]
+    for k in torch.unique(real[1]).tolist():
+        r = ratio.get(k, 0.0) if isinstance(ratio, dict) else ratio
+        n_real = int((real[1] == k).sum())
+        pool = torch.nonzero(synthetic[1] == k).flatten().numpy()
+        want = int(round(r * n_real))
+        if want == 0:
+            continue
+        if len(pool) == 0:
+            raise ValueError(f"no synthetic samples of class {k} to mix at ratio {r}")
+        pick = rng.choice(pool, size=want, replace=want > len(pool))
+        xs.append(synthetic[0][pick])
+        ys.append(synthetic[1][pick])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def filter_by_classifier(model, x: torch.Tensor, y: torch.Tensor, rho: float = 0.9,
+                         device: str = "cpu") -> torch.Tensor:
+    """Seed 001: keep a synthetic sample if the real-trained classifier's argmax is its label and its
+    confidence is at least rho. Returns the boolean mask."""
+    probs = predict(model, x, device=device)
+    conf, pred = probs.max(1)
+    return (pred == y) & (conf >= rho)
+
+
+def trts(model, synthetic: Split, device: str = "cpu") -> float:
+    """TRTS: accuracy of a real-trained classifier on synthetic samples."""
+    return accuracy(model, *synthetic, device=device)

@@ -1,0 +1,43 @@
+"""The pipeline ends with evaluation and a report; ensembles beat a single GAN on digits."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from raygan.cluster.pipeline import run_pipeline
+from raygan.report import write_report
+from raygan.runfolder import RunFolder
+
+
+def test_pipeline_ends_with_evaluation_and_report(ray_session, ray_cfg):
+    cfg = ray_cfg("digits", "ensemble.members=2", "eval.repeats=2", "eval.epochs=3", "eval.mixing=true",
+                  "eval.mixing_ratios=[0, 1]")
+    result = run_pipeline(cfg, log=lambda s: None)
+    run = RunFolder(result["run_dir"])
+    ev = json.loads((run.path / "eval" / "evaluation.json").read_text())
+    assert [r["T"] for r in ev["tstr_curve"]] == [1, 2]
+    assert ev["trtr"]["repeats"] == 2 and ev["trtr"]["test_acc_mean"] > 0.8  # 2 classes, real data
+    for row in ev["tstr_curve"]:
+        assert len(row["histories"]) == 2 and len(row["histories"][0]) == 3
+        assert np.array(row["confusion"]).sum() == 270
+    assert 0.0 <= ev["trts"] <= 1.0
+    assert [m["ratio"] for m in ev["mixing"]] == [0.0, 1.0]
+    report = (run.path / "report.md").read_text()
+    assert "| real (TRTR) |" in report and "EnsGAN-2" in report and "best-test-epoch" in report
+    for name in ("accuracy_vs_T.png", "training_curves.png", "member_grids.png"):
+        assert (run.path / "plots" / name).stat().st_size > 5_000
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{cfg.output.root}/mlflow.db")
+    exp = client.get_experiment_by_name("raygan/default")
+    evals = [r for r in client.search_runs([exp.experiment_id])
+             if r.data.tags.get("raygan.job") == "evaluate"]
+    assert len(evals) == 1
+    assert {"trtr_test_acc", "tstr_test_acc_T1", "tstr_test_acc_T2"} <= set(evals[0].data.metrics)
+    assert "accuracy_vs_T.png" in {a.path for a in client.list_artifacts(evals[0].info.run_id)}
+
+
+def test_report_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a raygan run folder"):
+        write_report(tmp_path)

@@ -1,0 +1,196 @@
+"""Ray Tune sweeps on the shared 2-CPU Ray: a 2 x 2 grid end to end with MLflow, a sweep whose driver
+is killed and resumed, and input refused before any work."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raygan.cluster.pipeline import run_train
+from raygan.cluster.sweep import run_sweep
+from raygan.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+# digits with the II grouping (two classes: 630 and 627 training images); tiny classifiers
+SWEEP = ["sweep.lr=[0.001, 0.005]", "sweep.mixing_ratio=[0, 1]", "sweep.epochs=[3]",
+         "sweep.grace_period=2", "sweep.batch_size=[64]", "sweep.max_concurrent=2",
+         "eval.seed=0"]
+REAL_TRAIN = 630 + 627
+
+
+@pytest.fixture(scope="module")
+def shared_root(tmp_path_factory):
+    """One trained run folder (and MLflow store) for the whole module; each test trains it if needed
+    (a rerun of run_train on a complete run trains nothing), so any test also runs alone."""
+    return tmp_path_factory.mktemp("sweep") / "runs"
+
+
+def _trained(ray_cfg, root, *overrides):
+    cfg = ray_cfg("digits", *SWEEP, f"output.root={root}", *overrides)
+    run_train(cfg, log=lambda s: None)
+    return cfg
+
+
+def _sweep_runs(cfg, name):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{cfg.output.root}/mlflow.db")
+    exp = client.get_experiment_by_name(f"raygan/{cfg.output.experiment}")
+    return client, client.search_runs([exp.experiment_id],
+                                      filter_string=f"tags.`raygan.sweep` = '{name}'")
+
+
+def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(ray_session, ray_cfg, shared_root):
+    cfg = _trained(ray_cfg, shared_root, "sweep.name=grid")
+    logs: list[str] = []
+    out = run_sweep(cfg, log=logs.append)
+
+    assert out["restored"] is False
+    assert out["counts"] == {"TERMINATED": 4, "ERROR": 0, "total": 4}
+    trials = out["trials"]
+    grid = {(t["config"]["lr"], t["config"]["mixing_ratio"]) for t in trials}
+    assert grid == {(0.001, 0), (0.001, 1), (0.005, 0), (0.005, 1)}
+    for t in trials:
+        # ratio 0 trains on the real split alone; ratio 1 adds as many synthetic samples
+        assert t["train_size"] == REAL_TRAIN * (1 + t["config"]["mixing_ratio"])
+        assert t["config"]["T"] == 2 and t["config"]["seed"] == 0
+        # ASHA may stop a trial at the grace period (2 epochs), never before
+        assert t["epochs_run"] in (2, 3)
+        assert 0.5 < t["best_val_acc"] <= 1.0
+    # the persisted Tune state agrees: every trial TERMINATED
+    from ray.tune import ExperimentAnalysis
+    stored = ExperimentAnalysis(out["storage"]).trials
+    assert sorted(t.status for t in stored) == ["TERMINATED"] * 4
+    assert out["storage"] == str(Path(cfg.output.root, "default", "run", "tune", "grid").resolve())
+
+    run_dir = Path(cfg.output.root) / "default" / "run"
+    best = json.loads((run_dir / "eval" / "sweep_best.json").read_text())
+    table = json.loads((run_dir / "eval" / "sweep_trials.json").read_text())
+    assert len(table["trials"]) == 4
+    top = max(t["best_val_acc"] for t in table["trials"])
+    assert best["best"]["best_val_acc"] == top == out["best"]["best_val_acc"]
+    assert (best["best"]["config"]["lr"], best["best"]["config"]["mixing_ratio"]) in grid
+    assert any(line.startswith("sweep grid: 4/4 trials terminated") and "best" in line
+               for line in logs)
+
+    # MLflow, written by the driver only: one run per trial with its parameters and metrics
+    client, runs = _sweep_runs(cfg, "grid")
+    assert len(runs) == 4
+    assert {(float(r.data.params["lr"]), float(r.data.params["mixing_ratio"])) for r in runs} == grid
+    by_id = {t["trial_id"]: t for t in trials}
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert {"val_acc", "test_acc", "train_loss"} <= set(r.data.metrics)
+        trial = by_id[r.data.tags["raygan.trial_id"]]
+        assert r.data.metrics["val_acc"] == pytest.approx(trial["val_acc"])
+        assert len(client.get_metric_history(r.info.run_id, "val_acc")) == trial["epochs_run"]
+
+    # a rerun of a finished sweep restores it, trains nothing and opens no MLflow run
+    again = run_sweep(cfg, log=lambda s: None)
+    assert again["restored"] is True and again["counts"]["TERMINATED"] == 4
+    assert len(_sweep_runs(cfg, "grid")[1]) == 4
+    # ... but a rerun under the same name with another grid is refused (restore keeps the old one)
+    changed = cfg.replace(sweep={"lr": [0.001, 0.01]})
+    with pytest.raises(ConfigError, match="started with other settings"):
+        run_sweep(changed, log=lambda s: None)
+
+
+def _stored_statuses(storage: str) -> dict[str, str]:
+    """trial id -> status in the newest experiment state Tune has written to storage."""
+    states = sorted(glob.glob(f"{storage}/experiment_state-*.json"), key=os.path.getmtime)
+    if not states:
+        return {}
+    try:
+        data = json.loads(Path(states[-1]).read_text())
+    except (json.JSONDecodeError, OSError):  # caught mid-write: look again
+        return {}
+    return {json.loads(t[0])["trial_id"]: json.loads(t[0])["status"] for t in data["trial_data"]}
+
+
+def test_killed_sweep_driver_is_restored_and_finishes(ray_session, ray_cfg, shared_root, tmp_path):
+    cfg = _trained(ray_cfg, shared_root, "sweep.name=killed")
+    storage = str(Path(cfg.output.root, "default", "run", "tune", "killed").resolve())
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(cfg.to_yaml())
+    # The sweep's driver runs in its own process on the session's Ray and is SIGKILLed mid-sweep;
+    # Ray then ends that job's trial actors. TUNE_GLOBAL_CHECKPOINT_S=1 makes Tune write its
+    # experiment state every second, so the kill lands after a trial finished and while another runs.
+    code = ("from raygan.config import load_config\nfrom raygan.cluster.sweep import run_sweep\n"
+            f"run_sweep(load_config({str(config_path)!r}), address={ray_session['gcs']!r})\n")
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    env.pop("RAY_ADDRESS", None)
+    child_log = tmp_path / "child.log"
+    with open(child_log, "w") as out:
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=out,
+                                 stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 150
+        at_kill, running_runs = {}, []
+        while time.monotonic() < deadline:
+            assert child.poll() is None, (f"the sweep ended (rc {child.returncode}) before it could "
+                                          f"be interrupted:\n{child_log.read_text()[-3000:]}")
+            at_kill = _stored_statuses(storage)
+            if "TERMINATED" in at_kill.values():
+                try:
+                    running_runs = [r for r in _sweep_runs(cfg, "killed")[1]
+                                    if r.info.status == "RUNNING"]
+                except Exception:  # the child holds the sqlite lock: look again
+                    running_runs = []
+                if running_runs:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"no finished trial and running trial seen in time:\n"
+                        f"{child_log.read_text()[-3000:]}")
+    finally:
+        child.kill()
+        child.wait()
+    done_before = {tid for tid, status in at_kill.items() if status == "TERMINATED"}
+    assert 1 <= len(done_before) < 4
+
+    logs: list[str] = []
+    out = run_sweep(cfg, log=logs.append)
+    assert out["restored"] is True
+    assert any(line.startswith("sweep: restoring the Tune experiment") for line in logs)
+    assert out["counts"] == {"TERMINATED": 4, "ERROR": 0, "total": 4}
+    # the same trials, resumed rather than started over (Tune creates grid trials lazily, so the
+    # state at the kill may not list all four yet; the restored search creates the rest)
+    final_ids = {t["trial_id"] for t in out["trials"]}
+    assert set(at_kill) <= final_ids and len(final_ids) == 4
+    assert {(t["config"]["lr"], t["config"]["mixing_ratio"]) for t in out["trials"]} == \
+        {(0.001, 0), (0.001, 1), (0.005, 0), (0.005, 1)}
+
+    # one MLflow run per trial: a trial that was running at the kill kept its run (no second run)
+    client, runs = _sweep_runs(cfg, "killed")
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.tags["raygan.trial_id"] for r in runs) == sorted(final_ids)
+    assert {r.info.run_id for r in running_runs} <= {r.info.run_id for r in runs}
+    epochs = {t["trial_id"]: t["epochs_run"] for t in out["trials"]}
+    for r in runs:
+        history = client.get_metric_history(r.info.run_id, "val_acc")
+        if r.data.tags["raygan.trial_id"] in done_before:  # finished before the kill: not re-run
+            assert len(history) == epochs[r.data.tags["raygan.trial_id"]]
+    best = json.loads((Path(cfg.output.root) / "default" / "run" / "eval" / "sweep_best.json")
+                      .read_text())
+    assert best["sweep"] == "killed" and best["restored"] is True
+
+
+def test_bad_input_is_refused_before_any_work(ray_cfg, tmp_path, shared_root, ray_session):
+    # nothing trained in this folder yet
+    empty = ray_cfg("digits", *SWEEP, "sweep.name=never")
+    with pytest.raises(ConfigError, match="raygan train"):
+        run_sweep(empty, log=lambda s: None)
+    with pytest.raises(ConfigError, match="unknown classifier"):
+        run_sweep(ray_cfg("digits", "sweep.arch=[simplecnn, vgg]"), log=lambda s: None)
+    # the shared run has 2 members per class; T = 3 needs more
+    cfg = _trained(ray_cfg, shared_root, "sweep.members=[1, 3]", "sweep.name=toolarge")
+    with pytest.raises(ConfigError, match=r"2 of the 3 trained members.*raygan train"):
+        run_sweep(cfg, log=lambda s: None)
+    assert not Path(cfg.output.root, "default", "run", "tune", "toolarge").exists()
+    assert not Path(empty.output.root, "default", "run", "tune").exists()
