@@ -13,9 +13,9 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
-from raygan.config import GANConfig, TrainConfig
-from raygan.models import build_gan
-from raygan.train import resolve_device, train_gan
+from .config import GANConfig, TrainConfig
+from .models import build_gan
+from .train import resolve_device, train_gan
 
 
 def _plain_loop(data: torch.Tensor, gan: GANConfig, batch: int, steps: int, seed: int,
@@ -57,7 +57,7 @@ def _raygan_loop(data, gan, batch, steps, seed, device) -> float:
 def bench_train_step(args) -> str:
     device = resolve_device(args.device)
     if args.family == "mlp2d":
-        from raygan.data.grid2d import sample_grid
+        from .data.grid2d import sample_grid
         gan, batch = GANConfig(family="mlp2d", z_dim=2), 100
         data = sample_grid(100_000, 0.05, seed=0).to(device)
         setting = "grid G/D of Supplement A, batch 100"
@@ -97,7 +97,7 @@ def bench_train_step(args) -> str:
 
 
 def bench_ray_scaling(args) -> str:
-    from raygan.cluster.bench_scaling import bench_ray_scaling as run  # Ray only for this one
+    from .cluster.bench_scaling import bench_ray_scaling as run  # Ray only for this one
 
     return run(args)
 

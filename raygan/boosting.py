@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raygan.models.classifiers import build_boost_classifier
+from .models.classifiers import build_boost_classifier
 
 DATA_WEIGHT_RULES = ("theory_star", "theory_dagger", "topk")
 BETA_SCHEDULES = ("uniform", "constant")

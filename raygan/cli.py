@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from raygan.config import ConfigError, describe, load_config
+from .config import ConfigError, describe, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 GRID_PRESETS = {"quick": "grid2d_quick.yaml", "paper": "grid2d_paper.yaml"}
@@ -43,7 +43,7 @@ def cmd_config(args) -> None:
 
 
 def cmd_grid2d(args) -> None:
-    from raygan.table1 import run_table1
+    from .table1 import run_table1
 
     cfg = _resolve(args, args.config or _preset_path(GRID_PRESETS[args.preset]))
     t0 = time.perf_counter()
@@ -56,20 +56,20 @@ def cmd_grid2d(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from raygan.demo import run_demo
+    from .demo import run_demo
 
     cfg = _resolve(args, args.config or _preset_path("demo.yaml"))
     print(run_demo(cfg))
 
 
 def cmd_job(args) -> None:
-    from raygan.cluster.entry import run_job
+    from .cluster.entry import run_job
 
     raise SystemExit(run_job(args.job, args))
 
 
 def cmd_report(args) -> None:
-    from raygan.report import write_report
+    from .report import write_report
 
     try:
         print(f"report: {write_report(args.run)}")
@@ -78,7 +78,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from raygan.bench import BENCHMARKS
+    from .bench import BENCHMARKS
 
     print(BENCHMARKS[args.name](args))
 
@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     for job, text in (("train", "train the K x T ensemble as Ray tasks"),
                       ("synthesize", "write the synthetic shards (parquet) with Ray Data"),
                       ("evaluate", "TRTR, TSTR against ensemble size, TRTS; then the report"),
-                      ("pipeline", "train, synthesize, evaluate, report (jobs/pipeline.py)")):
+                      ("pipeline", "train, synthesize, evaluate, report (jobs/pipeline.py)"),
+                      ("sweep", "Ray Tune sweep of classifier settings, mixing ratio and T")):
         p = sub.add_parser(job, help=text, aliases=["synth"] if job == "synthesize" else [])
         _add_config_args(p)
         p.add_argument("--address", default=None,

@@ -14,12 +14,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from raygan.config import Config
-from raygan.data import RealDataset
-from raygan.ensemble import Mixture, load_mixture
-from raygan.evaluate import (ProtocolResult, Split, filter_by_classifier, mix_real_synthetic, repeat,
+from .config import Config
+from .data import RealDataset
+from .ensemble import Mixture, load_mixture
+from .evaluate import (ProtocolResult, Split, filter_by_classifier, mix_real_synthetic, repeat,
                              train_classifier, trts)
-from raygan.runfolder import RunFolder
+from .runfolder import RunFolder
 
 
 def mixture_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> Mixture:
@@ -140,7 +140,7 @@ def mixing_table(run: RunFolder, cfg: Config, dataset: RealDataset,
 
 
 def write_json(path: Path, obj) -> None:
-    from raygan.runfolder import atomic_write_text
+    from .runfolder import atomic_write_text
     atomic_write_text(path, json.dumps(obj, indent=2))
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from raygan.config import Config
-from raygan.runfolder import RunFolder, atomic_write_text
-from raygan.synth import decode_png, save_sample_grid
+from .config import Config
+from .runfolder import RunFolder, atomic_write_text
+from .synth import decode_png, save_sample_grid
 
 
 def overview_from_shards(shards_dir: Path, path: Path, per_class: int = 10) -> int:
@@ -70,7 +70,7 @@ def demo_summary(cfg: Config, result: dict, seconds: float) -> str:
 
 
 def run_demo(cfg: Config) -> str:
-    from raygan.cluster.pipeline import run_pipeline  # Ray stays out of the core's imports
+    from .cluster.pipeline import run_pipeline  # Ray stays out of the core's imports
 
     t0 = time.perf_counter()
     result = run_pipeline(cfg)

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from raygan.config import Config
-from raygan.data import RealDataset
-from raygan.runfolder import RunFolder, atomic_write_text, sha256_file
-from raygan.synth import generate, save_sample_grid
-from raygan.train import load_generator, resolve_device, save_generator, train_gan
+from .config import Config
+from .data import RealDataset
+from .runfolder import RunFolder, atomic_write_text, sha256_file
+from .synth import generate, save_sample_grid
+from .train import load_generator, resolve_device, save_generator, train_gan
 
 
 def member_seed(base_seed: int, class_index: int, member: int) -> int:

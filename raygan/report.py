@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from raygan.runfolder import RunFolder, atomic_write_text
+from .runfolder import RunFolder, atomic_write_text
 
 # Seed 000 Figures 2/6/7 are plots; what the text states about them is what we can put beside ours.
 PAPER_NOTES = {

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from raygan.config import Config, ConfigError
+from .config import Config, ConfigError
 
 # Settings a run may change between reruns without invalidating finished members.
 _MAY_CHANGE = {("train", "device"), ("train", "num_threads"), ("train", "log_every"),

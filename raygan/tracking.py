@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from raygan.config import Config
+from .config import Config
 
 
 def tracking_uri(cfg: Config) -> str:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from raygan.config import GANConfig, TrainConfig
-from raygan.losses import LOSSES
-from raygan.models import build_gan
+from .config import GANConfig, TrainConfig
+from .losses import LOSSES
+from .models import build_gan
 
 
 class GANDivergedError(RuntimeError):

@@ -6,8 +6,9 @@ import sys
 
 from raygan.config import ConfigError, load_config
 
-JOBS = {"train": "run_train", "synthesize": "run_synth", "evaluate": "run_evaluate",
-        "pipeline": "run_pipeline"}
+JOBS = {"train": ("pipeline", "run_train"), "synthesize": ("pipeline", "run_synth"),
+        "evaluate": ("pipeline", "run_evaluate"), "pipeline": ("pipeline", "run_pipeline"),
+        "sweep": ("sweep", "run_sweep")}
 
 
 def job_parser(job: str) -> argparse.ArgumentParser:
@@ -21,14 +22,15 @@ def job_parser(job: str) -> argparse.ArgumentParser:
 
 
 def run_job(job: str, args: argparse.Namespace) -> int:
-    from raygan.cluster import pipeline
+    import importlib
 
+    module, function = JOBS[job]
     try:
         cfg = load_config(args.config, args.overrides)
         print(f"# raygan {job}: resolved config\n{cfg.to_yaml()}", flush=True)
         if args.dry_run:
             return 0
-        getattr(pipeline, JOBS[job])(cfg, address=args.address)
+        getattr(importlib.import_module(f"raygan.cluster.{module}"), function)(cfg, address=args.address)
     except ConfigError as err:
         print(f"raygan: config error: {err}", file=sys.stderr)
         return 2

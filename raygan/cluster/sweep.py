@@ -123,8 +123,11 @@ def param_space(cfg: Config, values: dict[str, list]) -> dict:
 
 
 # --- the trial (runs in a Tune worker) ----------------------------------------------------------------
-def sweep_trial(config: dict, cfg: Config, dataset: RealDataset) -> None:
-    """One classifier: build its training set once, then train, reporting to Tune every epoch."""
+def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, run_dir: str) -> None:
+    """One classifier: build its training set once, then train, reporting to Tune every epoch.
+
+    ``run_dir`` is absolute: Tune runs a trial in its own working directory, so a relative
+    output.root would point elsewhere."""
     import torch
 
     from raygan.curves import real_train, synthetic_set
@@ -132,7 +135,7 @@ def sweep_trial(config: dict, cfg: Config, dataset: RealDataset) -> None:
 
     torch.set_num_threads(max(1, math.floor(cfg.sweep.cpus_per_trial)))
     device = "cuda" if cfg.sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
-    run = RunFolder.for_config(cfg)
+    run = RunFolder(Path(run_dir))
     ratio = float(config["mixing_ratio"])
     if config["synthetic_only"]:
         train = synthetic_set(run, cfg, dataset, int(config["T"]), seed=cfg.synth.seed)
@@ -235,7 +238,7 @@ def _check_same_grid(marker: Path, fingerprint: dict, name: str) -> None:
 def trial_row(result, index: int) -> dict:
     """A trial's config, status and figures: last epoch, and the best validation epoch."""
     m = result.metrics or {}
-    row = {"trial": index, "trial_id": m.get("trial_id"), "path": result.path,
+    row = {"trial": index, "trial_id": m.get("trial_id") or Path(result.path).name, "path": result.path,
            "status": "TERMINATED" if result.error is None else "ERROR",
            "config": {k: v for k, v in (result.config or {}).items()},
            "epochs_run": m.get("epoch"), "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
@@ -273,7 +276,8 @@ def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None
         log(f"sweep: warning: a trial asks for {cfg.sweep.cpus_per_trial:g} CPU / "
             f"{cfg.sweep.gpus_per_trial:g} GPU but the cluster has {resources.get('CPU', 0):g} CPU / "
             f"{resources.get('GPU', 0):g} GPU now; trials wait until nodes with them join")
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset),
+    trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset,
+                                                         run_dir=str(run.path.resolve())),
                                     {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
     max_t = max(values["epochs"])
     scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t,
@@ -313,6 +317,10 @@ def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None
     atomic_write_text(run.path / "eval" / "sweep_trials.json",
                       json.dumps({"sweep": cfg.sweep.name, "storage": storage, "trials": trials},
                                  indent=2))
+    for t in trials:
+        if t["status"] == "ERROR":
+            log(f"sweep: trial {t['trial_id']} {t['config']} failed: "
+                f"{t['error'].strip().splitlines()[-1] if t['error'].strip() else '?'}")
     shown = {k: best["config"].get(k) for k in (*_GRID_KEYS, "seed")}
     log(f"sweep {cfg.sweep.name}: {counts['TERMINATED']}/{counts['total']} trials terminated, "
         f"{counts['ERROR']} errored{' (restored)' if restored else ''}; best {shown}: val "

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from raygan.synth import decode_png
+from ..synth import decode_png
 
 _SORT_KEYS = [("label", "ascending"), ("member", "ascending"), ("index", "ascending")]
 

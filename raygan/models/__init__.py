@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from raygan.config import ConfigError, GANConfig
-from raygan.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from raygan.models.fc import FCDiscriminator, FCGenerator
-from raygan.models.mlp2d import GridDiscriminator, GridGenerator
+from ..config import ConfigError, GANConfig
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .fc import FCDiscriminator, FCGenerator
+from .mlp2d import GridDiscriminator, GridGenerator
 
 
 def _mlp2d(cfg: GANConfig, shape: tuple[int, ...]):

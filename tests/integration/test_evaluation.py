@@ -41,3 +41,15 @@ def test_pipeline_ends_with_evaluation_and_report(ray_session, ray_cfg):
 def test_report_of_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a raygan run folder"):
         write_report(tmp_path)
+
+
+def test_digits_ensemble_of_five_beats_a_single_gan(ray_session, ray_cfg):
+    """Seed 000's central claim at CI size: TSTR accuracy of EnsGAN-5 above a single GAN's."""
+    cfg = ray_cfg("digits", "data.grouping=null", "gan.width=16", "train.steps=300",
+                  "train.checkpoint_every=300", "ensemble.members=5", "eval.repeats=3",
+                  "eval.epochs=8", "tracking.enabled=false")
+    ev = run_pipeline(cfg, log=print)["evaluation"]
+    by_t = {r["T"]: r for r in ev["tstr_curve"]}
+    single, ensemble = by_t[1]["test_acc_mean"], by_t[5]["test_acc_mean"]
+    assert ensemble > single + 0.03, (single, ensemble)
+    assert ev["trtr"]["test_acc_mean"] > ensemble  # real data stays the upper line

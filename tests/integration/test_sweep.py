@@ -40,14 +40,18 @@ def _trained(ray_cfg, root, *overrides):
 def _sweep_runs(cfg, name):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{cfg.output.root}/mlflow.db")
+    client = MlflowClient(f"sqlite:///{Path(cfg.output.root).resolve()}/mlflow.db")
     exp = client.get_experiment_by_name(f"raygan/{cfg.output.experiment}")
     return client, client.search_runs([exp.experiment_id],
                                       filter_string=f"tags.`raygan.sweep` = '{name}'")
 
 
-def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(ray_session, ray_cfg, shared_root):
-    cfg = _trained(ray_cfg, shared_root, "sweep.name=grid")
+def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(ray_session, ray_cfg, shared_root,
+                                                               monkeypatch):
+    _trained(ray_cfg, shared_root, "sweep.name=grid")
+    # A relative output.root, as in the default config: Tune runs each trial in its own directory.
+    monkeypatch.chdir(shared_root.parent)
+    cfg = ray_cfg("digits", *SWEEP, f"output.root={shared_root.name}", "sweep.name=grid")
     logs: list[str] = []
     out = run_sweep(cfg, log=logs.append)
 
@@ -69,7 +73,7 @@ def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(ray_session, ray_c
     assert sorted(t.status for t in stored) == ["TERMINATED"] * 4
     assert out["storage"] == str(Path(cfg.output.root, "default", "run", "tune", "grid").resolve())
 
-    run_dir = Path(cfg.output.root) / "default" / "run"
+    run_dir = shared_root / "default" / "run"
     best = json.loads((run_dir / "eval" / "sweep_best.json").read_text())
     table = json.loads((run_dir / "eval" / "sweep_trials.json").read_text())
     assert len(table["trials"]) == 4
