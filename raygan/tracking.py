@@ -26,6 +26,20 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def use_tracking_uri(mlflow, uri: str) -> None:
+    """mlflow.set_tracking_uri, without leaving MLFLOW_TRACKING_URI behind in the environment.
+
+    MLflow 3 also exports the URI as MLFLOW_TRACKING_URI; left there, the next job in the same process
+    (a test session, a notebook) would log into this job's store instead of its own.
+    """
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def _experiment_id(mlflow, cfg: Config) -> str:
     name = f"raygan/{cfg.output.experiment}"
     found = mlflow.get_experiment_by_name(name)
@@ -46,7 +60,7 @@ class Tracker:
         if self.enabled:
             import mlflow
             self.mlflow = mlflow
-            mlflow.set_tracking_uri(tracking_uri(cfg))
+            use_tracking_uri(mlflow, tracking_uri(cfg))
             self.experiment_id = _experiment_id(mlflow, cfg)
 
     @contextmanager

@@ -24,6 +24,7 @@ are the ones of the finished trial). The returned dict says whether the sweep wa
 from __future__ import annotations
 
 import json
+import os
 import math
 import time
 from pathlib import Path
@@ -207,10 +208,10 @@ def _mlflow_callback(cfg: Config, run: RunFolder, storage: str) -> list:
         return []
     import mlflow
 
-    from raygan.tracking import _experiment_id, tracking_uri
+    from raygan.tracking import _experiment_id, tracking_uri, use_tracking_uri
 
     uri = tracking_uri(cfg)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(mlflow, uri)
     _experiment_id(mlflow, cfg)  # created here, by one process, with its artifact location
     tags = {"raygan.job": "sweep", "raygan.sweep": cfg.sweep.name, "raygan.run_dir": str(run.path),
             "raygan.sweep_storage": storage}
@@ -302,7 +303,14 @@ def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None
                                         max_concurrent_trials=cfg.sweep.max_concurrent,
                                         reuse_actors=True),  # same resources: skip a process start
             run_config=run_config)
-    grid = tuner.fit()
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        grid = tuner.fit()
+    finally:  # Ray's MLflow callback exports its URI; the next job in this process must not inherit it
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
     trials = [trial_row(result, i) for i, result in enumerate(grid)]
     finished = [t for t in trials if t["best_val_acc"] is not None]

@@ -19,7 +19,7 @@ def _shard_counts(run_dir) -> Counter:
 
 
 def test_independent_digits_pipeline_shards_read_back_without_raygan(ray_session, ray_cfg):
-    cfg = ray_cfg("digits", "ensemble.members=3")
+    cfg = ray_cfg("digits", "ensemble.members=3", "eval.repeats=1", "eval.epochs=1")
     logs: list[str] = []
     result = run_pipeline(cfg, log=logs.append)
     run = RunFolder(result["run_dir"])
@@ -66,7 +66,7 @@ def test_independent_digits_pipeline_shards_read_back_without_raygan(ray_session
     assert len(client.get_metric_history(child.info.run_id, "d_loss")) >= 3
     assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"samples.png", "losses.csv"}
     parents = {r.data.tags.get("raygan.job") for r in runs if not r.data.tags.get("mlflow.parentRunId")}
-    assert parents == {"train", "synthesize"}
+    assert parents == {"train", "synthesize", "evaluate"}
 
 
 def test_grid_points_and_a_rerun_trains_nothing_and_rewrites_nothing(ray_session, ray_cfg):
