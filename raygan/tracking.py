@@ -40,7 +40,7 @@ def use_tracking_uri(mlflow, uri: str) -> None:
         os.environ["MLFLOW_TRACKING_URI"] = before
 
 
-def _experiment_id(mlflow, cfg: Config) -> str:
+def ensure_experiment(mlflow, cfg: Config) -> str:
     name = f"raygan/{cfg.output.experiment}"
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
@@ -61,7 +61,7 @@ class Tracker:
             import mlflow
             self.mlflow = mlflow
             use_tracking_uri(mlflow, tracking_uri(cfg))
-            self.experiment_id = _experiment_id(mlflow, cfg)
+            self.experiment_id = ensure_experiment(mlflow, cfg)
 
     @contextmanager
     def parent(self, run_dir: Path) -> Iterator["Tracker"]:

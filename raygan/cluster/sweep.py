@@ -208,11 +208,11 @@ def _mlflow_callback(cfg: Config, run: RunFolder, storage: str) -> list:
         return []
     import mlflow
 
-    from raygan.tracking import _experiment_id, tracking_uri, use_tracking_uri
+    from raygan.tracking import ensure_experiment, tracking_uri, use_tracking_uri
 
     uri = tracking_uri(cfg)
     use_tracking_uri(mlflow, uri)
-    _experiment_id(mlflow, cfg)  # created here, by one process, with its artifact location
+    ensure_experiment(mlflow, cfg)  # created here, by one process, with its artifact location
     tags = {"raygan.job": "sweep", "raygan.sweep": cfg.sweep.name, "raygan.run_dir": str(run.path),
             "raygan.sweep_storage": storage}
     return [SweepMLflowCallback(storage=storage, tracking_uri=uri,
