@@ -106,9 +106,10 @@ class BoostingDriver:
                           "members": self.state["members"] + [entry],
                           "steps": self.state["steps"] + [record]}
             atomic_write_text(state_path(self.run, self.class_name), json.dumps(self.state, indent=2))
+            ess = info.get("effective_sample_size")
+            weights_text = "uniform data weights" if ess is None else f"ESS {ess:.1f}"
             print(f"[boosting] class {self.class_name} step {step}/{cfg.ensemble.members}: beta "
-                  f"{beta:.3f}, ESS {info.get('effective_sample_size', float('nan')):.1f}, "
-                  f"mixture {np.round(mixture, 3).tolist()}", flush=True)
+                  f"{beta:.3f}, {weights_text}, mixture {np.round(mixture, 3).tolist()}", flush=True)
         return self.state
 
 
