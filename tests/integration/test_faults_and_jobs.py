@@ -113,7 +113,7 @@ def test_ray_job_submit_runs_the_pipeline_job(ray_session, tmp_path):
            # Explicit, because a machine running several Ray clusters can hand the job another one's
            # RAY_ADDRESS (seen with Ray 2.60); on a cluster the job needs no --address.
            "--address", ray_session["gcs"]]
-    for _ in range(6):
+    for _ in range(20):  # up to about two minutes
         out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
         # The job server answers 500 "No available agent" until the node's agent has registered,
         # which on a loaded 2-core machine can be well after ray.init returns: wait and resubmit.
