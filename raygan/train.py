@@ -104,6 +104,7 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
     ``on_log(step, mean_d_loss, mean_g_loss)`` is called every ``train.log_every`` steps.
     """
     device = device or resolve_device(train.device)
+    data = data.to(device)  # the whole class lives on the training device; batches are index lookups
     n, shape = data.shape[0], tuple(data.shape[1:])
     torch.manual_seed(seed)
     G, D = build_gan(gan, shape)
