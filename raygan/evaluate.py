@@ -95,7 +95,7 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, val: Split
     model = build_classifier(arch, tuple(train_x.shape[1:]), n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     rng = torch.Generator().manual_seed(seed)
-    history, best, best_state = [], -1.0, None
+    history, best, best_state = [], None, None
     for epoch in range(1, epochs + 1):
         x, y = epoch_data(epoch) if epoch_data is not None else (train_x, train_y)
         model.train()
@@ -117,16 +117,15 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, val: Split
                   float("nan"), "val_acc": accuracy(model, *val, device=device),
                   "test_acc": accuracy(model, *test, device=device)}
         history.append(record)
-        score = record["val_acc"] if len(val[1]) else record["test_acc"]
-        if score > best:
-            best = score
+        key = "val_acc" if len(val[1]) else "test_acc"
+        if best is None or record[key] > best[key]:
+            best = record
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if on_epoch is not None:
             on_epoch(record)
-    best_epoch = max(history, key=lambda r: r["val_acc"] if len(val[1]) else r["test_acc"])
     model.load_state_dict(best_state)
-    return ClassifierRun(history=history, best_val_epoch=best_epoch["epoch"],
-                         val_acc=best_epoch["val_acc"], test_acc=best_epoch["test_acc"],
+    return ClassifierRun(history=history, best_val_epoch=best["epoch"],
+                         val_acc=best["val_acc"], test_acc=best["test_acc"],
                          best_test_acc=max(r["test_acc"] for r in history),
                          confusion=confusion_matrix(model, *test, n_classes, device=device),
                          model=model.cpu().eval())

@@ -8,7 +8,7 @@ losses of every step and stops with :class:`GANDivergedError` when a loss become
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ import torch.nn as nn
 from .config import GANConfig, TrainConfig
 from .losses import LOSSES
 from .models import build_gan
+from .runfolder import atomic_write_bytes
 
 
 class GANDivergedError(RuntimeError):
@@ -83,10 +84,9 @@ class BatchSampler:
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: bool) -> dict:

@@ -51,8 +51,9 @@ def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[s
     return out
 
 
-def run_train(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
-    dataset, run = prepare(cfg)
+def run_train(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+              prepared: tuple[RealDataset, RunFolder] | None = None) -> dict:
+    dataset, run = prepared or prepare(cfg)
     resources = connect(cfg, address)
     run.write_config(cfg)
     log(f"cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; run {run.path}")
@@ -68,8 +69,9 @@ def run_train(cfg: Config, address: str | None = None, log: Callable[[str], None
     return {"run_dir": str(run.path), "members": entries, "trained_now": len(entries) - before}
 
 
-def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
-    dataset, run = prepare(cfg)
+def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+              prepared: tuple[RealDataset, RunFolder] | None = None) -> dict:
+    dataset, run = prepared or prepare(cfg)
     connect(cfg, address)
     mixtures = mixture_weights(cfg, dataset, run)
     tracker = Tracker(cfg, "synthesize")
@@ -79,12 +81,13 @@ def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None
     return {"run_dir": str(run.path), "shards": shards}
 
 
-def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
+def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+                 prepared: tuple[RealDataset, RunFolder] | None = None) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run, then the report."""
     from raygan.curves import evaluate_run
     from raygan.report import write_report
 
-    dataset, run = prepare(cfg)
+    dataset, run = prepared or prepare(cfg)
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):
         result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=log)
@@ -100,10 +103,11 @@ def run_pipeline(cfg: Config, address: str | None = None, log: Callable[[str], N
                  evaluate: bool = True) -> dict:
     """Train, synthesize, evaluate and report: real data to a measured synthetic set as one job."""
     t0 = time.perf_counter()
-    trained = run_train(cfg, address, log)
-    synth = run_synth(cfg, address, log)
+    prepared = prepare(cfg)  # the dataset is loaded once for all three stages
+    trained = run_train(cfg, address, log, prepared)
+    synth = run_synth(cfg, address, log, prepared)
     if evaluate and dataset_has_test_split(cfg):
-        synth.update(run_evaluate(cfg, address, log))
+        synth.update(run_evaluate(cfg, address, log, prepared))
     counts = synth["shards"]["counts"]
     log(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
         f"({', '.join(f'{k}: {sum(v.values())}' for k, v in counts.items())}) in "
