@@ -20,15 +20,20 @@ def _preset_path(name: str) -> Path:
     return path
 
 
-def _add_config_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
+def _add_config_args(p: argparse.ArgumentParser, default_config: str | None = None,
+                     preset: bool = True) -> None:
     p.add_argument("--config", default=default_config, help="YAML file of deltas from the defaults")
+    if preset:
+        p.add_argument("--preset", dest="config_preset", default=None,
+                       help="a preset named in the config file's presets: section (e.g. paper: the "
+                            "seed's own setting)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set gan.lr_g=2e-4 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
 
 def _resolve(args, config_path) -> "Config":  # noqa: F821
-    cfg = load_config(config_path, args.overrides)
+    cfg = load_config(config_path, args.overrides, getattr(args, "config_preset", None))
     if args.dry_run:
         print(cfg.to_yaml(), end="")
         raise SystemExit(0)
@@ -39,7 +44,7 @@ def cmd_config(args) -> None:
     if args.describe:
         print(describe())
         return
-    print(load_config(args.config, args.overrides).to_yaml(), end="")
+    print(load_config(args.config, args.overrides, args.config_preset).to_yaml(), end="")
 
 
 def cmd_grid2d(args) -> None:
@@ -91,13 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved config (or --describe every field)")
     p.add_argument("--config", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--preset", dest="config_preset", default=None,
+                   help="a preset named in the config file's presets: section")
     p.add_argument("--describe", action="store_true", help="list every field, default and meaning")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("grid2d", help="seed 000 Table 1: mode coverage of GAN ensembles on the 2D grid")
     p.add_argument("--preset", choices=sorted(GRID_PRESETS), default="quick",
                    help="quick: about 10 minutes on 2 CPU cores; paper: Supplement A's setting")
-    _add_config_args(p)
+    _add_config_args(p, preset=False)
     p.set_defaults(func=cmd_grid2d)
 
     p = sub.add_parser("demo", help="the full pipeline on the bundled digits on a local Ray")

@@ -32,10 +32,25 @@ def _f(default: Any, doc: str, *, choices: tuple | None = None, minimum: float |
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = _f("digits", "Real dataset: grid2d (seed 000 Supplement A) or digits (scikit-learn's "
-                   "bundled 8x8 digits).", choices=("grid2d", "digits"))
+    name: str = _f("digits", "Real dataset: grid2d (seed 000 Supplement A), digits (scikit-learn's "
+                   "bundled 8x8 digits), mnist, fashion_mnist, cifar10, svhn (torchvision files under "
+                   "data.root), imagefolder (data.root/<class>/*.png|jpg) or parquet (data.root: a "
+                   "parquet file or folder with image bytes + label, raygan's shards included).",
+                   choices=("grid2d", "digits", "mnist", "fashion_mnist", "cifar10", "svhn",
+                            "imagefolder", "parquet"))
+    root: Optional[str] = _f(None, "Where the dataset's files are: the torchvision root folder (mnist, "
+                             "fashion_mnist, cifar10, svhn), the class-per-sub-folder image folder, or "
+                             "the parquet file/folder. Any pyarrow filesystem URI for parquet.")
+    download: bool = _f(False, "Let torchvision download mnist/fashion_mnist/cifar10/svhn into data.root "
+                        "when the files are missing (otherwise a missing file is an error).")
+    image_size: Optional[int] = _f(None, "Resize images to this square size (e.g. 128 for pathology "
+                                   "patches, 64 for a DCGAN-64); null keeps the native size.", minimum=4)
+    channels: Optional[int] = _f(None, "Force 1 (grayscale) or 3 (RGB) channels for imagefolder/"
+                                 "parquet images; null keeps what the files hold.", choices=(None, 1, 3))
     grouping: Optional[str] = _f(None, "Named class grouping: II = seed 000's two-class partition "
-                                 "{0-4} vs {5-9}; null keeps one class per label.", choices=(None, "II"))
+                                 "{0-4} vs {5-9} (SVHN-II, MNIST-II; for CIFAR-II {airplane, automobile, "
+                                 "bird, cat, deer} vs {dog, frog, horse, ship, truck}); null keeps one "
+                                 "class per label.", choices=(None, "II"))
     classes: Optional[dict] = _f(None, "Explicit grouping {class name: [source labels]}; overrides "
                                  "nothing else and cannot be combined with grouping.")
     val_fraction: float = _f(0.15, "Stratified fraction of the real data held out for validation "
@@ -53,8 +68,16 @@ class DataConfig:
 @dataclass(frozen=True)
 class GANConfig:
     family: str = _f("dcgan", "GAN architecture: mlp2d (seed 000 Supplement A), dcgan (convolutional, "
-                     "8-128 px) or fc (seed 002's fully connected GAN).",
-                     choices=("mlp2d", "dcgan", "fc"))
+                     "8-128 px), ccgan (seed 003's class-conditional DCGAN: one model per member for "
+                     "all classes), pggan (progressively growing GAN, seed 000, up to 128 px) or fc "
+                     "(seed 002's fully connected GAN).",
+                     choices=("mlp2d", "dcgan", "ccgan", "pggan", "fc"))
+    g_norm: str = _f("batch", "Normalisation in the DCGAN/CCGAN generator: batch (DCGAN) or layer "
+                     "(seed 004's LayerNorm generator).", choices=("batch", "layer"))
+    pg_start_size: int = _f(4, "PG-GAN: resolution training starts at; it doubles up to the image "
+                            "size.", minimum=4)
+    pg_fade_fraction: float = _f(0.5, "PG-GAN: fraction of each resolution's steps spent fading the new "
+                                 "layers in (the rest stabilises).", minimum=0.0, maximum=1.0)
     z_dim: int = _f(100, "Latent dimension (Supplement A uses 2 for the grid).", minimum=1)
     width: int = _f(64, "DCGAN base channel count (the widest layer has width * 2^(stages-1)).",
                     minimum=1)
@@ -84,6 +107,12 @@ class TrainConfig:
     seed: int = _f(0, "Base seed; each (class, member) derives its own from it.", minimum=0)
     device: str = _f("auto", "Where members train: auto (cuda if available), cpu or cuda.",
                      choices=("auto", "cpu", "cuda"))
+    recursive_rounds: int = _f(0, "Seed 002's recursive training: after the first training, this many "
+                               "more rounds each retrain on the real class plus recursive_fraction "
+                               "synthetic samples from the previous round's generator.", minimum=0)
+    recursive_fraction: float = _f(0.1, "Synthetic share added per recursive round, relative to the "
+                                   "real class size (seed 002: 10 %).", minimum=0.0, maximum=10.0,
+                                   exclusive_min=True)
     num_threads: Optional[int] = _f(None, "torch CPU threads per member; null keeps torch's default.",
                                     minimum=1)
 
@@ -137,6 +166,9 @@ class ClusterConfig:
 class SynthConfig:
     chunk_size: int = _f(1024, "Samples generated per Ray Data block.", minimum=1)
     seed: int = _f(0, "Seed of synthesis; the same seed and members give the same shards.", minimum=0)
+    truncation: Optional[float] = _f(None, "Truncation trick (seed 001): latents outside +-tau are "
+                                     "resampled; null draws plain N(0, I).", minimum=0.0,
+                                     exclusive_min=True)
 
 
 @dataclass(frozen=True)
@@ -168,6 +200,16 @@ class EvalConfig:
     on_the_fly: bool = _f(False, "Draw fresh samples from the generators every epoch, one member per "
                           "batch (seed 001), instead of training on the fixed shards.")
     mixing: bool = _f(False, "Also run the mixed real + synthetic protocol over eval.mixing_ratios.")
+    metrics: list = _f([], "Sample-quality metrics computed per T (and per class): fid, kid "
+                       "(Inception features, need eval.inception_weights), domain_fd (Frechet distance "
+                       "in a real-trained classifier's features, offline), prdc (precision/recall/"
+                       "density/coverage in those features), msssim (intra-class diversity), "
+                       "classifier_score (seed 003), pca (seed 003's PCA baseline scored the same way).")
+    inception_weights: Optional[str] = _f(None, "Local path of the standard FID Inception weights "
+                                          "(torch-fidelity's pt_inception-2015-12-05 .pth); needed by "
+                                          "fid and kid.")
+    metric_samples: int = _f(2000, "Samples per class (at most) used by the sample-quality metrics.",
+                             minimum=2)
     seed: int = _f(0, "Seed of the first classifier; repeat r uses seed + r.", minimum=0)
 
 
@@ -202,6 +244,29 @@ class GridEvalConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    enabled: bool = _f(True, "Run the memorisation audit as a step of the pipeline job.")
+    holdout: str = _f("test", "Real split never used in training that gives the reference distances "
+                      "(test or val).", choices=("test", "val"))
+    spaces: list = _f(["pixel", "domain"], "Where nearest neighbours are searched: pixel (mean squared "
+                      "difference, seed 000) and domain (features of a classifier trained on the real "
+                      "training split).")
+    chunk_size: int = _f(2048, "Rows per block of the exhaustive distance search (memory is "
+                         "chunk_size^2, never N x M).", minimum=1)
+    max_synthetic_per_class: Optional[int] = _f(None, "Audit at most this many synthetic samples per "
+                                                "class and member; null audits them all.", minimum=1)
+    near_duplicate_mse: float = _f(1e-3, "A synthetic image whose pixel MSE to a training image (on the "
+                                   "[-1, 1] scale) is below this is a near-duplicate.", minimum=0.0)
+    warn_fraction_p1: float = _f(0.05, "Verdict warn when more than this fraction of synthetic samples "
+                                 "is closer to a training image than the holdout's 1st percentile "
+                                 "(about 0.01 when nothing is copied).", minimum=0.0, maximum=1.0)
+    warn_near_duplicates: int = _f(0, "Verdict warn when a class has more near-duplicates than this.",
+                                   minimum=0)
+    pairs_in_figure: int = _f(8, "Closest (real, synthetic) pairs shown per ensemble size / step.",
+                              minimum=1)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     root: str = _f("runs", "Folder holding <experiment>/<run>/ run folders.")
     experiment: str = _f("default", "Experiment name (the middle folder).")
@@ -222,6 +287,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     grid_eval: GridEvalConfig = field(default_factory=GridEvalConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict:
@@ -244,7 +310,8 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 def _section_class(name: str):
     return {"data": DataConfig, "gan": GANConfig, "train": TrainConfig, "ensemble": EnsembleConfig,
             "boosting": BoostingConfig, "synth": SynthConfig, "cluster": ClusterConfig,
-            "tracking": TrackingConfig, "eval": EvalConfig, "sweep": SweepConfig, "grid_eval": GridEvalConfig, "output": OutputConfig}[name]
+            "tracking": TrackingConfig, "eval": EvalConfig, "sweep": SweepConfig, "grid_eval": GridEvalConfig, "audit": AuditConfig,
+            "output": OutputConfig}[name]
 
 
 def _type_name(tp) -> str:
@@ -370,8 +437,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
-    """Defaults <- YAML deltas at ``path`` <- dotted overrides; validated."""
+def _merge(base: dict, delta: dict) -> dict:
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
+                preset: str | None = None) -> Config:
+    """Defaults <- YAML deltas at ``path`` <- the file's named preset <- dotted overrides; validated.
+
+    A config file may hold ``presets: {name: {section: {key: value}}}``; ``preset`` picks one (e.g.
+    ``paper``: the seed's own setting) and its deltas apply on top of the file's.
+    """
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -381,6 +462,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         raw = yaml.safe_load(path.read_text()) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    presets = raw.pop("presets", None) or {}
+    if preset is not None:
+        if preset not in presets:
+            where = path if path is not None else "the defaults"
+            raise ConfigError(f"preset {preset!r} is not in {where}; its presets: "
+                              f"{', '.join(sorted(presets)) or 'none'}")
+        _merge(raw, presets[preset])
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(raw, key, value)

@@ -16,6 +16,8 @@ def job_parser(job: str) -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="YAML file of deltas from the defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set ensemble.members=5 (repeatable)")
+    p.add_argument("--preset", dest="config_preset", default=None,
+                   help="a preset named in the config file's presets: section (e.g. paper)")
     p.add_argument("--address", default=None, help="Ray cluster address (else RAY_ADDRESS, else local)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return p
@@ -26,7 +28,7 @@ def run_job(job: str, args: argparse.Namespace) -> int:
 
     module, function = JOBS[job]
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, getattr(args, "config_preset", None))
         print(f"# raygan {job}: resolved config\n{cfg.to_yaml()}", flush=True)
         if args.dry_run:
             return 0
