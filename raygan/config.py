@@ -406,6 +406,29 @@ def _check_relations(cfg: Config) -> None:
                           "with data.name=grid2d")
     if d.name != "grid2d" and cfg.gan.family == "mlp2d":
         raise ConfigError("gan.family mlp2d is for data.name=grid2d; use dcgan or fc for images")
+    g, t = cfg.gan, cfg.train
+    if g.family == "ccgan" and cfg.ensemble.method != "independent":
+        raise ConfigError(f"gan.family=ccgan trains one model for every class, but ensemble.method="
+                          f"{cfg.ensemble.method} reweights each class's data separately; use "
+                          "ensemble.method=independent or gan.family=dcgan")
+    if t.recursive_rounds and cfg.ensemble.method != "independent":
+        raise ConfigError("train.recursive_rounds needs ensemble.method=independent (boosting already "
+                          "changes each member's training data); set train.recursive_rounds=0")
+    if t.recursive_rounds and g.family == "ccgan":
+        raise ConfigError("train.recursive_rounds is not supported with gan.family=ccgan (its "
+                          "synthetic rounds would need labels); use gan.family=dcgan")
+    if g.g_norm == "layer" and g.family not in ("dcgan", "ccgan"):
+        raise ConfigError(f"gan.g_norm=layer is seed 004's DCGAN generator; gan.family={g.family} "
+                          "has its own normalisation; set gan.g_norm=batch")
+    if d.name in ("mnist", "fashion_mnist", "cifar10", "svhn", "imagefolder", "parquet") and \
+            d.root is None:
+        raise ConfigError(f"data.name={d.name} reads its files from data.root, which is not set; set "
+                          "data.root to the folder holding them"
+                          + (" (or to where data.download: true should put them)"
+                             if d.name not in ("imagefolder", "parquet") else ""))
+    if d.download and d.name in ("imagefolder", "parquet"):
+        raise ConfigError(f"data.download applies to torchvision datasets, not {d.name}; "
+                          "set data.download: false")
     if cfg.grid_eval.max_ensemble > cfg.grid_eval.gans:
         raise ConfigError(f"grid_eval.max_ensemble ({cfg.grid_eval.max_ensemble}) exceeds "
                           f"grid_eval.gans ({cfg.grid_eval.gans}); train at least as many GANs")

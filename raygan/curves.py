@@ -30,7 +30,7 @@ def mixture_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> Mixture:
         weights = state["steps"][T - 1]["mixture_weights"]
     elif cfg.ensemble.weights is not None:
         weights = cfg.ensemble.weights[:T]
-    return load_mixture(run, class_name, T, weights)
+    return load_mixture(run, class_name, T, weights, truncation=cfg.synth.truncation)
 
 
 def synthetic_set(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, seed: int) -> Split:

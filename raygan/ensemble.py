@@ -27,6 +27,37 @@ def member_seed(base_seed: int, class_index: int, member: int) -> int:
     return int(np.random.SeedSequence([base_seed, class_index, member]).generate_state(1)[0])
 
 
+def _train_rounds(data: torch.Tensor, cfg: Config, folder, seed: int, *, labels=None,
+                  n_classes=None, data_weights=None, device=None, on_log=None, log=None):
+    """train_gan, or seed 002's recursive training when train.recursive_rounds > 0.
+
+    Recursive training (seed 002, Experiment 3): round 0 trains on the real set s_0; after round i the
+    round's generator draws recursive_fraction * s_i samples, which join the training set of round
+    i + 1, and a GAN is trained anew on it. The member is the last round's GAN; every round keeps its
+    own checkpoint (round<i>.pt) so a resumed member skips finished rounds.
+    """
+    rounds = cfg.train.recursive_rounds
+    sizes = [int(data.shape[0])]
+    for r in range(rounds + 1):
+        last = r == rounds
+        ckpt = folder / ("checkpoint.pt" if last else f"round{r}.pt")
+        kwargs = {"labels": labels, "n_classes": n_classes} if labels is not None else {}
+        result = train_gan(data, gan=cfg.gan, train=cfg.train,
+                           seed=seed if r == 0 else member_seed(seed % (2 ** 31), 1_000 + r, 0),
+                           checkpoint_path=ckpt, data_weights=data_weights if r == 0 else None,
+                           device=device, on_log=on_log if last else None, **kwargs)
+        if last:
+            return result, sizes
+        extra = max(1, int(round(cfg.train.recursive_fraction * data.shape[0])))
+        synthetic = generate(result.generator, extra, seed=member_seed(seed % (2 ** 31), 2_000 + r, 0),
+                             device=device)
+        data = torch.cat([data.cpu(), synthetic.to(data.dtype)])
+        sizes.append(int(data.shape[0]))
+        if log is not None:
+            log(f"recursive round {r}: trained on {sizes[-2]}, +{extra} synthetic -> {sizes[-1]}")
+    raise AssertionError("unreachable")
+
+
 def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name: str,
                  class_index: int, member: int, data_weights: Optional[torch.Tensor] = None,
                  device: Optional[torch.device] = None,
@@ -37,9 +68,8 @@ def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name:
     device = device or resolve_device(cfg.train.device)
     folder = run.member_dir(class_name, member)
     seed = member_seed(cfg.train.seed, class_index, member)
-    result = train_gan(data, gan=cfg.gan, train=cfg.train, seed=seed,
-                       checkpoint_path=folder / "checkpoint.pt", data_weights=data_weights,
-                       device=device, on_log=on_log)
+    result, sizes = _train_rounds(data, cfg, folder, seed, data_weights=data_weights, device=device,
+                                  on_log=on_log)
     sample_shape = tuple(data.shape[1:])
     save_generator(result.generator, cfg.gan, sample_shape, folder / "generator.pt")
     _write_losses(result.losses, folder / "losses.csv")
@@ -49,12 +79,62 @@ def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name:
     save_sample_grid(samples, folder / "samples.png", real=real,
                      title=f"class {class_name}, member {member}")
     tail = result.losses[-max(1, cfg.train.log_every):].mean(0)
-    return {"class": class_name, "class_index": class_index, "member": member, "seed": seed,
-            "status": "complete", "steps": result.steps, "resumed_from": result.resumed_from,
-            "seconds": round(result.seconds, 3), "final_d_loss": float(tail[0]),
-            "final_g_loss": float(tail[1]),
-            "generator": str((folder / "generator.pt").relative_to(run.path)),
-            "generator_sha256": sha256_file(folder / "generator.pt"), "device": str(device)}
+    entry = {"class": class_name, "class_index": class_index, "member": member, "seed": seed,
+             "status": "complete", "steps": result.steps, "resumed_from": result.resumed_from,
+             "seconds": round(result.seconds, 3), "final_d_loss": float(tail[0]),
+             "final_g_loss": float(tail[1]),
+             "generator": str((folder / "generator.pt").relative_to(run.path)),
+             "generator_sha256": sha256_file(folder / "generator.pt"), "device": str(device)}
+    if cfg.train.recursive_rounds:
+        entry["recursive_train_sizes"] = sizes
+    return entry
+
+
+CONDITIONAL_DIR = "_conditional"
+
+
+def conditional_data(dataset: RealDataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All classes' training images with their class indices: what one conditional member sees."""
+    xs = [dataset.train[name] for name in dataset.classes]
+    ys = [torch.full((len(x),), k, dtype=torch.int64) for k, x in enumerate(xs)]
+    return torch.cat(xs), torch.cat(ys)
+
+
+def train_conditional_member(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
+                             cfg: Config, run: RunFolder, *, member: int,
+                             device: Optional[torch.device] = None,
+                             on_log: Optional[Callable[[int, float, float], None]] = None
+                             ) -> list[dict]:
+    """Seed 003's class-conditional GAN: one model per member for every class.
+
+    The task grid is then per member, not per (class, member). The model lives in
+    members/_conditional/<member>/; the manifest gets one entry per class pointing at it with the class
+    index as its ``condition``, so synthesis, curves and the audit treat it like K per-class members.
+    """
+    if cfg.train.num_threads is not None:
+        torch.set_num_threads(cfg.train.num_threads)
+    device = device or resolve_device(cfg.train.device)
+    folder = run.path / "members" / CONDITIONAL_DIR / str(member)
+    seed = member_seed(cfg.train.seed, 1_000_000, member)
+    result, _ = _train_rounds(data, cfg, folder, seed, labels=labels, n_classes=len(classes),
+                              device=device, on_log=on_log)
+    sample_shape = tuple(data.shape[1:])
+    save_generator(result.generator, cfg.gan, sample_shape, folder / "generator.pt")
+    _write_losses(result.losses, folder / "losses.csv")
+    per_class = max(1, cfg.output.sample_grid // len(classes))
+    grid = torch.cat([generate(load_generator(folder / "generator.pt", device=device, condition=k),
+                               per_class, seed=seed + k, device=device) for k in range(len(classes))])
+    save_sample_grid(grid, folder / "samples.png", title=f"conditional member {member}: "
+                     f"{per_class} per class, classes in order")
+    tail = result.losses[-max(1, cfg.train.log_every):].mean(0)
+    generator = str((folder / "generator.pt").relative_to(run.path))
+    digest = sha256_file(folder / "generator.pt")
+    return [{"class": name, "class_index": k, "member": member, "seed": seed, "status": "complete",
+             "steps": result.steps, "resumed_from": result.resumed_from,
+             "seconds": round(result.seconds, 3), "final_d_loss": float(tail[0]),
+             "final_g_loss": float(tail[1]), "generator": generator, "generator_sha256": digest,
+             "condition": k, "conditional": True, "device": str(device)}
+            for k, name in enumerate(classes)]
 
 
 def _write_losses(losses: np.ndarray, path) -> None:
@@ -75,9 +155,26 @@ def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder,
                       log: Callable[[str], None] = print) -> list[dict]:
     """Train the K x T independent ensemble in this process, skipping members already complete.
 
-    The Ray layer (raygan.cluster) runs the same `train_member` calls as tasks instead.
+    The Ray layer (raygan.cluster) runs the same `train_member` calls as tasks instead. A conditional
+    family (gan.family=ccgan) trains T members, each covering every class.
     """
     entries = []
+    if cfg.gan.family == "ccgan":
+        data, labels = conditional_data(dataset)
+        for t in range(cfg.ensemble.members):
+            done = [run.member_entry(name, t) for name in dataset.classes]
+            if all(done):
+                log(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: complete, skipped")
+                entries += done
+                continue
+            t0 = time.perf_counter()
+            new = train_conditional_member(data, labels, dataset.classes, cfg, run, member=t)
+            for entry in new:
+                run.record_member(entry)
+            entries += new
+            log(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: {new[0]['steps']} steps in "
+                f"{time.perf_counter() - t0:.1f}s, d_loss {new[0]['final_d_loss']:.3f}")
+        return entries
     grid = member_grid(dataset, cfg.ensemble.members)
     for i, (k, name, t) in enumerate(grid, start=1):
         done = run.member_entry(name, t)
@@ -108,35 +205,46 @@ def allocate(weights: Sequence[float], n: int) -> list[int]:
 
 @dataclass
 class Mixture:
-    """A mixture of generators G_T = sum_t p_t G_t for one class."""
+    """A mixture of generators G_T = sum_t p_t G_t for one class (latents truncated at tau if set)."""
     generators: list[nn.Module]
     weights: np.ndarray
+    truncation: Optional[float] = None
 
     @classmethod
-    def uniform(cls, generators: list[nn.Module]) -> "Mixture":
-        return cls(list(generators), np.full(len(generators), 1.0 / len(generators)))
+    def uniform(cls, generators: list[nn.Module], truncation: Optional[float] = None) -> "Mixture":
+        return cls(list(generators), np.full(len(generators), 1.0 / len(generators)), truncation)
 
     def first(self, T: int) -> "Mixture":
         """The first T members, weights renormalised: any T <= T_max without retraining."""
         if not 1 <= T <= len(self.generators):
             raise ValueError(f"T must be in 1..{len(self.generators)}, got {T}")
         w = self.weights[:T]
-        return Mixture(self.generators[:T], w / w.sum())
+        return Mixture(self.generators[:T], w / w.sum(), self.truncation)
 
     def sample(self, n: int, *, seed: int, device: torch.device | str = "cpu"
                ) -> tuple[torch.Tensor, np.ndarray]:
         """n samples, p_t n of them from member t; returns (samples, member index per sample)."""
         counts = allocate(self.weights, n)
         xs, ids = [], []
+        extra = {"truncation": self.truncation} if self.truncation is not None else {}
         for t, (G, count) in enumerate(zip(self.generators, counts)):
             if count:
-                xs.append(generate(G, count, seed=seed * 1_000_003 + t, device=device))
+                xs.append(generate(G, count, seed=seed * 1_000_003 + t, device=device, **extra))
                 ids.append(np.full(count, t))
         return torch.cat(xs), np.concatenate(ids)
 
 
+def load_member_generator(run: RunFolder, entry: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The generator of a manifest entry; a conditional member comes back fixed to its class."""
+    path = run.path / entry["generator"]
+    if entry.get("condition") is not None:
+        return load_generator(path, device=device, condition=entry["condition"])
+    return load_generator(path, device=device)
+
+
 def load_mixture(run: RunFolder, class_name: str, members: int,
-                 weights: Optional[Sequence[float]] = None, device: str = "cpu") -> Mixture:
+                 weights: Optional[Sequence[float]] = None, device: str = "cpu",
+                 truncation: Optional[float] = None) -> Mixture:
     """Mixture of the first `members` complete members of a class from a run folder."""
     gens = []
     for t in range(members):
@@ -144,7 +252,7 @@ def load_mixture(run: RunFolder, class_name: str, members: int,
         if entry is None:
             raise FileNotFoundError(f"member {t} of class {class_name} is not complete in {run.path}; "
                                     "train the ensemble first (raygan train)")
-        gens.append(load_generator(run.path / entry["generator"], device=device))
+        gens.append(load_member_generator(run, entry, device=device))
     if weights is None:
-        return Mixture.uniform(gens)
-    return Mixture(gens, np.asarray(weights, dtype=np.float64) / np.sum(weights))
+        return Mixture.uniform(gens, truncation)
+    return Mixture(gens, np.asarray(weights, dtype=np.float64) / np.sum(weights), truncation)

@@ -77,9 +77,11 @@ def chunk_seed(seed: int, class_index: int, member: int, chunk: int) -> int:
 
 
 def synth_records(G: nn.Module, *, count: int, seed: int, class_index: int, class_name: str,
-                  member: int, method: str, start: int, device="cpu") -> dict:
+                  member: int, method: str, start: int, device="cpu",
+                  truncation: float | None = None) -> dict:
     """Columns of one shard chunk: image (PNG bytes) or point (2 floats), label, class, member, ..."""
-    samples = generate(G, count, seed=seed, device=device)
+    extra = {"truncation": truncation} if truncation is not None else {}
+    samples = generate(G, count, seed=seed, device=device, **extra)
     columns = {"label": [class_index] * count, "class_name": [class_name] * count,
                "member": [member] * count, "method": [method] * count, "seed": [seed] * count,
                "index": list(range(start, start + count))}

@@ -81,7 +81,8 @@ class Tracker:
         """A child run with the member's parameters, its loss curve and its sample grid."""
         if not self.enabled:
             return None
-        folder = Path(run_dir) / "members" / entry["class"] / str(entry["member"])
+        folder = (Path(run_dir) / entry["generator"]).parent if "generator" in entry else \
+            Path(run_dir) / "members" / entry["class"] / str(entry["member"])
         with self.mlflow.start_run(experiment_id=self.experiment_id, nested=True,
                                    parent_run_id=self.parent_id,
                                    run_name=f"{entry['class']}/{entry['member']}") as child:

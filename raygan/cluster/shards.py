@@ -36,11 +36,14 @@ class _PartNames(FilenameProvider):
 
 def _generate_chunk(batch: dict, run_path: str) -> dict:
     (generator,) = batch["generator"]
-    G = load_generator(Path(run_path) / generator)
+    condition, truncation = int(batch["condition"][0]), float(batch["truncation"][0])
+    G = (load_generator(Path(run_path) / generator, condition=condition) if condition >= 0
+         else load_generator(Path(run_path) / generator))
     return synth_records(G, count=int(batch["count"][0]), seed=int(batch["seed"][0]),
                          class_index=int(batch["class_index"][0]),
                          class_name=str(batch["class_name"][0]), member=int(batch["member"][0]),
-                         method=str(batch["method"][0]), start=int(batch["start"][0]))
+                         method=str(batch["method"][0]), start=int(batch["start"][0]),
+                         truncation=truncation if truncation > 0 else None)
 
 
 def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict[str, list[float]]
@@ -52,13 +55,17 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
         n_g = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
         counts[name] = allocate(mixtures[name], n_g)
         for t, count in enumerate(counts[name]):
-            generator = manifest["members"][f"{name}/{t}"]["generator"]
+            entry = manifest["members"][f"{name}/{t}"]
+            generator, condition = entry["generator"], entry.get("condition")
             for chunk, start in enumerate(range(0, count, cfg.synth.chunk_size)):
                 items.append({"class_index": k, "class_name": name, "member": t,
                               "method": cfg.ensemble.method, "generator": generator, "start": start,
+                              "condition": -1 if condition is None else int(condition),
+                              "truncation": float(cfg.synth.truncation or 0.0),
                               "count": min(cfg.synth.chunk_size, count - start),
                               "seed": chunk_seed(cfg.synth.seed, k, t, chunk)})
     spec = {"counts": counts, "method": cfg.ensemble.method, "seed": cfg.synth.seed,
+            "truncation": cfg.synth.truncation,
             "chunk_size": cfg.synth.chunk_size,
             "generators": {key: manifest["members"][key]["generator_sha256"]
                            for key in sorted({f"{i['class_name']}/{i['member']}" for i in items})}}

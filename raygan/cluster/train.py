@@ -15,7 +15,7 @@ from raygan.cluster.runtime import member_resources
 from raygan.cluster.tasks import submit_member, wait_all
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble import member_grid
+from raygan.ensemble import conditional_data, member_grid, train_conditional_member
 from raygan.runfolder import RunFolder
 from raygan.tracking import Tracker
 
@@ -55,8 +55,72 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     return done + wait_all(refs, record)
 
 
+@ray.remote
+def train_conditional_task(data, labels, classes: list[str], cfg_dict: dict, run_path: str,
+                           member: int) -> list[dict]:
+    """One conditional member (every class at once): the task grid of gan.family=ccgan."""
+    import os
+    import socket
+    from pathlib import Path
+
+    import torch
+
+    from raygan.cluster.tasks import _device_for_task
+    from raygan.config import from_dict
+
+    cfg = from_dict(cfg_dict)
+    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    t0 = time.perf_counter()
+    entries = train_conditional_member(data, labels, classes, cfg, RunFolder(Path(run_path)),
+                                       member=member, device=_device_for_task())
+    ctx = ray.get_runtime_context()
+    extra = {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
+             "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "worker_pid": os.getpid(),
+             "task_seconds": round(time.perf_counter() - t0, 3)}
+    return [{**e, **extra} for e in entries]
+
+
+def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
+                          log: Callable[[str], None] = print) -> list[dict]:
+    """gan.family=ccgan: one task per member, each training one model for all classes."""
+
+    resources = member_resources(cfg)
+    members = range(cfg.ensemble.members)
+    complete = {t: [run.member_entry(name, t) for name in dataset.classes] for t in members}
+    done = [e for t in members if all(complete[t]) for e in complete[t]]
+    todo = [t for t in members if not all(complete[t])]
+    if done:
+        log(f"{len(members) - len(todo)} of {len(members)} conditional members already complete: "
+            "skipped")
+    if not todo:
+        return done
+    data, labels = conditional_data(dataset)
+    data_ref, labels_ref = ray.put(data), ray.put(labels)
+    log(f"submitting {len(todo)} conditional member tasks ({resources['num_cpus']} CPU, "
+        f"{resources['num_gpus']} GPU each), each for all {len(dataset.classes)} classes")
+    refs = {train_conditional_task.options(**resources, max_retries=cfg.cluster.max_retries,
+                                           name=f"train_member:_conditional/{t}").remote(
+        data_ref, labels_ref, list(dataset.classes), cfg.to_dict(), str(run.path), t): t
+        for t in todo}
+    t0, results = time.perf_counter(), list(done)
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        entries = ray.get(ready[0])
+        for entry in entries:
+            run.record_member(entry)
+        tracker.log_member({**entries[0], "class": "_conditional"}, run.path)
+        results += entries
+        log(f"[{len(results) // len(dataset.classes)}/{len(members)}] conditional member "
+            f"{refs[ready[0]]}: {entries[0]['steps']} steps in {entries[0]['seconds']:.1f}s "
+            f"(elapsed {time.perf_counter() - t0:.0f}s)")
+    return results
+
+
 def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
                    log: Callable[[str], None] = print) -> list[dict]:
+    if cfg.gan.family == "ccgan":
+        return train_conditional_ray(cfg, dataset, run, tracker, log)
     if cfg.ensemble.method == "independent":
         return train_independent_ray(cfg, dataset, run, tracker, log)
     from raygan.cluster.driver import train_boosting_ray

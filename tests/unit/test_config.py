@@ -34,7 +34,7 @@ def test_override_values_are_parsed_as_numbers():
     ("train.steps=abc", "train.steps: expected int"),
     ("train.steps=1.5", "train.steps: expected int"),
     ("gan.loss=wasserstein", "choose one of: nonsaturating, minimax"),
-    ("gan.family=resnet", "choose one of: mlp2d, dcgan, fc"),
+    ("gan.family=resnet", "choose one of: mlp2d, dcgan, ccgan, pggan, fc"),
     ("gan.lr_g=0", "gan.lr_g: 0.0 is out of range; it must be > 0"),
     ("data.grouping=III", "choose one of: null, II"),
     ("train.device=tpu", "choose one of: auto, cpu, cuda"),
@@ -69,3 +69,43 @@ def test_config_is_frozen_and_round_trips_through_yaml(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(cfg.to_yaml())
     assert load_config(path) == cfg
+
+
+def _shipped_configs():
+    from pathlib import Path
+    return sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _shipped_configs(), ids=lambda p: p.name)
+def test_every_shipped_config_and_preset_resolves(path):
+    import yaml
+    cfg = load_config(path)
+    presets = (yaml.safe_load(path.read_text()) or {}).get("presets") or {}
+    for name, delta in presets.items():
+        preset = load_config(path, preset=name)
+        for section, values in delta.items():
+            for key, value in values.items():
+                assert getattr(getattr(preset, section), key) == value, (path.name, name, key)
+    assert cfg.output.experiment
+
+
+def test_preset_applies_on_top_of_the_file_and_under_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {steps: 10, batch_size: 8}\n"
+                    "presets:\n  paper: {train: {steps: 50000}, ensemble: {members: 10}}\n")
+    plain = load_config(path)
+    assert (plain.train.steps, plain.ensemble.members) == (10, 5)
+    paper = load_config(path, preset="paper")
+    assert (paper.train.steps, paper.train.batch_size, paper.ensemble.members) == (50000, 8, 10)
+    assert load_config(path, ["train.steps=7"], preset="paper").train.steps == 7
+    with pytest.raises(ConfigError, match="preset 'quick' is not in .*its presets: paper"):
+        load_config(path, preset="quick")
+
+
+def test_image_datasets_need_a_root_and_ccgan_needs_independent_members():
+    with pytest.raises(ConfigError, match="data.root"):
+        load_config(None, ["data.name=cifar10"])
+    with pytest.raises(ConfigError, match="ccgan"):
+        load_config(None, ["gan.family=ccgan", "ensemble.method=adagan"])
+    with pytest.raises(ConfigError, match="recursive_rounds"):
+        load_config(None, ["train.recursive_rounds=2", "ensemble.method=adagan"])
