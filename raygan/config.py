@@ -45,8 +45,9 @@ class DataConfig:
                         "when the files are missing (otherwise a missing file is an error).")
     image_size: Optional[int] = _f(None, "Resize images to this square size (e.g. 128 for pathology "
                                    "patches, 64 for a DCGAN-64); null keeps the native size.", minimum=4)
-    channels: Optional[int] = _f(None, "Force 1 (grayscale) or 3 (RGB) channels for imagefolder/"
-                                 "parquet images; null keeps what the files hold.", choices=(None, 1, 3))
+    channels: Optional[int] = _f(None, "Force 1 (grayscale) or 3 (RGB) channels; null keeps what the "
+                                 "files hold (image folders: RGB unless every file is grey).",
+                                 choices=(None, 1, 3))
     grouping: Optional[str] = _f(None, "Named class grouping: II = seed 000's two-class partition "
                                  "{0-4} vs {5-9} (SVHN-II, MNIST-II; for CIFAR-II {airplane, automobile, "
                                  "bird, cat, deer} vs {dog, frog, horse, ship, truck}); null keeps one "
@@ -55,11 +56,13 @@ class DataConfig:
                                  "nothing else and cannot be combined with grouping.")
     val_fraction: float = _f(0.15, "Stratified fraction of the real data held out for validation "
                              "(never seen by a GAN).", minimum=0.0, maximum=0.5)
-    test_fraction: float = _f(0.15, "Stratified fraction held out for testing (never seen by a GAN).",
+    test_fraction: float = _f(0.15, "Stratified fraction held out for testing (never seen by a GAN); "
+                              "mnist/fashion_mnist/cifar10/svhn use their official test split instead.",
                               minimum=0.0, maximum=0.5)
     split_seed: int = _f(0, "Seed of the train/validation/test split.", minimum=0)
-    train_per_class: Optional[int] = _f(None, "Subsample each class's training split to this many "
-                                        "examples (seed 002 uses 250-2000); null keeps all.", minimum=1)
+    train_per_class: Optional[int] = _f(None, "Subsample each source label's training split to this "
+                                        "many examples (seed 002 uses 250-2000; under a grouping a class "
+                                        "gets this per label it holds); null keeps all.", minimum=1)
     grid_points: int = _f(100_000, "Training points drawn from the 25-Gaussian grid.", minimum=1)
     grid_sigma: float = _f(0.05, "Standard deviation of each grid Gaussian.", minimum=0.0,
                            exclusive_min=True)

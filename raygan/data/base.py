@@ -38,54 +38,146 @@ class RealDataset:
                 f"val {len(self.val[1])}, test {len(self.test[1])}")
 
 
-def split_per_class(x: np.ndarray, labels: np.ndarray, cfg: DataConfig) -> RealDataset:
-    """Stratified train/val/test split over source labels, then grouping into classes."""
+@dataclass
+class SplitPlan:
+    """Which rows go where, decided from the labels alone (before any pixel is converted)."""
+    train_idx: np.ndarray               # sorted; after data.train_per_class subsampling
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    mapping: dict[str, list[int]]       # class name -> source labels it groups
+
+
+def _stratified(idx: np.ndarray, labels: np.ndarray, test_size: float, seed: int, what: str
+                ) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
+    try:
+        return train_test_split(idx, test_size=test_size, stratify=labels[idx], random_state=seed)
+    except ValueError as err:  # e.g. a label with a single example cannot be stratified
+        counts = dict(zip(*(v.tolist() for v in np.unique(labels[idx], return_counts=True))))
+        raise ConfigError(f"cannot carve a stratified {what} split of fraction {test_size:g} from "
+                          f"{len(idx)} examples with per-label counts {counts} ({err}); lower "
+                          f"data.val_fraction/data.test_fraction or add examples") from None
+
+
+def split_indices(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified (train, val, test) row indices; train is sorted.
+
+    Without ``official_test`` both held-out splits are carved from all rows with data.val_fraction
+    and data.test_fraction. With it (a boolean mask of the rows of a dataset's own test split, e.g.
+    torchvision's) those rows are the test split, data.test_fraction is not used, and validation is
+    carved from the remaining rows with data.val_fraction.
+    """
     idx = np.arange(len(labels))
+    seed = cfg.split_seed
+    if official_test is not None:
+        test_idx, pool = idx[official_test], idx[~official_test]
+        if cfg.val_fraction > 0:
+            train_idx, val_idx = _stratified(pool, labels, cfg.val_fraction, seed, "validation")
+        else:
+            train_idx, val_idx = pool, pool[:0]
+        return np.sort(train_idx), val_idx, test_idx
     held = cfg.val_fraction + cfg.test_fraction
     if held > 0:
-        train_idx, rest_idx = train_test_split(idx, test_size=held, stratify=labels,
-                                               random_state=cfg.split_seed)
+        train_idx, rest_idx = _stratified(idx, labels, held, seed, "held-out")
         if cfg.val_fraction > 0 and cfg.test_fraction > 0:
-            val_idx, test_idx = train_test_split(rest_idx, test_size=cfg.test_fraction / held,
-                                                 stratify=labels[rest_idx],
-                                                 random_state=cfg.split_seed)
+            val_idx, test_idx = _stratified(rest_idx, labels, cfg.test_fraction / held, seed, "test")
         elif cfg.val_fraction > 0:
             val_idx, test_idx = rest_idx, rest_idx[:0]
         else:
             val_idx, test_idx = rest_idx[:0], rest_idx
     else:
         train_idx, val_idx, test_idx = idx, idx[:0], idx[:0]
-    train_idx = np.sort(train_idx)
-    if cfg.train_per_class is not None:
-        rng = np.random.default_rng(cfg.split_seed)
-        keep = []
-        for label in np.unique(labels):
-            members = train_idx[labels[train_idx] == label]
-            if len(members) < cfg.train_per_class:
-                raise ConfigError(f"data.train_per_class={cfg.train_per_class} but label {label} has "
-                                  f"only {len(members)} training examples; lower it")
-            keep.append(np.sort(rng.choice(members, size=cfg.train_per_class, replace=False)))
-        train_idx = np.concatenate(keep)
+    return np.sort(train_idx), val_idx, test_idx
 
+
+def _subsample(train_idx: np.ndarray, labels: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """data.train_per_class examples of every source label, drawn without replacement, seeded."""
+    rng = np.random.default_rng(cfg.split_seed)
+    keep = []
+    for label in np.unique(labels):
+        members = train_idx[labels[train_idx] == label]
+        if len(members) < cfg.train_per_class:
+            raise ConfigError(f"data.train_per_class={cfg.train_per_class} but label {label} has "
+                              f"only {len(members)} training examples; lower it")
+        keep.append(np.sort(rng.choice(members, size=cfg.train_per_class, replace=False)))
+    return np.concatenate(keep)
+
+
+def plan_splits(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarray | None = None,
+                label_names: list[str] | dict[int, str] | None = None) -> SplitPlan:
+    """Splits, subsampling and grouping from the labels alone, so bad settings fail before pixel work.
+
+    ``label_names[k]`` names source label k when neither data.grouping nor data.classes is set
+    (image-folder sub-folders, parquet class_name); otherwise a class is named by its label.
+    """
     source = sorted(int(v) for v in np.unique(labels))
     mapping = resolve_grouping(source, cfg.grouping, cfg.classes)
-    classes = list(mapping)
-    label_to_class = {lab: i for i, name in enumerate(classes) for lab in mapping[name]}
-    used = np.array([lab in label_to_class for lab in labels])
+    if label_names is not None and cfg.grouping is None and cfg.classes is None:
+        names = [label_names[label] for label in source]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"labels {source} carry the class names {names}, which are not unique")
+        mapping = {name: [label] for name, label in zip(names, source)}
+    train_idx, val_idx, test_idx = split_indices(labels, cfg, official_test=official_test)
+    if cfg.train_per_class is not None:
+        train_idx = _subsample(train_idx, labels, cfg)
+    return SplitPlan(train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, mapping=mapping)
+
+
+def compact_plan(plan: SplitPlan, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, SplitPlan]:
+    """(rows, their labels, the plan re-indexed into just those rows): the rows some split uses.
+
+    Loaders that decode files (imagefolder, parquet) decode only these rows, so data.train_per_class
+    or a grouping that leaves labels out does not decode images that would be dropped.
+    """
+    wanted = [label for members in plan.mapping.values() for label in members]
+    rows = np.unique(np.concatenate([plan.train_idx, plan.val_idx, plan.test_idx]))
+    rows = rows[np.isin(labels[rows], wanted)]
+
+    def remap(idx: np.ndarray) -> np.ndarray:
+        return np.searchsorted(rows, idx[np.isin(idx, rows)])
+
+    return rows, labels[rows], SplitPlan(train_idx=remap(plan.train_idx), val_idx=remap(plan.val_idx),
+                                         test_idx=remap(plan.test_idx), mapping=plan.mapping)
+
+
+def _as_float(x: np.ndarray) -> torch.Tensor:
+    """uint8 pixels become float32 in [-1, 1] here, one split at a time, so one float copy exists."""
+    if x.dtype == np.uint8:
+        return torch.from_numpy(x).to(torch.float32).div_(127.5).sub_(1.0)
+    return torch.from_numpy(x)
+
+
+def assemble(x: np.ndarray, labels: np.ndarray, plan: SplitPlan, *, name: str) -> RealDataset:
+    """Per-class training tensors and (x, class index) held-out splits from rows of ``x``.
+
+    ``x`` is float32 already in [-1, 1], or uint8 pixels (N, C, H, W) that are scaled to [-1, 1].
+    Rows whose label belongs to no class are dropped from every split.
+    """
+    classes = list(plan.mapping)
+    label_to_class = {lab: i for i, cls in enumerate(classes) for lab in plan.mapping[cls]}
+    used = np.array([lab in label_to_class for lab in labels.tolist()], dtype=bool)
 
     def view(sel: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         sel = sel[used[sel]]
         y = np.array([label_to_class[int(v)] for v in labels[sel]], dtype=np.int64)
-        return torch.from_numpy(x[sel]), torch.from_numpy(y)
+        return _as_float(x[sel]), torch.from_numpy(y)
 
     train = {}
-    for i, name in enumerate(classes):
-        sel = train_idx[np.isin(labels[train_idx], mapping[name])]
-        train[name] = torch.from_numpy(x[sel])
-    return RealDataset(name="", kind="image", classes=classes, train=train, val=view(val_idx),
-                       test=view(test_idx), class_labels=mapping)
+    for cls in classes:
+        sel = plan.train_idx[np.isin(labels[plan.train_idx], plan.mapping[cls])]
+        train[cls] = _as_float(x[sel])
+    return RealDataset(name=name, kind="image", classes=classes, train=train, val=view(plan.val_idx),
+                       test=view(plan.test_idx), class_labels=plan.mapping)
+
+
+def split_per_class(x: np.ndarray, labels: np.ndarray, cfg: DataConfig, *, name: str = "",
+                    official_test: np.ndarray | None = None,
+                    label_names: list[str] | dict[int, str] | None = None) -> RealDataset:
+    """Stratified train/val/test split over source labels, then grouping into classes."""
+    plan = plan_splits(labels, cfg, official_test=official_test, label_names=label_names)
+    return assemble(x, labels, plan, name=name)
 
 
 def _load_digits(cfg: DataConfig) -> RealDataset:
@@ -93,9 +185,7 @@ def _load_digits(cfg: DataConfig) -> RealDataset:
 
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0 * 2.0 - 1.0)[:, None, :, :]
-    ds = split_per_class(x, bunch.target.astype(np.int64), cfg)
-    ds.name = "digits"
-    return ds
+    return split_per_class(x, bunch.target.astype(np.int64), cfg, name="digits")
 
 
 def _load_grid2d(cfg: DataConfig) -> RealDataset:
@@ -107,7 +197,20 @@ def _load_grid2d(cfg: DataConfig) -> RealDataset:
                        val=empty, test=empty, class_labels={"grid": [0]})
 
 
-LOADERS = {"digits": _load_digits, "grid2d": _load_grid2d}
+def _lazy(module: str, function: str):
+    """A loader imported on first use: torchvision, PIL and pyarrow load only when their data does."""
+    def load(cfg: DataConfig) -> RealDataset:
+        from importlib import import_module
+
+        return getattr(import_module(f".{module}", __package__), function)(cfg)
+    return load
+
+
+_TORCHVISION = _lazy("images", "load_torchvision")
+LOADERS = {"digits": _load_digits, "grid2d": _load_grid2d, "mnist": _TORCHVISION,
+           "fashion_mnist": _TORCHVISION, "cifar10": _TORCHVISION, "svhn": _TORCHVISION,
+           "imagefolder": _lazy("imagefolder", "load_imagefolder"),
+           "parquet": _lazy("parquet", "load_parquet")}
 
 
 def load_dataset(cfg: DataConfig) -> RealDataset:
