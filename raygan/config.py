@@ -209,8 +209,9 @@ class EvalConfig:
                        "density/coverage in those features), msssim (intra-class diversity), "
                        "classifier_score (seed 003), pca (seed 003's PCA baseline scored the same way).")
     inception_weights: Optional[str] = _f(None, "Local path of the standard FID Inception weights "
-                                          "(torch-fidelity's pt_inception-2015-12-05 .pth); needed by "
-                                          "fid and kid.")
+                                          "(torch-fidelity's weights-inception-2015-12-05-6726825d.pth, "
+                                          "from its GitHub releases); needed by fid and kid; never "
+                                          "downloaded.")
     metric_samples: int = _f(2000, "Samples per class (at most) used by the sample-quality metrics.",
                              minimum=2)
     seed: int = _f(0, "Seed of the first classifier; repeat r uses seed + r.", minimum=0)

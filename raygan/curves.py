@@ -144,9 +144,47 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2))
 
 
+def quality_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
+                  log: Callable[[str], None] = print) -> dict:
+    """The sample-quality metrics of cfg.eval.metrics for T = 1..T_max (and the PCA baseline when
+    listed), each class's set drawn from its size-T mixture; see raygan.metrics.quality."""
+    from .metrics.quality import compute_quality, samples_per_class
+    from .train import resolve_device
+
+    def draw(T: int):
+        def images() -> dict[str, torch.Tensor]:
+            return {name: mixture_at(run, cfg, name, T).sample(
+                        samples_per_class(cfg, dataset, name), seed=cfg.synth.seed * 1009 + k)[0]
+                    for k, name in enumerate(dataset.classes)}
+        return images
+
+    t_max = cfg.eval.max_ensemble or cfg.ensemble.members
+    sets = {f"T={T}": draw(T) for T in range(1, t_max + 1)}
+    device = str(resolve_device(cfg.train.device))
+    return compute_quality(cfg, dataset, sets, run_dir=run.path, device=device, log=log)
+
+
+def pca_tstr(cfg: Config, dataset: RealDataset, log: Callable[[str], None] = print) -> dict:
+    """Seed 003's PCA baseline through the TSTR protocol: N_g samples per class from per-class PCA."""
+    from .pca import pca_synthetic_set
+
+    train = pca_synthetic_set(dataset, n_per_class=cfg.ensemble.samples_per_class, seed=cfg.synth.seed)
+    summary = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed,
+                     generator="pca").summary()
+    log(f"TSTR PCA baseline: test {summary['test_acc_mean']:.3f} ± {summary['test_acc_std']:.3f}")
+    return summary
+
+
 def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: bool = False,
                  log: Callable[[str], None] = print) -> dict:
-    """TRTR, the TSTR ensemble-size curve, TRTS (and the mixing table if asked); eval/evaluation.json."""
+    """TRTR, the TSTR ensemble-size curve, TRTS (and the mixing table if asked); eval/evaluation.json.
+
+    With eval.metrics set, also the sample-quality metrics per T (``quality``) and, when "pca" is
+    listed, the PCA baseline's TSTR accuracy (``pca_tstr``); eval.metrics is checked first.
+    """
+    if cfg.eval.metrics:
+        from .metrics.quality import validate_metrics
+        validate_metrics(cfg)  # a missing Inception weights file fails now, not after the training
     reference = trtr(cfg, dataset)
     ref = reference.summary()
     log(f"TRTR (real training split): test {ref['test_acc_mean']:.3f} ± {ref['test_acc_std']:.3f}")
@@ -159,6 +197,10 @@ def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: b
     log(f"TRTS (real-trained classifier on synthetic samples): {result['trts']:.3f}")
     if mixing:
         result["mixing"] = mixing_table(run, cfg, dataset, log)
+    if cfg.eval.metrics:
+        if "pca" in cfg.eval.metrics:
+            result["pca_tstr"] = pca_tstr(cfg, dataset, log)
+        result["quality"] = quality_curve(run, cfg, dataset, log)
     write_json(run.path / "eval" / "evaluation.json", result)
     run.update_manifest(evaluation="eval/evaluation.json")
     return result

@@ -8,7 +8,8 @@ from raygan.config import ConfigError, load_config
 
 JOBS = {"train": ("pipeline", "run_train"), "synthesize": ("pipeline", "run_synth"),
         "evaluate": ("pipeline", "run_evaluate"), "pipeline": ("pipeline", "run_pipeline"),
-        "sweep": ("sweep", "run_sweep")}
+        "sweep": ("sweep", "run_sweep"),
+        "audit": ("audit", "run_audit")}
 
 
 def job_parser(job: str) -> argparse.ArgumentParser:
@@ -29,6 +30,8 @@ def run_job(job: str, args: argparse.Namespace) -> int:
     module, function = JOBS[job]
     try:
         cfg = load_config(args.config, args.overrides, getattr(args, "config_preset", None))
+        from raygan.metrics.quality import validate_metrics
+        validate_metrics(cfg)  # unknown metric names, missing Inception weights: before any work
         print(f"# raygan {job}: resolved config\n{cfg.to_yaml()}", flush=True)
         if args.dry_run:
             return 0

@@ -29,6 +29,20 @@ def test_bad_input_is_a_clear_error_before_any_work(tmp_path, capsys):
     assert code == 2
     assert "train.batch_size=500 is larger than class" in capsys.readouterr().err
     assert not root.exists()
+    # FID needs local Inception weights: refused, with the file named, before Ray or training start
+    with pytest.raises(SystemExit) as exit_:
+        main(["pipeline", "--config", "configs/digits.yaml", "--set", "eval.metrics=[fid]",
+              "--set", f"output.root={root}"])
+    assert exit_.value.code == 2
+    assert "weights-inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
+    assert not root.exists()
+    # a torchvision dataset whose files are missing: the paths looked for are named
+    with pytest.raises(SystemExit) as exit_:
+        main(["pipeline", "--config", "configs/cifar2.yaml", "--set", f"data.root={tmp_path}/nodata",
+              "--set", f"output.root={root}"])
+    assert exit_.value.code == 2
+    assert f"{tmp_path}/nodata/cifar-10-batches-py" in capsys.readouterr().err
+    assert not root.exists()
 
 
 def test_grid2d_tiny_prints_table_1_beside_the_paper(tmp_path, capsys):
