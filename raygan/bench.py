@@ -2,6 +2,8 @@
 
 train-step: steps per second of `train_gan` against a plain hand-written PyTorch loop with the same
 G, D, batch size and Adam optimisers, in alternating repeats; the ratio should be >= 0.95.
+dcgan: the same comparison for one DCGAN-32 member at batch 64, with the time that seed 000's 50K
+steps would take at the measured rate beside its "around 70-75 min" per class (Supplement B).
 """
 from __future__ import annotations
 
@@ -54,6 +56,43 @@ def _raygan_loop(data, gan, batch, steps, seed, device) -> float:
     return steps / result.seconds
 
 
+def _compare(data: torch.Tensor, gan: GANConfig, batch: int, steps: int, repeats: int,
+             device: torch.device) -> tuple[list[float], list[float]]:
+    """steps/s of the plain loop and of train_gan, one warm-up each, then alternating repeats."""
+    warm = max(10, steps // 10)
+    _plain_loop(data, gan, batch, warm, 0, device)
+    _raygan_loop(data, gan, batch, warm, 0, device)
+    plain, ours = [], []
+    for r in range(repeats):
+        # Alternate which loop goes first so drift in machine load hits both alike.
+        order = [(_plain_loop, plain), (_raygan_loop, ours)]
+        for fn, out in (order if r % 2 == 0 else order[::-1]):
+            out.append(fn(data, gan, batch, steps, r, device))
+    return plain, ours
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+
+
+def _table(plain: list[float], ours: list[float]) -> list[str]:
+    return ["| loop | steps/s (median) | all repeats |",
+            "|---|---|---|",
+            f"| plain hand-written PyTorch loop | {statistics.median(plain):.1f} | "
+            f"{', '.join(f'{x:.1f}' for x in plain)} |",
+            f"| raygan `train_gan` | {statistics.median(ours):.1f} | "
+            f"{', '.join(f'{x:.1f}' for x in ours)} |"]
+
+
+DCGAN32 = GANConfig(family="dcgan", z_dim=100, width=64)
+DCGAN32_SETTING = "DCGAN-32 (width 64), batch 64, random stand-in images"
+
+
+def _dcgan32_data(device: torch.device) -> torch.Tensor:
+    return (torch.rand(5_000, 3, 32, 32) * 2 - 1).to(device)
+
+
 def bench_train_step(args) -> str:
     device = resolve_device(args.device)
     if args.family == "mlp2d":
@@ -62,38 +101,54 @@ def bench_train_step(args) -> str:
         data = sample_grid(100_000, 0.05, seed=0).to(device)
         setting = "grid G/D of Supplement A, batch 100"
     else:
-        gan, batch = GANConfig(family="dcgan", z_dim=100, width=64), 64
-        data = (torch.rand(5_000, 3, 32, 32) * 2 - 1).to(device)
-        setting = "DCGAN-32 (width 64), batch 64, random stand-in images"
-    warm = max(10, args.steps // 10)
-    _plain_loop(data, gan, batch, warm, 0, device)
-    _raygan_loop(data, gan, batch, warm, 0, device)
-    plain, ours = [], []
-    for r in range(args.repeats):
-        # Alternate which loop goes first so drift in machine load hits both alike.
-        order = [(_plain_loop, plain), (_raygan_loop, ours)]
-        for fn, out in (order if r % 2 == 0 else order[::-1]):
-            out.append(fn(data, gan, batch, args.steps, r, device))
-    p, o = statistics.median(plain), statistics.median(ours)
-    ratio = o / p
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+        gan, batch, data, setting = DCGAN32, 64, _dcgan32_data(device), DCGAN32_SETTING
+    plain, ours = _compare(data, gan, batch, args.steps, args.repeats, device)
+    ratio = statistics.median(ours) / statistics.median(plain)
     text = "\n".join([
-        f"### train-step ({date.today().isoformat()}, {dev})",
+        f"### train-step ({date.today().isoformat()}, {_device_name(device)})",
         "",
         f"Command: `raygan bench train-step --family {args.family} --steps {args.steps} "
         f"--repeats {args.repeats} --device {args.device}`",
         f"Setting: {setting}; {args.repeats} alternating repeats of {args.steps} steps, medians.",
         "",
-        "| loop | steps/s (median) | all repeats |",
-        "|---|---|---|",
-        f"| plain hand-written PyTorch loop | {p:.1f} | {', '.join(f'{x:.1f}' for x in plain)} |",
-        f"| raygan `train_gan` | {o:.1f} | {', '.join(f'{x:.1f}' for x in ours)} |",
+        *_table(plain, ours),
         "",
         f"Ratio raygan / plain: **{ratio:.3f}** (target >= 0.95).",
         "",
     ])
     return text
+
+
+PAPER_DCGAN_STEPS = 50_000           # seed 000, Supplement B: 50K steps at batch 64 per DCGAN
+PAPER_DCGAN_MINUTES = (70, 75)       # "DCGAN takes around 70-75 min to train on one class"
+
+
+def bench_dcgan(args) -> str:
+    """One DCGAN-32 member (batch 64) through train_gan against the plain loop, and seed 000's 50K
+    steps projected at the measured rates."""
+    device = resolve_device(args.device)
+    plain, ours = _compare(_dcgan32_data(device), DCGAN32, 64, args.steps, args.repeats, device)
+    p, o = statistics.median(plain), statistics.median(ours)
+    lo, hi = PAPER_DCGAN_MINUTES
+    return "\n".join([
+        f"### dcgan ({date.today().isoformat()}, {_device_name(device)})",
+        "",
+        f"Command: `raygan bench dcgan --steps {args.steps} --repeats {args.repeats} "
+        f"--device {args.device}`",
+        f"Setting: {DCGAN32_SETTING}, one member; {args.repeats} alternating repeats of {args.steps} "
+        "steps, medians.",
+        "",
+        *_table(plain, ours),
+        "",
+        f"Ratio raygan / plain: **{o / p:.3f}** (target >= 0.95).",
+        "",
+        f"| seed 000's {PAPER_DCGAN_STEPS // 1000}K DCGAN steps per class | minutes |",
+        "|---|---|",
+        f"| raygan `train_gan` at {o:.1f} steps/s | {PAPER_DCGAN_STEPS / o / 60:.1f} |",
+        f"| plain loop at {p:.1f} steps/s | {PAPER_DCGAN_STEPS / p / 60:.1f} |",
+        f"| seed 000, Supplement B (Titan X / Xp / 1080 Ti, TensorFlow) | {lo}-{hi} |",
+        "",
+    ])
 
 
 def bench_ray_scaling(args) -> str:
@@ -115,4 +170,5 @@ def _with_output(fn):
 
 
 BENCHMARKS = {"train-step": _with_output(bench_train_step),
+              "dcgan": _with_output(bench_dcgan),
               "ray-scaling": _with_output(bench_ray_scaling)}

@@ -4,6 +4,11 @@
 ``train.checkpoint_every`` steps, resumes from its last checkpoint, draws minibatches by optional
 per-sample data weights (with replacement; AdaGAN's weights enter only through sampling), records the
 losses of every step and stops with :class:`GANDivergedError` when a loss becomes NaN or inf.
+
+Conditional families (ccgan) train on (image, class index) pairs: the fakes of a step are drawn for the
+real batch's labels, so the generated class frequencies follow the data's. Progressive families (pggan)
+are told their (resolution, alpha) before every step by ``pg_schedule``, a pure function of the step,
+so a resumed run grows exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ import torch.nn as nn
 
 from .config import GANConfig, TrainConfig
 from .losses import LOSSES
-from .models import build_gan
+from .models import (CONDITIONAL, PROGRESSIVE, ConditionedGenerator, build_gan, pg_resolutions,
+                     pg_schedule)
 from .runfolder import atomic_write_bytes
 
 
@@ -89,25 +95,62 @@ def _atomic_save(obj: dict, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: bool) -> dict:
-    """What a checkpoint must agree on to be resumed (steps may grow: training then continues)."""
-    return {"gan": dataclasses.asdict(gan), "batch_size": train.batch_size, "seed": seed,
-            "n_data": n, "weighted": weighted}
+def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: bool,
+              n_classes: Optional[int]) -> dict:
+    """What a checkpoint must agree on to be resumed (steps may grow: training then continues, except
+    for a progressive GAN, whose growing schedule is laid out over train.steps). The family-specific
+    keys appear only for their families, so unconditional checkpoints keep their earlier identity."""
+    identity = {"gan": dataclasses.asdict(gan), "batch_size": train.batch_size, "seed": seed,
+                "n_data": n, "weighted": weighted}
+    if n_classes is not None:
+        identity["n_classes"] = n_classes
+    if gan.family in PROGRESSIVE:
+        identity["schedule_steps"] = train.steps
+    return identity
+
+
+def _check_labels(gan: GANConfig, labels: Optional[torch.Tensor], n_classes: Optional[int],
+                  n: int) -> Optional[torch.Tensor]:
+    if gan.family not in CONDITIONAL:
+        if labels is not None:
+            raise ValueError(f"gan.family={gan.family} is unconditional and would ignore labels; use "
+                             "gan.family=ccgan for a class-conditional GAN, or train one GAN per class")
+        return None
+    if labels is None or n_classes is None:
+        raise ValueError(f"gan.family={gan.family} is class-conditional: train_gan needs labels (N,) "
+                         "int64 class indices aligned with data, and n_classes")
+    labels = torch.as_tensor(labels)
+    if labels.shape != (n,) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices of shape ({n},) aligned with data, got "
+                         f"{labels.dtype} of shape {tuple(labels.shape)}")
+    labels = labels.long()
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise ValueError(f"labels must lie in [0, n_classes={n_classes}), got "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    return labels
 
 
 def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: int,
               checkpoint_path: Optional[Path] = None, data_weights: Optional[torch.Tensor] = None,
               device: Optional[torch.device] = None,
-              on_log: Optional[Callable[[int, float, float], None]] = None) -> TrainResult:
+              on_log: Optional[Callable[[int, float, float], None]] = None,
+              labels: Optional[torch.Tensor] = None, n_classes: Optional[int] = None) -> TrainResult:
     """Train one GAN on ``data`` (N, *sample_shape) for ``train.steps`` discriminator steps.
 
     ``on_log(step, mean_d_loss, mean_g_loss)`` is called every ``train.log_every`` steps.
+    ``labels`` (N,) int64 class indices in [0, n_classes) and ``n_classes`` are required by the
+    class-conditional families (gan.family=ccgan) and refused by the others.
     """
     device = device or resolve_device(train.device)
     data = data.to(device)  # the whole class lives on the training device; batches are index lookups
     n, shape = data.shape[0], tuple(data.shape[1:])
+    labels = _check_labels(gan, labels, n_classes, n)
+    if labels is None:
+        n_classes = None
+    else:
+        labels, n_classes = labels.to(device), int(n_classes)
     torch.manual_seed(seed)
-    G, D = build_gan(gan, shape)
+    G, D = build_gan(gan, shape, n_classes=n_classes)
     G, D = G.to(device), D.to(device)
     betas = (gan.beta1, gan.beta2)
     opt_g = torch.optim.Adam(G.parameters(), lr=gan.lr_g, betas=betas)
@@ -120,7 +163,7 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
             raise ValueError(f"data_weights must be {n} non-negative numbers with a positive sum")
     sampler = BatchSampler(n, train.batch_size, rng, weights)
     losses = torch.zeros(train.steps, 2, device=device)
-    identity = _identity(gan, train, seed, n, weights is not None)
+    identity = _identity(gan, train, seed, n, weights is not None, n_classes)
 
     start = 0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
@@ -146,26 +189,35 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "sampler": sampler.state(), "losses": losses[:step].cpu(),
-            "sample_shape": shape, "gan": dataclasses.asdict(gan),
+            "sample_shape": shape, "gan": dataclasses.asdict(gan), "n_classes": n_classes,
         }, Path(checkpoint_path))
 
     d_loss_fn, g_loss_fn = LOSSES[gan.loss]
     batch, z_dim = train.batch_size, G.z_dim
+    growing = pg_resolutions(gan.pg_start_size, shape[-1]) if gan.family in PROGRESSIVE else None
     G.train(); D.train()
     t0 = time.perf_counter()
     checked = start
+    y: tuple = ()  # extra model inputs: (labels,) for a conditional GAN
     for step in range(start, train.steps):
-        real = data[sampler.next()]
-        fake = G(torch.randn(batch, z_dim, generator=rng, device=device))
-        d_loss = d_loss_fn(D(real), D(fake.detach()), gan.real_label)
+        if growing is not None:
+            resolution, alpha = pg_schedule(step, train.steps, growing, gan.pg_fade_fraction)
+            G.set_progress(resolution, alpha)
+            D.set_progress(resolution, alpha)
+        idx = sampler.next()
+        real = data[idx]
+        if labels is not None:
+            y = (labels[idx],)  # the fakes get the real batch's classes
+        fake = G(torch.randn(batch, z_dim, generator=rng, device=device), *y)
+        d_loss = d_loss_fn(D(real, *y), D(fake.detach(), *y), gan.real_label)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
 
         for k in range(gan.g_steps_per_d_step):
             if k > 0:  # the first G step reuses this iteration's fakes, as DCGAN does
-                fake = G(torch.randn(batch, z_dim, generator=rng, device=device))
-            g_loss = g_loss_fn(D(fake))
+                fake = G(torch.randn(batch, z_dim, generator=rng, device=device), *y)
+            g_loss = g_loss_fn(D(fake, *y))
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
@@ -195,20 +247,40 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
+    if growing is not None:  # a trained progressive GAN samples at its full size
+        G.set_progress(shape[-1], 1.0)
+        D.set_progress(shape[-1], 1.0)
     G.eval()
     return TrainResult(generator=G, losses=losses.cpu().numpy(), steps=train.steps, seconds=seconds,
                        resumed_from=start, checkpoint=Path(checkpoint_path) if checkpoint_path else None)
 
 
-def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a trained generator (eval mode) from a member checkpoint or generator file."""
+def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu",
+                   condition: Optional[int] = None) -> nn.Module:
+    """Rebuild a trained generator (eval mode) from a member checkpoint or generator file.
+
+    A class-conditional generator needs ``condition`` (a class index k): it comes back as a
+    :class:`ConditionedGenerator` whose forward(z) is G(z, [k] * B), so it samples like a per-class one.
+    """
     ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
-    G, _ = build_gan(GANConfig(**ckpt["gan"]), tuple(ckpt["sample_shape"]))
+    n_classes = ckpt.get("n_classes")
+    if n_classes is None and condition is not None:
+        raise ValueError(f"{checkpoint_path} holds an unconditional generator; load it with "
+                         f"condition=None (got condition={condition})")
+    if n_classes is not None and condition is None:
+        raise ValueError(f"{checkpoint_path} holds a class-conditional generator of {n_classes} "
+                         "classes; pass condition=k (the class index to sample)")
+    G, _ = build_gan(GANConfig(**ckpt["gan"]), tuple(ckpt["sample_shape"]), n_classes=n_classes)
     G.load_state_dict(ckpt["G"])
+    if n_classes is not None:
+        G = ConditionedGenerator(G, condition)
     return G.to(device).eval()
 
 
 def save_generator(G: nn.Module, gan: GANConfig, sample_shape: tuple, path: Path) -> None:
-    """The generator alone (what synthesis needs), written atomically."""
-    _atomic_save({"G": G.state_dict(), "gan": dataclasses.asdict(gan), "sample_shape": sample_shape},
-                 Path(path))
+    """The generator alone (what synthesis needs), written atomically; a conditional G's n_classes
+    is recorded so that load_generator can rebuild it."""
+    if isinstance(G, ConditionedGenerator):  # save the model, not its fixed-class view
+        G = G.generator
+    _atomic_save({"G": G.state_dict(), "gan": dataclasses.asdict(gan), "sample_shape": sample_shape,
+                  "n_classes": getattr(G, "n_classes", None)}, Path(path))

@@ -1,39 +1,81 @@
 """GAN families (generator + discriminator pairs) in an explicit registry.
 
-`build_gan(gan_cfg, sample_shape)` returns (G, D); every G maps (B, z_dim) latents to (B, *sample_shape)
-and every D maps a batch of samples to (B,) logits.
+`build_gan(gan_cfg, sample_shape, n_classes=None)` returns (G, D). Every unconditional G maps (B, z_dim)
+latents to (B, *sample_shape) and every D maps a batch of samples to (B,) logits. The conditional
+families (``CONDITIONAL``: ccgan) take int64 class indices too, G(z, y) and D(x, y), and need
+``n_classes``. The progressive family (pggan) also has ``set_progress(resolution, alpha)`` on G and D.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch.nn as nn
 
 from ..config import ConfigError, GANConfig
+from .ccgan import CCGANDiscriminator, CCGANGenerator, ConditionedGenerator
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .fc import FCDiscriminator, FCGenerator
 from .mlp2d import GridDiscriminator, GridGenerator
+from .pggan import PGDiscriminator, PGGenerator, pg_resolutions, pg_schedule
+
+CONDITIONAL = frozenset({"ccgan"})
+PROGRESSIVE = frozenset({"pggan"})
 
 
-def _mlp2d(cfg: GANConfig, shape: tuple[int, ...]):
+def _square(cfg: GANConfig, shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ConfigError(f"gan.family={cfg.family} needs square images (C, H, H), got {shape}")
+    return shape[0], shape[1]
+
+
+def _mlp2d(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     if shape != (2,):
         raise ConfigError(f"gan.family=mlp2d models 2D points, but the data has shape {shape}")
     return GridGenerator(z_dim=cfg.z_dim), GridDiscriminator()
 
 
-def _dcgan(cfg: GANConfig, shape: tuple[int, ...]):
-    if len(shape) != 3 or shape[1] != shape[2]:
-        raise ConfigError(f"gan.family=dcgan needs square images (C, H, H), got {shape}")
-    channels, size = shape[0], shape[1]
-    return (DCGANGenerator(z_dim=cfg.z_dim, image_size=size, channels=channels, width=cfg.width),
+def _dcgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
+    channels, size = _square(cfg, shape)
+    return (DCGANGenerator(z_dim=cfg.z_dim, image_size=size, channels=channels, width=cfg.width,
+                           norm=cfg.g_norm),
             DCGANDiscriminator(image_size=size, channels=channels, width=cfg.width))
 
 
-def _fc(cfg: GANConfig, shape: tuple[int, ...]):
+def _ccgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
+    channels, size = _square(cfg, shape)
+    if n_classes is None or int(n_classes) < 1:
+        raise ConfigError(f"gan.family=ccgan is class-conditional and needs the number of classes: "
+                          f"build_gan(cfg, shape, n_classes=K) (got n_classes={n_classes})")
+    k = int(n_classes)
+    return (CCGANGenerator(z_dim=cfg.z_dim, n_classes=k, image_size=size, channels=channels,
+                           width=cfg.width, norm=cfg.g_norm),
+            CCGANDiscriminator(n_classes=k, image_size=size, channels=channels, width=cfg.width))
+
+
+def _pggan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
+    channels, size = _square(cfg, shape)
+    try:
+        pg_resolutions(cfg.pg_start_size, size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    return (PGGenerator(z_dim=cfg.z_dim, image_size=size, channels=channels, width=cfg.width),
+            PGDiscriminator(image_size=size, channels=channels, width=cfg.width))
+
+
+def _fc(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     return (FCGenerator(z_dim=cfg.z_dim, out_shape=shape, alpha=cfg.alpha, dropout=cfg.dropout),
             FCDiscriminator(in_shape=shape, alpha=cfg.alpha, dropout=cfg.dropout))
 
 
-GAN_FAMILIES = {"mlp2d": _mlp2d, "dcgan": _dcgan, "fc": _fc}
+GAN_FAMILIES = {"mlp2d": _mlp2d, "dcgan": _dcgan, "ccgan": _ccgan, "pggan": _pggan, "fc": _fc}
 
 
-def build_gan(cfg: GANConfig, sample_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    return GAN_FAMILIES[cfg.family](cfg, tuple(sample_shape))
+def build_gan(cfg: GANConfig, sample_shape: tuple[int, ...],
+              n_classes: Optional[int] = None) -> tuple[nn.Module, nn.Module]:
+    """A fresh (G, D) of ``cfg.family`` for samples of ``sample_shape``; ``n_classes`` is required by
+    the conditional families and ignored by the others."""
+    return GAN_FAMILIES[cfg.family](cfg, tuple(sample_shape), n_classes)
+
+
+__all__ = ["CONDITIONAL", "PROGRESSIVE", "GAN_FAMILIES", "build_gan", "ConditionedGenerator",
+           "pg_resolutions", "pg_schedule"]
