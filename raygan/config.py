@@ -163,6 +163,9 @@ class ClusterConfig:
                           "from the member's last checkpoint.", minimum=0)
     num_cpus: Optional[int] = _f(None, "CPUs of a local Ray started by raygan; null means all.",
                                  minimum=1)
+    gpu_hour_cost: Optional[float] = _f(None, "Price of one GPU-hour in USD (a GPU node's hourly "
+                                        "price, e.g. on-demand g5.xlarge), used by raygan plan for the "
+                                        "cost; null shows no cost.", minimum=0.0)
 
 
 @dataclass(frozen=True)
@@ -249,21 +252,24 @@ class GridEvalConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    enabled: bool = _f(True, "Run the memorisation audit as a step of the pipeline job.")
+    enabled: bool = _f(True, "Run the memorisation audit (raygan audit) as a step of the pipeline job, "
+                       "after evaluation; image datasets only (points: not applicable).")
     holdout: str = _f("test", "Real split never used in training that gives the reference distances "
                       "(test or val).", choices=("test", "val"))
     spaces: list = _f(["pixel", "domain"], "Where nearest neighbours are searched: pixel (mean squared "
-                      "difference, seed 000) and domain (features of a classifier trained on the real "
-                      "training split).")
+                      "difference, seed 000) and domain (mean squared difference of the features of a "
+                      "classifier trained on the real training split, raygan.metrics.domain). "
+                      "Near-duplicates and the figure need pixel.")
     chunk_size: int = _f(2048, "Rows per block of the exhaustive distance search (memory is "
                          "chunk_size^2, never N x M).", minimum=1)
     max_synthetic_per_class: Optional[int] = _f(None, "Audit at most this many synthetic samples per "
                                                 "class and member; null audits them all.", minimum=1)
     near_duplicate_mse: float = _f(1e-3, "A synthetic image whose pixel MSE to a training image (on the "
                                    "[-1, 1] scale) is below this is a near-duplicate.", minimum=0.0)
-    warn_fraction_p1: float = _f(0.05, "Verdict warn when more than this fraction of synthetic samples "
-                                 "is closer to a training image than the holdout's 1st percentile "
-                                 "(about 0.01 when nothing is copied).", minimum=0.0, maximum=1.0)
+    warn_fraction_p1: float = _f(0.05, "Verdict warn when, in any audited space, more than this fraction "
+                                 "of a class's synthetic samples is closer to a training image than "
+                                 "the holdout's 1st percentile (about 0.01 when nothing is copied).",
+                                 minimum=0.0, maximum=1.0)
     warn_near_duplicates: int = _f(0, "Verdict warn when a class has more near-duplicates than this.",
                                    minimum=0)
     pairs_in_figure: int = _f(8, "Closest (real, synthetic) pairs shown per ensemble size / step.",
