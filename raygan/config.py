@@ -268,7 +268,9 @@ class AuditConfig:
                                    "[-1, 1] scale) is below this is a near-duplicate.", minimum=0.0)
     warn_fraction_p1: float = _f(0.05, "Verdict warn when, in any audited space, more than this fraction "
                                  "of a class's synthetic samples is closer to a training image than "
-                                 "the holdout's 1st percentile (about 0.01 when nothing is copied).",
+                                 "the holdout's 1st percentile (about 0.01 when nothing is copied); "
+                                 "with a small holdout the limit rises to the fraction a set that "
+                                 "copies nothing exceeds in 1 audit of 100.",
                                  minimum=0.0, maximum=1.0)
     warn_near_duplicates: int = _f(0, "Verdict warn when a class has more near-duplicates than this.",
                                    minimum=0)
