@@ -82,10 +82,42 @@ def cmd_report(args) -> None:
         raise ConfigError(str(err)) from err
 
 
+def cmd_audit(args) -> None:
+    from .audit import check_run
+
+    run = check_run(args.run).path.resolve()
+    bad = [o for o in args.overrides if not o.startswith(("audit.", "cluster.", "tracking."))]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: only audit.*, cluster.* and tracking.* may change when "
+                          f"auditing an existing run (the rest is {run / 'config.yaml'})")
+    cfg = _resolve(args, run / "config.yaml").replace(  # MLflow and paths follow the folder given
+        output={"root": str(run.parent.parent), "experiment": run.parent.name, "run": run.name})
+    from .cluster.audit import run_audit
+
+    run_audit(cfg, args.address, run_dir=run, force=args.force)
+
+
 def cmd_bench(args) -> None:
     from .bench import BENCHMARKS
 
     print(BENCHMARKS[args.name](args))
+
+
+def cmd_plan(args) -> None:
+    import json
+
+    from .plan import format_plan, make_plan, packing, probe
+
+    if args.gpu_hour_cost is not None and args.gpu_hour_cost < 0:
+        raise ConfigError(f"--gpu-hour-cost {args.gpu_hour_cost}: a price cannot be negative")
+    if args.cpus is not None and args.cpus < 1:
+        raise ConfigError(f"--cpus {args.cpus}: synthesis needs at least one CPU")
+    cfg = load_config(args.config, args.overrides, args.config_preset)
+    gpm = cfg.cluster.gpus_per_member
+    packing(args.gpus, 1.0 if gpm is None else gpm)  # refuse what cannot be scheduled before probing
+    plan = make_plan(cfg, probe(cfg, steps=args.probe_steps), gpus=args.gpus,
+                     gpu_hour_cost=args.gpu_hour_cost, cpus=args.cpus)
+    print(json.dumps(plan, indent=2) if args.json else format_plan(plan, str(args.config)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,8 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run>")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("audit", help="memorisation audit of a run's synthetic set: nearest training "
+                       "images against a real holdout, membership inference, a pass/warn verdict")
+    p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run>")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override of the run's config, audit.*, cluster.* or tracking.* only, e.g. "
+                        "--set audit.chunk_size=4096 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (else RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--force", action="store_true",
+                   help="recompute even if audit/privacy.json is up to date with the shards")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
-    p.add_argument("name", choices=["train-step", "ray-scaling"])
+    p.add_argument("name", choices=["train-step", "dcgan", "ray-scaling"],
+                   help="dcgan: one DCGAN-32 member at batch 64 against a plain loop, with seed 000's "
+                        "50K steps projected")
     p.add_argument("--steps", type=int, default=300, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -137,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="ray-scaling: CPUs of the local Ray")
     p.add_argument("--output", default=None, help="also write the result as markdown to this file")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("plan", help="GPU-hours, waves, wall time and cost of a config from a short "
+                       "measured probe; launches nothing")
+    p.add_argument("config", help="YAML file of deltas from the defaults (as for every job)")
+    p.add_argument("--gpus", type=int, required=True, help="GPUs the cluster will have")
+    p.add_argument("--probe-steps", type=int, default=50,
+                   help="training steps of the measured probe member (after a short warm-up)")
+    p.add_argument("--gpu-hour-cost", type=float, default=None, metavar="USD",
+                   help="price of one GPU-hour (else cluster.gpu_hour_cost; else no cost shown)")
+    p.add_argument("--cpus", type=int, default=None,
+                   help="CPUs that synthesis spreads over (default: 4 per GPU, as on g5.xlarge)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--preset", dest="config_preset", default=None)
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_plan)
     return parser
 
 

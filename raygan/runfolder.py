@@ -2,22 +2,177 @@
 
 <root>/<experiment>/<run>/config.yaml, manifest.json, members/<class>/<member>/ ...
 A rerun of the same run reads the manifest and skips what it says is complete.
+
+The root may be a local path (used as it is) or any pyarrow filesystem URI (s3://bucket/prefix,
+gs://..., file:///...). A URI run folder is worked on through a local mirror, a plain folder at
+``mirror_root() / quote(<parent URI>) / <run>``, so every reader and writer keeps using ``run.path``:
+
+- ``atomic_write_bytes`` / ``atomic_write_text`` upload a file right after the local rename when it lies
+  in a mirror (manifest, checkpoints and generators reach storage as they are written). A mirror path
+  names its URI, so this works in any process of any node: no registration, nothing to pass around.
+- Readers pull what they need: the driver the bookkeeping (manifest, config, boosting state) when it
+  opens the run, a member task its member folder before training (a retry on another node resumes from
+  the last uploaded checkpoint), synthesis the generators, evaluation everything but checkpoints.
+- Files written other ways (images, plots) are pushed by the stage that wrote them.
+
+Local paths never touch pyarrow: the only extra work is one ``Path.relative_to`` test per write.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Optional
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import yaml
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, from_dict
+
+
+def _known(section: str) -> set[str]:
+    """The keys a config section has in this version of raygan."""
+    import dataclasses
+    return {f.name for f in dataclasses.fields(Config.__dataclass_fields__[section].default_factory)}
 
 # Settings a run may change between reruns without invalidating finished members.
 _MAY_CHANGE = {("train", "device"), ("train", "num_threads"), ("train", "log_every"),
                ("ensemble", "members"), ("ensemble", "weights"), ("ensemble", "samples_per_class")}
+
+MIRROR_ENV = "RAYGAN_MIRROR_DIR"
+_CHUNK = 8 << 20
+# Files this process uploaded or downloaded, with their mtime then: a push skips them while unchanged.
+_IN_SYNC: dict[str, int] = {}
+
+
+# --- URIs and the local mirror --------------------------------------------------------------------
+def is_uri(location: str | os.PathLike) -> bool:
+    """A pyarrow filesystem URI (scheme://...), as opposed to a local path."""
+    return "://" in str(location)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_root(configured: str) -> Path:
+    return Path(configured).expanduser().resolve()
+
+
+def mirror_root() -> Path:
+    """Where URI run folders are mirrored: $RAYGAN_MIRROR_DIR, else $XDG_CACHE_HOME/raygan/mirror
+    ($XDG_CACHE_HOME defaults to ~/.cache).
+
+    Keep it the same on every node: tasks are given the run's URI, but code that hands a task a
+    mirror path relies on it (the default is the same for one user everywhere).
+    """
+    configured = os.environ.get(MIRROR_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "raygan", "mirror")
+    return _resolved_root(configured)
+
+
+def join_uri(uri: str, *names: str) -> str:
+    """uri/name/...: joined onto the URI's path, its query (e.g. endpoint_override) kept at the end."""
+    s = urlsplit(uri)
+    path = "/".join([s.path.rstrip("/"), *[n.strip("/") for n in names if n]])
+    return urlunsplit((s.scheme, s.netloc, path, s.query, ""))
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    s = urlsplit(uri)
+    parent, _, name = s.path.rstrip("/").rpartition("/")
+    if not name:
+        raise ConfigError(f"{uri!r} names no folder; a run folder URI looks like "
+                          "s3://bucket/prefix/<experiment>/<run>")
+    return urlunsplit((s.scheme, s.netloc, parent, s.query, "")), name
+
+
+@functools.lru_cache(maxsize=32)
+def _filesystem(uri: str):
+    """(pyarrow FileSystem, path inside it) of a URI; cached, as S3 may ask the network for a region."""
+    from pyarrow import fs as pafs
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ValueError...
+        raise ConfigError(f"pyarrow cannot open {uri!r} ({err}); use a local path or a URI pyarrow "
+                          "supports (file:///abs/path, s3://bucket/prefix, gs://bucket/prefix, "
+                          "hdfs://host/path)") from err
+
+
+def mirror_path(uri: str) -> Path:
+    """The local mirror folder of the folder at ``uri``."""
+    parent, name = _split_uri(uri)
+    key = quote(parent, safe="")
+    if len(key) > 240:
+        raise ConfigError(f"output.root {uri!r} is too long to name a local mirror folder ({len(key)} "
+                          "characters quoted, at most 240); use a shorter URI")
+    return mirror_root() / key / name
+
+
+def _in_mirror(path: Path) -> Optional[tuple[str, tuple[str, ...]]]:
+    """(parent URI, path parts below it) when ``path`` lies in a mirror, else None (a local path)."""
+    if not path.is_absolute():  # local run folders are usually relative: no further work
+        return None
+    try:
+        rel = path.relative_to(mirror_root())
+    except ValueError:
+        return None
+    if len(rel.parts) < 2:
+        return None
+    return unquote(rel.parts[0]), rel.parts[1:]
+
+
+def remote_of(path: str | os.PathLike) -> Optional[tuple[Any, str]]:
+    """(pyarrow FileSystem, path inside it) that a mirrored local path stands for, else None."""
+    found = _in_mirror(Path(path))
+    if found is None:
+        return None
+    fs, base = _filesystem(found[0])
+    return fs, "/".join([base.rstrip("/"), *found[1]])
+
+
+def uri_of(path: str | os.PathLike) -> Optional[str]:
+    found = _in_mirror(Path(path))
+    return None if found is None else join_uri(found[0], *found[1])
+
+
+# --- transfers ------------------------------------------------------------------------------------
+def _is_object_store(fs) -> bool:
+    return fs.type_name not in ("local", "mock", "subtree")
+
+
+def _upload(fs, remote: str, data: bytes) -> None:
+    if _is_object_store(fs):  # an object appears whole when its upload completes
+        with fs.open_output_stream(remote) as out:
+            out.write(data)
+        return
+    parent = remote.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{remote}.tmp{os.getpid()}"
+    with fs.open_output_stream(tmp) as out:
+        out.write(data)
+    fs.move(tmp, remote)  # a rename: readers see the old file or the new one
+
+
+def _mark_in_sync(path: Path) -> None:
+    try:
+        _IN_SYNC[str(path)] = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        pass
+
+
+def _download(fs, remote: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with fs.open_input_stream(remote) as src, open(tmp, "wb") as dst:
+        while chunk := src.read(_CHUNK):
+            dst.write(chunk)
+    os.replace(tmp, path)
+    _mark_in_sync(path)
+
+
+def _is_temporary(name: str) -> bool:
+    return ".tmp" in name  # atomic writes' temporaries and shards.tmp/
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -26,6 +181,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+    remote = remote_of(path)
+    if remote is not None:  # a URI run folder: storage gets the file now, not at the end of a stage
+        _upload(*remote, data)
+        _mark_in_sync(path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -40,13 +199,153 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_remote(fs, remote: str) -> str:
+    h = hashlib.sha256()
+    with fs.open_input_stream(remote) as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class RunFolder:
-    def __init__(self, path: Path):
+    """A run folder at a local path, or the local mirror of one at a URI (``uri`` is then set)."""
+
+    def __init__(self, path: str | os.PathLike, uri: Optional[str] = None):
         self.path = Path(path)
+        self.uri = uri or uri_of(self.path)
+
+    @classmethod
+    def at(cls, location: str | os.PathLike) -> "RunFolder":
+        """The run folder at a local path or a URI (what ``location`` gives back)."""
+        if is_uri(location):
+            return cls(mirror_path(str(location)), uri=str(location))
+        return cls(Path(location))
 
     @classmethod
     def for_config(cls, cfg: Config) -> "RunFolder":
-        return cls(Path(cfg.output.root) / cfg.output.experiment / cfg.output.run)
+        root = cfg.output.root
+        if not is_uri(root):
+            return cls(Path(root) / cfg.output.experiment / cfg.output.run)
+        check_remote_output(cfg)
+        run = cls.at(join_uri(root, cfg.output.experiment, cfg.output.run))
+        run.pull_bookkeeping()  # a rerun (maybe on a fresh head node) sees what is done
+        return run
+
+    @property
+    def location(self) -> str:
+        """The URI of a remote run folder, else its local path: what tasks are given to open it."""
+        return self.uri or str(self.path)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.uri is not None
+
+    def remote(self) -> Optional[tuple[Any, str]]:
+        """(pyarrow FileSystem, the run folder's path inside it), or None for a local run folder."""
+        return remote_of(self.path) if self.uri else None
+
+    # --- syncing a URI run folder (no-ops for a local one) ----------------------------------------
+    def _rel(self, item: str | os.PathLike) -> str:
+        p = Path(item)
+        rel = (p.relative_to(self.path) if p.is_absolute() else p).as_posix()
+        return "" if rel == "." else rel
+
+    @staticmethod
+    def _join(base: str, rel: str) -> str:
+        return f"{base}/{rel}" if rel else base
+
+    def pull(self, *items: str | os.PathLike, exclude: Iterable[str] = (), delete: bool = True) -> int:
+        """Make the local copies of these files or folders equal to storage; returns files fetched.
+
+        With ``delete``, local files that storage lacks are removed (a deleted remote run starts over),
+        temporaries of other writers excepted; file names in ``exclude`` are neither fetched nor removed.
+        """
+        remote = self.remote()
+        if remote is None:
+            return 0
+        from pyarrow import fs as pafs
+        fs, base = remote
+        exclude, fetched = set(exclude), 0
+        for item in items:
+            rel = self._rel(item)
+            src, dst = self._join(base, rel), self.path / rel
+            info = fs.get_file_info(src)
+            if info.type == pafs.FileType.File:
+                _download(fs, src, dst)
+                fetched += 1
+                continue
+            if info.type == pafs.FileType.NotFound:
+                if delete and dst.is_file() and dst.name not in exclude:
+                    dst.unlink()
+                    _IN_SYNC.pop(str(dst), None)
+                kept: set[Path] = set()
+            else:
+                kept = set()
+                for f in fs.get_file_info(pafs.FileSelector(src, recursive=True)):
+                    name = f.path.rsplit("/", 1)[-1]
+                    inside = f.path[len(src) + 1:]
+                    if f.type != pafs.FileType.File or name in exclude or _is_temporary(inside):
+                        continue
+                    local = dst / inside
+                    _download(fs, f.path, local)
+                    kept.add(local)
+                    fetched += 1
+            if delete and dst.is_dir():
+                for local in dst.rglob("*"):
+                    if local.is_file() and local not in kept and local.name not in exclude \
+                            and not _is_temporary(local.relative_to(dst).as_posix()):
+                        local.unlink()
+                        _IN_SYNC.pop(str(local), None)
+        return fetched
+
+    def push(self, *items: str | os.PathLike, only_changed: bool = True,
+             exclude: Iterable[str] = ()) -> int:
+        """Upload these local files or folders (recursively); returns files uploaded.
+
+        ``only_changed`` skips files this process uploaded or downloaded and has not changed since
+        (what atomic_write_* already sent): a push after a stage sends only its images and plots.
+        """
+        remote = self.remote()
+        if remote is None:
+            return 0
+        fs, base = remote
+        exclude, sent = set(exclude), 0
+        for item in items:
+            local = self.path / self._rel(item)
+            files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file()) \
+                if local.is_dir() else []
+            for path in files:
+                rel = path.relative_to(self.path).as_posix()
+                if _is_temporary(rel) or any(part in exclude for part in Path(rel).parts):
+                    continue
+                if only_changed and _IN_SYNC.get(str(path)) == path.stat().st_mtime_ns:
+                    continue
+                _upload(fs, f"{base}/{rel}", path.read_bytes())
+                _mark_in_sync(path)
+                sent += 1
+        return sent
+
+    def fetch(self, rel: str | os.PathLike, sha256: Optional[str] = None) -> Path:
+        """The local path of a file of the run, downloaded first when remote (unless the local copy
+        already has the given sha256)."""
+        path = self.path / self._rel(rel)
+        remote = self.remote()
+        if remote is not None and not (sha256 and path.is_file() and sha256_file(path) == sha256):
+            fs, base = remote
+            _download(fs, self._join(base, self._rel(rel)), path)
+        return path
+
+    def pull_bookkeeping(self) -> None:
+        """What the driver reads to know what is done: manifest, config, boosting state."""
+        self.pull("manifest.json", "config.yaml", "boosting")
+
+    def pull_outputs(self) -> None:
+        """Everything a later stage (evaluate, report, audit, sweep) may read; not the checkpoints."""
+        self.pull(".", exclude=("checkpoint.pt",), delete=False)
+
+    def push_outputs(self) -> None:
+        """What a stage wrote without atomic_write_* (plots, figures); members and shards excluded."""
+        self.push(".", exclude=("members", "shards"))
 
     # --- config -----------------------------------------------------------------------------------
     def check_compatible(self, cfg: Config) -> None:
@@ -54,12 +353,15 @@ class RunFolder:
         path = self.path / "config.yaml"
         if not path.exists():
             return
-        old = yaml.safe_load(path.read_text())
+        # A key the saved config lacks was added to raygan later: the run used that field's default.
+        old = from_dict({s: {k: v for k, v in (values or {}).items() if k in _known(s)}
+                         for s, values in yaml.safe_load(path.read_text()).items()
+                         if s in Config.__dataclass_fields__}).to_dict()
         new = cfg.to_dict()
         diffs = [f"{s}.{k}: {old[s].get(k)!r} -> {v!r}" for s in ("data", "gan", "train")
                  for k, v in new[s].items() if (s, k) not in _MAY_CHANGE and old.get(s, {}).get(k) != v]
         if diffs:
-            raise ConfigError(f"run folder {self.path} holds a run with other settings "
+            raise ConfigError(f"run folder {self.location} holds a run with other settings "
                               f"({'; '.join(diffs)}); choose a new output.run or delete the folder")
 
     def write_config(self, cfg: Config) -> None:
@@ -84,6 +386,11 @@ class RunFolder:
         return manifest
 
     def record_member(self, entry: dict) -> None:
+        generator = self.path / entry["generator"]
+        if self.uri is not None and not (generator.is_file() and
+                                         sha256_file(generator) == entry.get("generator_sha256")):
+            # The member trained on another node: its files (grid, losses) come to this mirror too.
+            self.pull(generator.parent, exclude=("checkpoint.pt",))
         manifest = self.manifest()
         manifest["members"][f"{entry['class']}/{entry['member']}"] = entry
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
@@ -94,3 +401,16 @@ class RunFolder:
 
     def member_dir(self, class_name: str, member: int) -> Path:
         return self.path / "members" / class_name / str(member)
+
+
+def check_remote_output(cfg: Config) -> None:
+    """A URI output.root: its filesystem must open, and MLflow needs a store that is not under it."""
+    _filesystem(_split_uri(join_uri(cfg.output.root, cfg.output.experiment, cfg.output.run))[0])
+    if not cfg.tracking.enabled:
+        return
+    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri or uri.startswith("sqlite:"):
+        raise ConfigError(f"output.root is the URI {cfg.output.root!r}, where MLflow's default sqlite "
+                          "store and its artifacts cannot live; set tracking.tracking_uri (or "
+                          "MLFLOW_TRACKING_URI) to a tracking server such as http://<host>:5000, or "
+                          "tracking.enabled=false")

@@ -47,7 +47,8 @@ def boost_weights_task(data: torch.Tensor, cfg_dict: dict, run_path: str, genera
     cfg = from_dict(cfg_dict)
     torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
     device = "cuda:0" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    mixture = Mixture([load_generator(Path(run_path) / g, device=device) for g in generators],
+    run = RunFolder.at(run_path)  # a URI run folder: generators trained elsewhere are fetched
+    mixture = Mixture([load_generator(run.fetch(g), device=device) for g in generators],
                       np.asarray(mixture_weights))
     seed = member_seed(cfg.train.seed, class_index, 10_000 + step)
     samples, _ = mixture.sample(len(data), seed=seed, device=device)
@@ -71,9 +72,10 @@ class BoostingDriver:
     def __init__(self, cfg_dict: dict, run_path: str, class_name: str, class_index: int,
                  data_box: list):
         self.cfg = from_dict(cfg_dict)
-        self.run = RunFolder(Path(run_path))
+        self.run = RunFolder.at(run_path)  # a path, or a URI (then the state lives in storage)
         self.class_name, self.class_index = class_name, class_index
         self.data_ref = data_box[0]  # kept as a reference: the actor never holds the images
+        self.run.pull(state_path(self.run, class_name).parent)  # a URI run: restarted on another node
         self.state = load_state(self.run, class_name)  # a restarted actor continues from here
 
     def get_state(self) -> dict:
@@ -89,7 +91,7 @@ class BoostingDriver:
             weights, info = None, {"beta": beta, "uniform_data_weights": True}
             if step > 1:
                 weights, info = ray.get(boost_weights_task.options(**resources).remote(
-                    self.data_ref, cfg.to_dict(), str(self.run.path),
+                    self.data_ref, cfg.to_dict(), self.run.location,
                     [e["generator"] for e in self.state["members"]], self.class_index,
                     self.state["mixture_weights"], step))
                 buf = io.BytesIO()
@@ -135,7 +137,7 @@ def train_boosting_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracke
         data_ref = ray.put(dataset.train[name])
         actor = BoostingDriver.options(name=actor_name(run, name), max_restarts=retries,
                                        max_task_retries=retries, num_cpus=0).remote(
-            cfg.to_dict(), str(run.path), name, k, [data_ref])
+            cfg.to_dict(), run.location, name, k, [data_ref])
         actors[name] = actor
         refs[actor.run_steps.remote()] = name
         log(f"class {name}: boosting driver started at step {state['step'] + 1} of "

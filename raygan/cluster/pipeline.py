@@ -56,7 +56,7 @@ def run_train(cfg: Config, address: str | None = None, log: Callable[[str], None
     dataset, run = prepared or prepare(cfg)
     resources = connect(cfg, address)
     run.write_config(cfg)
-    log(f"cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; run {run.path}")
+    log(f"cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; run {run.location}")
     log(f"data: {dataset.summary()}")
     t0 = time.perf_counter()
     before = sum(run.member_entry(name, t) is not None for name in dataset.classes
@@ -82,19 +82,25 @@ def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None
 
 
 def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
-                 prepared: tuple[RealDataset, RunFolder] | None = None) -> dict:
-    """TRTR, the TSTR ensemble-size curve and TRTS on the trained run, then the report."""
+                 prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False) -> dict:
+    """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
+    memorisation audit, logged into the same MLflow run), then the report."""
     from raygan.curves import evaluate_run
     from raygan.report import write_report
 
     dataset, run = prepared or prepare(cfg)
+    run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):
         result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=log)
         tracker.log_metrics({"trtr_test_acc": result["trtr"]["test_acc_mean"], "trts": result["trts"],
                              **{f"tstr_test_acc_T{r['T']}": r["test_acc_mean"]
                                 for r in result["tstr_curve"]}})
+        if audit:  # before the report, which shows the privacy section when audit/privacy.json exists
+            from raygan.cluster.audit import run_audit
+            run_audit(cfg, address, log, run_dir=run.path, prepared=(dataset, run), tracker=tracker)
         report = write_report(run.path, tracker)
+    run.push_outputs()  # plots and figures, written without atomic_write_* (a no-op locally)
     log(f"report: {report}")
     return {"evaluation": result, "report": str(report)}
 
@@ -107,7 +113,11 @@ def run_pipeline(cfg: Config, address: str | None = None, log: Callable[[str], N
     trained = run_train(cfg, address, log, prepared)
     synth = run_synth(cfg, address, log, prepared)
     if evaluate and dataset_has_test_split(cfg):
-        synth.update(run_evaluate(cfg, address, log, prepared))
+        synth.update(run_evaluate(cfg, address, log, prepared, audit=cfg.audit.enabled))
+    elif cfg.audit.enabled:  # the memorisation audit (raygan.cluster.audit); points: "not applicable"
+        from raygan.cluster.audit import run_audit
+        run_audit(cfg, address, log, run_dir=prepared[1].path, prepared=prepared)
+    prepared[1].push_outputs()  # a URI run folder: what the stages wrote without atomic_write_*
     counts = synth["shards"]["counts"]
     log(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
         f"({', '.join(f'{k}: {sum(v.values())}' for k, v in counts.items())}) in "

@@ -6,7 +6,7 @@ from typing import Optional
 
 import ray
 
-from raygan.config import Config
+from raygan.config import Config, ConfigError
 
 
 def connect(cfg: Config, address: Optional[str] = None) -> dict:
@@ -23,8 +23,17 @@ def connect(cfg: Config, address: Optional[str] = None) -> dict:
 
 
 def member_resources(cfg: Config) -> dict:
-    """num_cpus / num_gpus of one (class, member) task: a GPU each where the cluster has GPUs."""
+    """num_cpus / num_gpus of one (class, member) task: a GPU each where the cluster has GPUs.
+
+    null looks at the GPUs the cluster has now: on an autoscaling cluster whose GPU workers start at
+    zero, set cluster.gpus_per_member (1, or 0.25 to pack four) so that members ask for GPUs and the
+    autoscaler adds the nodes.
+    """
     gpus = cfg.cluster.gpus_per_member
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    elif gpus > 1 and gpus != int(gpus):
+        # Ray accepts fractions of one GPU only: 1.5 GPUs cannot be scheduled.
+        raise ConfigError(f"cluster.gpus_per_member={gpus:g}: above 1 it must be a whole number of "
+                          "GPUs; use a fraction below 1 (0.5, 0.25) to share a GPU or 1, 2, ...")
     return {"num_cpus": cfg.cluster.cpus_per_member, "num_gpus": gpus}

@@ -6,23 +6,27 @@ seed, so the same members and seed give the same rows. Files are named part-<tas
 to a staging folder that replaces shards/ only when complete: a rerun overwrites, never appends, and an
 interrupted write never leaves a half-written shards/ behind. The manifest records the rows per class
 and member and a checksum per file; a rerun whose plan and files match rewrites nothing.
+
+A URI run folder (s3://...) gets its shards written straight to storage by the Ray Data write tasks,
+through the run's pyarrow filesystem, so no node's disk holds the only copy; generators are pulled by
+the tasks that use them. On an object store the staged swap is a copy (S3 cannot rename a folder) and
+a rerun compares the files' sizes with the manifest instead of downloading them for their checksums.
 """
 from __future__ import annotations
 
-import shutil
 from collections import Counter
-from pathlib import Path
 from typing import Callable
 
 import pyarrow.parquet as pq
 import ray
+from pyarrow import fs as pafs
 from ray.data import SaveMode
 from ray.data.datasource import FilenameProvider
 
 from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.ensemble import allocate
-from raygan.runfolder import RunFolder, sha256_file
+from raygan.runfolder import RunFolder, join_uri, sha256_remote
 from raygan.synth import chunk_seed, synth_records
 from raygan.train import load_generator
 
@@ -34,11 +38,12 @@ class _PartNames(FilenameProvider):
         return f"part-{task_index:05d}.parquet"
 
 
-def _generate_chunk(batch: dict, run_path: str) -> dict:
+def _generate_chunk(batch: dict, run_location: str) -> dict:
     (generator,) = batch["generator"]
     condition, truncation = int(batch["condition"][0]), float(batch["truncation"][0])
-    G = (load_generator(Path(run_path) / generator, condition=condition) if condition >= 0
-         else load_generator(Path(run_path) / generator))
+    # A URI run folder: the generator comes from storage unless this node already holds that file.
+    path = RunFolder.at(run_location).fetch(generator, sha256=str(batch["generator_sha256"][0]))
+    G = load_generator(path, condition=condition) if condition >= 0 else load_generator(path)
     return synth_records(G, count=int(batch["count"][0]), seed=int(batch["seed"][0]),
                          class_index=int(batch["class_index"][0]),
                          class_name=str(batch["class_name"][0]), member=int(batch["member"][0]),
@@ -60,6 +65,7 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
             for chunk, start in enumerate(range(0, count, cfg.synth.chunk_size)):
                 items.append({"class_index": k, "class_name": name, "member": t,
                               "method": cfg.ensemble.method, "generator": generator, "start": start,
+                              "generator_sha256": entry["generator_sha256"],
                               "condition": -1 if condition is None else int(condition),
                               "truncation": float(cfg.synth.truncation or 0.0),
                               "count": min(cfg.synth.chunk_size, count - start),
@@ -72,12 +78,38 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
     return items, spec
 
 
+def _storage(run: RunFolder) -> tuple[pafs.FileSystem, str]:
+    """Where the shards go: the run's own filesystem (a URI run folder) or this machine's disk."""
+    return run.remote() or (pafs.LocalFileSystem(), str(run.path.absolute()))
+
+
+def _file_ok(fs: pafs.FileSystem, path: str, info: dict) -> bool:
+    found = fs.get_file_info(path)
+    if found.type != pafs.FileType.File:
+        return False
+    if fs.type_name == "local":
+        return sha256_remote(fs, path) == info["sha256"]
+    return info.get("bytes") == found.size  # an object store: no download just to check
+
+
 def _complete(run: RunFolder, spec: dict) -> bool:
     shards = run.manifest().get("shards")
     if not shards or shards.get("spec") != spec:
         return False
-    return all((run.path / "shards" / name).exists() and sha256_file(run.path / "shards" / name) ==
-               info["sha256"] for name, info in shards["files"].items())
+    fs, base = _storage(run)
+    return all(_file_ok(fs, f"{base}/shards/{name}", info) for name, info in shards["files"].items())
+
+
+def _swap_in(fs: pafs.FileSystem, staging: str, final: str) -> None:
+    """Replace the final folder by the staged one: a rename where the filesystem has one."""
+    if fs.get_file_info(final).type != pafs.FileType.NotFound:
+        fs.delete_dir(final)
+    if fs.type_name == "local":
+        fs.move(staging, final)
+        return
+    for f in fs.get_file_info(pafs.FileSelector(staging)):  # S3 and friends rename files only
+        fs.copy_file(f.path, f"{final}/{f.base_name}")
+    fs.delete_dir(staging)
 
 
 def write_shards(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict[str, list[float]],
@@ -87,31 +119,36 @@ def write_shards(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: di
     if _complete(run, spec):
         log("shards: complete and unchanged (manifest checksums match): nothing rewritten")
         return run.manifest()["shards"]
-    staging, final = run.path / "shards.tmp", run.path / "shards"
-    shutil.rmtree(staging, ignore_errors=True)
+    fs, base = _storage(run)
+    staging, final = f"{base}/shards.tmp", f"{base}/shards"
+    if fs.get_file_info(staging).type != pafs.FileType.NotFound:
+        fs.delete_dir(staging)
     total = sum(i["count"] for i in items)
     log(f"shards: generating {total} samples in {len(items)} chunks with Ray Data")
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map_batches(_generate_chunk, batch_size=1, fn_kwargs={"run_path": str(run.path)},
+    ds = ds.map_batches(_generate_chunk, batch_size=1, fn_kwargs={"run_location": run.location},
                         num_cpus=resources.get("num_cpus", 1), num_gpus=0)
-    ds.write_parquet(str(staging), filename_provider=_PartNames(), mode=SaveMode.OVERWRITE)
+    ds.write_parquet(staging, filesystem=fs, filename_provider=_PartNames(), mode=SaveMode.OVERWRITE)
 
     files, counts = {}, {}
-    for path in sorted(staging.glob("*.parquet")):
-        table = pq.read_table(path, columns=["class_name", "member"])
+    written = sorted((f for f in fs.get_file_info(pafs.FileSelector(staging))
+                      if f.base_name.endswith(".parquet")), key=lambda f: f.base_name)
+    for f in written:
+        table = pq.read_table(f.path, columns=["class_name", "member"], filesystem=fs)
         per = Counter(zip(table["class_name"].to_pylist(), table["member"].to_pylist()))
         for (name, t), n in per.items():
             counts.setdefault(name, {}).setdefault(str(t), 0)
             counts[name][str(t)] += n
-        files[path.name] = {"rows": table.num_rows, "sha256": sha256_file(path)}
+        files[f.base_name] = {"rows": table.num_rows, "sha256": sha256_remote(fs, f.path),
+                              "bytes": f.size}
     expected = {name: {str(t): c for t, c in enumerate(cs) if c} for name, cs in spec["counts"].items()}
     if counts != expected:
         raise RuntimeError(f"shards hold {counts} rows per class/member, expected {expected}")
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    _swap_in(fs, staging, final)
     section = {"spec": spec, "files": files, "counts": counts, "rows": total,
                "columns": ["point" if dataset.kind == "points" else "image", "label", "class_name",
                            "member", "method", "seed", "index"]}
     run.update_manifest(shards=section)
-    log(f"shards: {total} rows in {len(files)} files under {final}")
+    log(f"shards: {total} rows in {len(files)} files under "
+        f"{join_uri(run.uri, 'shards') if run.uri else final}")
     return section

@@ -2,6 +2,8 @@
 
 Tasks train on the device Ray assigned them and write into the run folder; a retried task (worker or
 node lost) resumes from the member's last checkpoint, so a crash costs at most one checkpoint interval.
+A task opens the run folder by its location (a path, or a URI whose checkpoints are uploaded as they are
+written): it pulls its member folder first, so a retry on another node resumes from storage.
 Only the driver writes the manifest and MLflow: tasks return what they did.
 """
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import ray
@@ -20,28 +21,50 @@ from raygan.ensemble import train_member
 from raygan.runfolder import RunFolder
 
 
-def _device_for_task() -> torch.device:
-    # Ray sets CUDA_VISIBLE_DEVICES to the GPUs it assigned, so the task's GPU is always cuda:0.
-    if ray.get_gpu_ids() and torch.cuda.is_available():
+def device_for_task(requested: str, gpu_ids: list, cuda_available: bool) -> torch.device:
+    """train.device for a task holding the Ray GPU ids ``gpu_ids``.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the GPUs it assigned, so the task's GPU is always cuda:0. With
+    auto, a task without a GPU, or on a node whose torch sees no CUDA (a logical GPU, a CPU-only
+    torch), trains on the CPU; the Ray-assigned GPU id is still recorded in the manifest.
+    """
+    if requested == "cpu":
+        return torch.device("cpu")
+    if gpu_ids and cuda_available:
         return torch.device("cuda:0")
+    if requested == "cuda":
+        raise RuntimeError(f"train.device=cuda but this task has no usable CUDA device (Ray GPU ids "
+                           f"{gpu_ids or 'none'}, torch.cuda.is_available()={cuda_available}); set "
+                           "cluster.gpus_per_member > 0 on a cluster with GPUs, or train.device=auto")
     return torch.device("cpu")
 
 
+def _device_for_task(requested: str = "auto") -> torch.device:
+    return device_for_task(requested, [str(g) for g in ray.get_gpu_ids()], torch.cuda.is_available())
+
+
 @ray.remote
-def train_member_task(data: torch.Tensor, cfg_dict: dict, run_path: str, class_name: str,
+def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, class_name: str,
                       class_index: int, member: int,
                       data_weights: Optional[torch.Tensor] = None) -> dict:
     """Train (or resume) one member; `data` arrives as the class's shared object-store tensor."""
     cfg = from_dict(cfg_dict)
     torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
     t0 = time.perf_counter()
-    entry = train_member(data, cfg, RunFolder(Path(run_path)), class_name=class_name,
-                         class_index=class_index, member=member, data_weights=data_weights,
-                         device=_device_for_task())
+    started = time.time()
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    run = RunFolder.at(run_location)
+    folder = run.member_dir(class_name, member)
+    run.pull(folder)  # a URI run: resume from the last uploaded checkpoint, whichever node ran it
+    entry = train_member(data, cfg, run, class_name=class_name, class_index=class_index,
+                         member=member, data_weights=data_weights,
+                         device=device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
+    run.push(folder)  # what was not written through atomic_write_* (the sample grid)
     ctx = ray.get_runtime_context()
     entry.update({"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
-                  "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "worker_pid": os.getpid(),
-                  "task_seconds": round(time.perf_counter() - t0, 3)})
+                  "gpu_ids": gpu_ids, "worker_pid": os.getpid(),
+                  "task_seconds": round(time.perf_counter() - t0, 3),
+                  "task_started": round(started, 3), "task_finished": round(time.time(), 3)})
     return entry
 
 
@@ -49,7 +72,7 @@ def submit_member(data_ref, cfg: Config, run: RunFolder, resources: dict, *, cla
                   class_index: int, member: int, data_weights=None):
     return train_member_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                      name=f"train_member:{class_name}/{member}").remote(
-        data_ref, cfg.to_dict(), str(run.path), class_name, class_index, member, data_weights)
+        data_ref, cfg.to_dict(), run.location, class_name, class_index, member, data_weights)
 
 
 def wait_all(refs: dict, on_done: Callable[[object, dict], None]) -> list[dict]:

@@ -61,18 +61,22 @@ def train_conditional_task(data, labels, classes: list[str], cfg_dict: dict, run
     """One conditional member (every class at once): the task grid of gan.family=ccgan."""
     import os
     import socket
-    from pathlib import Path
 
     import torch
 
     from raygan.cluster.tasks import _device_for_task
     from raygan.config import from_dict
+    from raygan.ensemble import CONDITIONAL_DIR
 
     cfg = from_dict(cfg_dict)
     torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
     t0 = time.perf_counter()
-    entries = train_conditional_member(data, labels, classes, cfg, RunFolder(Path(run_path)),
-                                       member=member, device=_device_for_task())
+    run = RunFolder.at(run_path)
+    folder = run.path / "members" / CONDITIONAL_DIR / str(member)
+    run.pull(folder)  # a URI run folder: resume from storage on any node (a no-op locally)
+    entries = train_conditional_member(data, labels, classes, cfg, run, member=member,
+                                       device=_device_for_task(cfg.train.device))
+    run.push(folder)  # the sample grid, written without atomic_write_*
     ctx = ray.get_runtime_context()
     extra = {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
              "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "worker_pid": os.getpid(),
@@ -100,7 +104,7 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
         f"{resources['num_gpus']} GPU each), each for all {len(dataset.classes)} classes")
     refs = {train_conditional_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                            name=f"train_member:_conditional/{t}").remote(
-        data_ref, labels_ref, list(dataset.classes), cfg.to_dict(), str(run.path), t): t
+        data_ref, labels_ref, list(dataset.classes), cfg.to_dict(), run.location, t): t
         for t in todo}
     t0, results = time.perf_counter(), list(done)
     pending = list(refs)

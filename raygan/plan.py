@@ -1,0 +1,274 @@
+"""`raygan plan`: what a run will cost before it is launched, from a short measured probe.
+
+The probe trains one member with the real ``train_gan`` for a few steps on this machine's device, on
+the config's real data (or random stand-in data of the real shape when the dataset is not here), and
+times synthesis and a classifier step the same way. The rest is arithmetic (``make_plan``, pure):
+
+- GPU-hours of work = members x steps x step time (K x T x steps x step_time for per-class families);
+- members at once: N GPUs x floor(1 / gpus_per_member) when members share a GPU, N / gpus_per_member
+  when they take whole GPUs; waves = ceil(members / members at once) (boosting: T steps in sequence,
+  each with the K classes in waves); wall time = waves x (member time + task start);
+- billed GPU-hours = per wave, the GPUs busy x the wave's length (idle GPUs of a last, partial wave
+  are released by the autoscaler); cost = billed GPU-hours x cluster.gpu_hour_cost.
+Members that share a GPU are assumed to run at the probe's speed (small models leave a GPU mostly
+idle) up to a GPU saturated by them (then each runs 1 / members-per-GPU as fast): both are shown.
+Nothing is launched and Ray is not imported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from typing import Optional
+
+import torch
+
+from .config import Config, ConfigError
+
+# Ray starts a fresh worker process for every GPU task (reference: about 7 s with `import torch` on a
+# small machine); with the member's data arriving from the object store, count 10 s per task.
+TASK_START_S = 10.0
+# Shapes and official training-set sizes of the datasets raygan reads from torchvision files.
+KNOWN = {"mnist": ((1, 28, 28), 60000), "fashion_mnist": ((1, 28, 28), 60000),
+         "cifar10": ((3, 32, 32), 50000), "svhn": ((3, 32, 32), 73257)}
+
+
+# --- the probe (measured) ------------------------------------------------------------------------
+def _stand_in(cfg: Config) -> tuple[dict[str, int], tuple[int, ...]]:
+    """Class sizes and sample shape of a dataset that is not on this machine (torchvision sets)."""
+    from .data.groupings import resolve_grouping
+
+    shape, n_train = KNOWN[cfg.data.name]
+    if cfg.data.image_size:
+        shape = (shape[0], cfg.data.image_size, cfg.data.image_size)
+    classes = resolve_grouping(list(range(10)), cfg.data.grouping, cfg.data.classes)
+    per_label = n_train * (1 - cfg.data.val_fraction) / 10  # validation comes out of the train split
+    sizes = {name: int(per_label * len(labels)) for name, labels in classes.items()}
+    if cfg.data.train_per_class:
+        sizes = {name: min(n, cfg.data.train_per_class) for name, n in sizes.items()}
+    return sizes, shape
+
+
+def _data(cfg: Config) -> tuple[dict[str, int], tuple[int, ...], Optional[torch.Tensor], str]:
+    """(class sizes, sample shape, one class's real tensor or None, where the data came from)."""
+    from .data import load_dataset
+
+    try:
+        dataset = load_dataset(cfg.data)
+    except (ConfigError, OSError) as err:
+        if cfg.data.name not in KNOWN:
+            raise ConfigError(f"raygan plan needs the dataset to measure its shape and size: {err}")
+        sizes, shape = _stand_in(cfg)
+        why = str(err).splitlines()[0][:100]
+        return sizes, shape, None, f"random stand-in of {cfg.data.name}'s shape (not here: {why})"
+    sizes = dataset.train_sizes()
+    biggest = max(sizes, key=sizes.get)
+    return sizes, dataset.sample_shape, dataset.train[biggest], f"real {dataset.name}, class {biggest}"
+
+
+def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
+    """Time `steps` training steps of one member (after a short warm-up), synthesis and a classifier
+    step on this machine; returns the measurements and what they were taken on."""
+    from .models.classifiers import build_classifier
+    from .synth import synth_records
+    from .train import resolve_device, train_gan
+
+    if steps < 1:
+        raise ConfigError(f"--probe-steps {steps}: probe at least 1 step")
+    sizes, shape, real, source = _data(cfg)
+    if cfg.train.batch_size > min(sizes.values()):
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is larger than the smallest class "
+                          f"({min(sizes.values())}); set train.batch_size <= {min(sizes.values())}")
+    dev = torch.device(device) if device else resolve_device(cfg.train.device)
+    threads = torch.get_num_threads()
+    member_threads = max(1, int(cfg.cluster.cpus_per_member)) if dev.type == "cpu" else None
+    if member_threads:  # a member task uses cluster.cpus_per_member threads
+        torch.set_num_threads(member_threads)
+    conditional = cfg.gan.family == "ccgan"  # one model for all classes (labels go with the data)
+    n = sum(sizes.values()) if conditional else max(sizes.values())
+    gen = torch.Generator().manual_seed(0)
+    data = real if real is not None and not conditional else torch.rand(n, *shape, generator=gen) * 2 - 1
+    kwargs = {}
+    if conditional:
+        kwargs = {"labels": torch.randint(0, len(sizes), (len(data),), generator=gen),
+                  "n_classes": len(sizes)}
+    try:
+        warm = max(2, steps // 10)
+        train_gan(data, gan=cfg.gan, train=dataclasses.replace(cfg.train, steps=warm,
+                                                                log_every=warm, recursive_rounds=0),
+                  seed=0, device=dev, **kwargs)
+        result = train_gan(data, gan=cfg.gan, train=dataclasses.replace(
+            cfg.train, steps=steps, log_every=steps, recursive_rounds=0), seed=1, device=dev, **kwargs)
+        step_s = result.seconds / steps
+
+        # Synthesis runs in Ray Data tasks on CPUs: generation plus PNG encoding, per sample.
+        torch.set_num_threads(1)
+        G = result.generator.cpu()
+        count = 256
+        t0 = time.perf_counter()
+        synth_records(G, count=count, seed=0, class_index=0, class_name="probe", member=0,
+                      method=cfg.ensemble.method, start=0)
+        sample_s = (time.perf_counter() - t0) / count
+
+        # Evaluation trains classifiers in the job's driver, on its CPU (raygan.evaluate); timed on one
+        # thread (an upper bound for a many-core head), as more threads on a busy machine time noise.
+        model = build_classifier(cfg.eval.arch, shape, len(sizes))
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.eval.lr)
+        x = torch.rand(cfg.eval.batch_size, *shape, generator=gen) * 2 - 1
+        y = torch.randint(0, len(sizes), (cfg.eval.batch_size,), generator=gen)
+        times = []
+        for _ in range(12):
+            t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        classifier_step_s = statistics.median(times[2:])  # after warm-up; robust to a busy machine
+    finally:
+        torch.set_num_threads(threads)
+    return {"device": str(dev), "cpu_threads": member_threads,
+            "steps": steps, "step_s": step_s, "sample_s": sample_s,
+            "classifier_step_s": classifier_step_s, "data": source, "sample_shape": list(shape),
+            "class_sizes": sizes, "family": cfg.gan.family, "batch_size": cfg.train.batch_size}
+
+
+# --- the plan (arithmetic) -----------------------------------------------------------------------
+def packing(gpus: int, gpus_per_member: float) -> dict:
+    """How many members run at once on `gpus` GPUs when each asks for `gpus_per_member`."""
+    if gpus < 1:
+        raise ConfigError(f"--gpus {gpus}: plan for at least one GPU")
+    if gpus_per_member <= 0:
+        raise ConfigError("cluster.gpus_per_member=0 trains members on CPUs; raygan plan plans GPU runs: "
+                          "set cluster.gpus_per_member to 1 (or 0.5, 0.25 to share a GPU)")
+    if gpus_per_member < 1:
+        per_gpu = int(math.floor(1 / gpus_per_member + 1e-9))  # Ray packs fractions into one GPU
+        return {"per_gpu": per_gpu, "gpus_per_member": gpus_per_member, "at_once": gpus * per_gpu}
+    if gpus_per_member != int(gpus_per_member):
+        raise ConfigError(f"cluster.gpus_per_member={gpus_per_member:g}: above 1 it must be a whole "
+                          "number of GPUs")
+    at_once = gpus // int(gpus_per_member)
+    if at_once < 1:
+        raise ConfigError(f"--gpus {gpus} is fewer than one member asks for "
+                          f"(cluster.gpus_per_member={gpus_per_member:g})")
+    return {"per_gpu": 1, "gpus_per_member": gpus_per_member, "at_once": at_once}
+
+
+def waves(tasks: int, at_once: int) -> list[int]:
+    """Members per wave: full waves of `at_once`, then the rest."""
+    return [min(at_once, tasks - start) for start in range(0, tasks, at_once)]
+
+
+def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[float] = None,
+              cpus: Optional[int] = None) -> dict:
+    """GPU-hours, waves, wall time, synthesis and evaluation estimates and cost (no measuring)."""
+    pack = packing(gpus, 1.0 if cfg.cluster.gpus_per_member is None else cfg.cluster.gpus_per_member)
+    sizes = measured["class_sizes"]
+    K, T = len(sizes), cfg.ensemble.members
+    conditional = cfg.gan.family == "ccgan"
+    tasks = T if conditional else K * T
+    steps = cfg.train.steps * (1 + cfg.train.recursive_rounds)
+    member_s = steps * measured["step_s"]
+    if cfg.ensemble.method != "independent" and not conditional:
+        # Boosting: step t of every class needs step t - 1; the K members of one step run together.
+        layout = [n for _ in range(T) for n in waves(K, pack["at_once"])]
+    else:
+        layout = waves(tasks, pack["at_once"])
+    share = pack["per_gpu"]
+    wave_s = member_s + TASK_START_S
+    wall_s = len(layout) * wave_s
+    wall_saturated_s = sum(min(n, share) * member_s + TASK_START_S for n in layout) if share > 1 \
+        else wall_s
+
+    def busy_gpus(n: int) -> float:
+        return math.ceil(n / share) if share > 1 else n * pack["gpus_per_member"]
+
+    billed_h = sum(busy_gpus(n) for n in layout) * wave_s / 3600
+    samples = sum(cfg.ensemble.samples_per_class or n for n in sizes.values())
+    cpus = cpus or 4 * gpus
+    synth_cpu_s = samples * measured["sample_s"]
+    n_train = sum(sizes.values())
+    runs_per_repeat = 1 + (cfg.eval.max_ensemble or T) + (len(cfg.eval.mixing_ratios)
+                                                        if cfg.eval.mixing else 0)
+    classifier_steps = cfg.eval.epochs * math.ceil(n_train / cfg.eval.batch_size)
+    eval_s = cfg.eval.repeats * runs_per_repeat * classifier_steps * measured["classifier_step_s"]
+    if cfg.data.name == "grid2d":
+        eval_s = 0.0  # its evaluation is Table 1 (raygan grid2d), not a downstream classifier
+    cost = gpu_hour_cost if gpu_hour_cost is not None else cfg.cluster.gpu_hour_cost
+    total_s = wall_s + synth_cpu_s / cpus + eval_s
+    return {
+        "gpus": gpus, "gpus_per_member": pack["gpus_per_member"], "members_per_gpu": share,
+        "classes": K, "members_per_class": T, "tasks": tasks, "conditional": conditional,
+        "method": cfg.ensemble.method, "steps_per_member": steps, "step_s": measured["step_s"],
+        "member_s": member_s, "task_start_s": TASK_START_S,
+        "gpu_hours": tasks * member_s / 3600, "at_once": pack["at_once"], "waves": len(layout),
+        "wave_sizes": layout, "train_wall_s": wall_s, "train_wall_saturated_s": wall_saturated_s,
+        "billed_gpu_hours": billed_h, "synthetic_samples": samples, "synth_cpu_s": synth_cpu_s,
+        "synth_cpus": cpus, "synth_wall_s": synth_cpu_s / cpus, "classifier_runs":
+            cfg.eval.repeats * runs_per_repeat, "classifier_steps_per_run": classifier_steps,
+        "eval_s": eval_s, "total_wall_s": total_s, "gpu_hour_cost": cost,
+        "cost_usd": None if cost is None else billed_h * cost, "probe": measured}
+
+
+def _dur(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_plan(plan: dict, config_name: str = "") -> str:
+    p = plan["probe"]
+    share = plan["members_per_gpu"]
+    grid = f"{plan['members_per_class']} conditional members (one per task, all classes)" \
+        if plan["conditional"] else f"{plan['classes']} classes x {plan['members_per_class']} members"
+    wall = _dur(plan["train_wall_s"]) if share == 1 else \
+        f"{_dur(plan['train_wall_s'])} (up to {_dur(plan['train_wall_saturated_s'])} if sharing " \
+        "saturates the GPU)"
+    rows = [
+        ("members (tasks)", f"{plan['tasks']} ({grid}, {plan['method']})"),
+        ("steps per member", f"{plan['steps_per_member']:,}"),
+        ("step time (probe)", f"{p['step_s'] * 1000:.2f} ms on {p['device']}"),
+        ("member time", f"{_dur(plan['member_s'])} (+ {plan['task_start_s']:.0f} s task start)"),
+        ("GPU-hours of training", f"{plan['gpu_hours']:.3f} (members x steps x step time)"),
+        ("members at once", f"{plan['at_once']} ({share} per GPU x {plan['gpus']} GPUs)"
+         if share > 1 else f"{plan['at_once']} ({plan['gpus_per_member']:g} GPU each, "
+                           f"{plan['gpus']} GPUs)"),
+        ("waves", f"{plan['waves']} (sizes {_waves_text(plan['wave_sizes'])})"),
+        ("training wall time", wall),
+        ("billed GPU-hours", f"{plan['billed_gpu_hours']:.3f} (GPUs busy x wave time)"),
+        ("synthesis", f"{plan['synthetic_samples']:,} samples x {p['sample_s'] * 1000:.2f} ms = "
+                      f"{_dur(plan['synth_cpu_s'])} CPU; {_dur(plan['synth_wall_s'])} on "
+                      f"{plan['synth_cpus']} CPUs"),
+        ("evaluation (driver CPU)", f"{plan['classifier_runs']} classifier runs x "
+                                    f"{plan['classifier_steps_per_run']:,} steps x "
+                                    f"{p['classifier_step_s'] * 1000:.2f} ms (1 thread) = "
+                                    f"{_dur(plan['eval_s'])}"),
+        ("total wall time", f"{_dur(plan['total_wall_s'])} (nodes' boot not included)"),
+        ("cost", f"${plan['cost_usd']:.2f} at ${plan['gpu_hour_cost']:g} per GPU-hour"
+         if plan["cost_usd"] is not None else "give --gpu-hour-cost USD (or cluster.gpu_hour_cost)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    head = [f"raygan plan{' for ' + config_name if config_name else ''}: {plan['gpus']} GPUs, "
+            f"{plan['gpus_per_member']:g} GPU per member (cluster.gpus_per_member; null plans 1); "
+            "nothing launched",
+            f"probe: {p['steps']} steps of {p['family']} at batch {p['batch_size']} on {p['device']}"
+            f"{_threads(p['cpu_threads'])}; data: "
+            f"{p['data']}; sample shape {tuple(p['sample_shape'])}"]
+    if not p["device"].startswith("cuda"):
+        head.append("note: the probe ran on a CPU; on a GPU the step time (and so every training "
+                    "figure) is different: run raygan plan on a GPU machine for GPU numbers")
+    return "\n".join(head + [""] + [f"  {k.ljust(width)}  {v}" for k, v in rows])
+
+
+def _waves_text(sizes: list[int]) -> str:
+    if len(set(sizes)) == 1:
+        return f"{len(sizes)} x {sizes[0]}"
+    return f"{len(sizes) - 1} x {sizes[0]} + {sizes[-1]}" if len(set(sizes[:-1])) == 1 \
+        else ", ".join(map(str, sizes))
+
+
+def _threads(n: Optional[int]) -> str:
+    return f" ({n} thread{'s' if n != 1 else ''})" if n else ""
