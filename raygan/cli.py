@@ -76,25 +76,49 @@ def cmd_job(args) -> None:
 def cmd_report(args) -> None:
     from .report import write_report
 
+    remote = _pull_remote_run(args.run)
     try:
-        print(f"report: {write_report(args.run)}")
+        print(f"report: {write_report(remote.path if remote else args.run)}")
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from err
+    if remote is not None:
+        remote.push_outputs()
+        print(f"report pushed to {remote.location}/report.md")
+
+
+def _pull_remote_run(location: str):
+    """A run folder given as a URI (s3://..., file:///...): its outputs pulled into the local mirror
+    (checkpoints left out); None for a local path."""
+    from .runfolder import RunFolder, is_uri
+
+    if not is_uri(location):
+        return None
+    run = RunFolder.at(location)
+    try:
+        run.pull_outputs()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read the run folder {location}: {err}; check the URI and the "
+                          "credentials of its filesystem") from err
+    return run
 
 
 def cmd_audit(args) -> None:
     from .audit import check_run
 
-    run = check_run(args.run).path.resolve()
+    remote = _pull_remote_run(args.run)
+    run = check_run(remote.path if remote else args.run).path.resolve()
     bad = [o for o in args.overrides if not o.startswith(("audit.", "cluster.", "tracking."))]
     if bad:
         raise ConfigError(f"{', '.join(bad)}: only audit.*, cluster.* and tracking.* may change when "
                           f"auditing an existing run (the rest is {run / 'config.yaml'})")
     cfg = _resolve(args, run / "config.yaml").replace(  # MLflow and paths follow the folder given
-        output={"root": str(run.parent.parent), "experiment": run.parent.name, "run": run.name})
+        output={"root": remote.location.rstrip("/").rsplit("/", 2)[0] if remote else
+                str(run.parent.parent), "experiment": run.parent.name, "run": run.name})
     from .cluster.audit import run_audit
 
     run_audit(cfg, args.address, run_dir=run, force=args.force)
+    if remote is not None:
+        remote.push_outputs()
 
 
 def cmd_bench(args) -> None:

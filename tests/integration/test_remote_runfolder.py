@@ -111,6 +111,16 @@ def test_file_uri_run_folder_train_synth_rerun(ray_session, ray_cfg, tmp_path, m
     redone = third[1].manifest()["members"]["5-9/1"]
     assert redone["resumed_from"] == cfg.train.steps  # the last checkpoint came back from storage
 
+    # `raygan audit URI` and `raygan report URI` read the run from storage and write back to it.
+    from raygan.cli import main
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "cli-mirror"))
+    assert main(["audit", run.uri, "--set", "tracking.enabled=false"]) == 0
+    assert main(["report", run.uri]) == 0
+    stored = _files(fs, base)
+    assert {"audit/privacy.json", "audit/closest_pairs.png", "report.md"} <= stored
+    privacy = json.loads((store / "default" / "run" / "audit" / "privacy.json").read_text())
+    assert privacy["verdict"] in ("pass", "warn") and set(privacy["classes"]) == {"0-4", "5-9"}
+
 
 def test_file_uri_boosting_keeps_its_state_in_storage(ray_session, ray_cfg, tmp_path, monkeypatch,
                                                       worker_mirror):
