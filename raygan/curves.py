@@ -175,6 +175,46 @@ def pca_tstr(cfg: Config, dataset: RealDataset, log: Callable[[str], None] = pri
     return summary
 
 
+def recursive_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
+                    log: Callable[[str], None] = print) -> list[dict]:
+    """Seed 002 Figure 3: TSTR of every recursive-training round's generators.
+
+    Round r < R is the member's round<r>.pt checkpoint, round R its final generator; each round's set
+    holds N_g samples per class from the first T members (T = eval.max_ensemble or all) of that round.
+    """
+    from .train import load_generator
+
+    T = cfg.eval.max_ensemble or cfg.ensemble.members
+    rounds = cfg.train.recursive_rounds
+    curve = []
+    for r in range(rounds + 1):
+        xs, ys, sizes = [], [], []
+        for k, name in enumerate(dataset.classes):
+            gens = []
+            for t in range(T):
+                entry = run.member_entry(name, t)
+                if entry is None:
+                    raise FileNotFoundError(f"member {t} of class {name} is not complete in {run.path}")
+                folder = run.member_dir(name, t)
+                gens.append(load_generator(folder / (f"round{r}.pt" if r < rounds else "generator.pt")))
+                sizes.append(entry.get("recursive_train_sizes", [None] * (rounds + 1))[r])
+            n = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
+            x, _ = Mixture.uniform(gens, cfg.synth.truncation).sample(n, seed=cfg.synth.seed * 1009 + k)
+            xs.append(x)
+            ys.append(torch.full((n,), k, dtype=torch.int64))
+        train = (torch.cat(xs), torch.cat(ys))
+        summary = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats,
+                         cfg.eval.seed, round=r).summary()
+        known = [v for v in sizes if v is not None]
+        summary.update({"round": r, "train_size_mean": float(np.mean(known)) if known else None})
+        size = "" if summary["train_size_mean"] is None else \
+            f" (GANs trained on {summary['train_size_mean']:.0f} images per class on average)"
+        log(f"TSTR recursive round {r}{size}: test {summary['test_acc_mean']:.3f} ± "
+            f"{summary['test_acc_std']:.3f}")
+        curve.append(summary)
+    return curve
+
+
 def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: bool = False,
                  log: Callable[[str], None] = print) -> dict:
     """TRTR, the TSTR ensemble-size curve, TRTS (and the mixing table if asked); eval/evaluation.json.
@@ -197,6 +237,8 @@ def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: b
     log(f"TRTS (real-trained classifier on synthetic samples): {result['trts']:.3f}")
     if mixing:
         result["mixing"] = mixing_table(run, cfg, dataset, log)
+    if cfg.train.recursive_rounds:
+        result["recursive"] = recursive_curve(run, cfg, dataset, log)
     if cfg.eval.metrics:
         if "pca" in cfg.eval.metrics:
             result["pca_tstr"] = pca_tstr(cfg, dataset, log)

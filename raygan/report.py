@@ -190,6 +190,16 @@ def markdown(run: RunFolder, ev: dict | None, figures: list[Path]) -> str:
                          f"{_pct(p['test_acc_mean'], p['test_acc_std'])} | "
                          f"{_pct(p['best_test_acc_mean'], p['best_test_acc_std'])} |")
         lines += ["", f"TRTS (real-trained classifier on synthetic samples): {100 * ev['trts']:.1f} %", ""]
+        if ev.get("recursive"):
+            lines += ["## Recursive training (seed 002, Experiment 3)", "",
+                      "Each round trains the GANs anew on the previous round's set plus "
+                      f"{100 * cfg['train']['recursive_fraction']:g} % synthetic images. Seed 002 saw "
+                      "no gain over the single-iteration GANs.", "",
+                      "| round | GAN training set per class (mean) | TSTR test accuracy % |", "|---|---|---|"]
+            lines += [f"| {r['round']} | "
+                      f"{'-' if r['train_size_mean'] is None else format(r['train_size_mean'], '.0f')} | "
+                      f"{_pct(r['test_acc_mean'], r['test_acc_std'])} |" for r in ev["recursive"]]
+            lines.append("")
         if ev.get("quality"):
             lines += quality_markdown(ev["quality"])
         if ev.get("mixing"):

@@ -67,3 +67,26 @@ def test_truncated_mixture_draws_differ_from_plain_and_repeat(tiny_digits_cfg):
     cut = load_mixture(run, "a", 1, truncation=0.5).sample(16, seed=3)[0]
     assert not torch.equal(plain, cut)
     assert torch.equal(cut, load_mixture(run, "a", 1, truncation=0.5).sample(16, seed=3)[0])
+
+
+def test_recursive_rounds_are_evaluated_round_by_round_and_reported(tiny_digits_cfg):
+    from raygan.curves import evaluate_run
+    from raygan.report import write_report
+
+    cfg = tiny_digits_cfg("train.recursive_rounds=1", "data.grouping=II", "ensemble.members=1",
+                          "eval.repeats=1", "eval.epochs=1")
+    ds = load_dataset(cfg.data)
+    run = RunFolder.for_config(cfg)
+    run.write_config(cfg)
+    train_independent(cfg, ds, run, log=lambda s: None)
+    lines = []
+    result = evaluate_run(cfg, ds, run, log=lines.append)
+    rounds = result["recursive"]
+    assert [r["round"] for r in rounds] == [0, 1]
+    n = ds.train_sizes()
+    assert rounds[0]["train_size_mean"] == sum(n.values()) / 2
+    assert rounds[1]["train_size_mean"] == sum(v + round(0.1 * v) for v in n.values()) / 2
+    assert all(0.0 <= r["test_acc_mean"] <= 1.0 for r in rounds)
+    assert sum("recursive round" in line for line in lines) == 2
+    report = write_report(run.path).read_text()
+    assert "## Recursive training" in report and "| 1 |" in report
