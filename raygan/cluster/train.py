@@ -42,6 +42,9 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     data_refs = {name: ray.put(dataset.train[name]) for name in {name for _, name, _ in todo}}
     log(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each)")
+    if resources["num_gpus"] == 0 and cfg.cluster.gpus_per_member is None:
+        log("note: the cluster has no GPU now, so members train on CPUs; on a cluster that adds GPU "
+            "workers on demand (cluster.yaml) set cluster.gpus_per_member=1 so that they ask for one")
     refs = {submit_member(data_refs[name], cfg, run, resources, class_name=name, class_index=k,
                           member=t): (name, t) for k, name, t in todo}
     t0, counter = time.perf_counter(), [len(done)]
