@@ -51,7 +51,12 @@ def real_train(dataset: RealDataset) -> Split:
 
 
 def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
+    """One downstream classifier, on the device train.device resolves to here (a GPU when this
+    process has one); the model comes back on the CPU."""
+    from .train import resolve_device
+
     e = cfg.eval
+    kwargs.setdefault("device", str(resolve_device(cfg.train.device)))
     return train_classifier(*train, val=dataset.val, test=dataset.test,
                             n_classes=len(dataset.classes), arch=e.arch, epochs=e.epochs, lr=e.lr,
                             batch_size=e.batch_size, weight_decay=e.weight_decay, augment=e.augment,
