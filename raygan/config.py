@@ -161,6 +161,10 @@ class ClusterConfig:
                                 minimum=0.0, exclusive_min=True)
     max_retries: int = _f(3, "Retries of a member task whose worker or node died; a retry resumes "
                           "from the member's last checkpoint.", minimum=0)
+    evaluate_as_task: Optional[bool] = _f(None, "Run the evaluation (downstream classifiers, quality "
+                                          "metrics) as one Ray task with a GPU of its own instead of in "
+                                          "the job's driver; null: when members use GPUs (a GPU "
+                                          "cluster's head often has none).")
     num_cpus: Optional[int] = _f(None, "CPUs of a local Ray started by raygan; null means all.",
                                  minimum=1)
     gpu_hour_cost: Optional[float] = _f(None, "Price of one GPU-hour in USD (a GPU node's hourly "

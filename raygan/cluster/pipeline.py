@@ -9,6 +9,7 @@ import time
 from typing import Callable
 
 import numpy as np
+import ray
 
 from raygan.cluster.runtime import connect, member_resources
 from raygan.cluster.shards import write_shards
@@ -81,6 +82,36 @@ def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None
     return {"run_dir": str(run.path), "shards": shards}
 
 
+def evaluation_resources(cfg: Config) -> dict | None:
+    """None: evaluate in this process; else the resources of the one evaluation task."""
+    as_task = cfg.cluster.evaluate_as_task
+    if as_task is False or (as_task is None and cfg.cluster.gpus_per_member == 0):
+        return None  # no Ray needed to decide
+    if not ray.is_initialized():
+        connect(cfg)
+    member = member_resources(cfg)
+    if as_task is None:
+        as_task = member["num_gpus"] > 0
+    if not as_task:
+        return None
+    return {"num_cpus": member["num_cpus"], "num_gpus": min(1.0, member["num_gpus"]) or 0}
+
+
+@ray.remote
+def evaluate_task(cfg_dict: dict, run_location: str, dataset: RealDataset) -> dict:
+    """evaluate_run on a worker (its GPU when it has one); the results land in the run folder."""
+    import torch
+
+    from raygan.config import from_dict
+    from raygan.curves import evaluate_run
+
+    cfg = from_dict(cfg_dict)
+    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    run = RunFolder.at(run_location)
+    run.pull_outputs()
+    return evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=print)
+
+
 def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
                  prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
@@ -90,9 +121,21 @@ def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], N
 
     dataset, run = prepared or prepare(cfg)
     run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
+    if cfg.cluster.evaluate_as_task is not False:
+        connect(cfg, address)
+    resources = evaluation_resources(cfg)
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):
-        result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=log)
+        if resources is None:
+            result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=log)
+        else:
+            log(f"evaluate: as a Ray task ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU); "
+                "its lines appear in the job's log")
+            result = ray.get(evaluate_task.options(**resources, max_retries=cfg.cluster.max_retries)
+                             .remote(cfg.to_dict(), run.location, ray.put(dataset)))
+            run.pull("eval")  # what the task wrote (a no-op for a local run folder)
+            for r in result["tstr_curve"]:
+                log(f"TSTR T={r['T']}: test {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}")
         tracker.log_metrics({"trtr_test_acc": result["trtr"]["test_acc_mean"], "trts": result["trts"],
                              **{f"tstr_test_acc_T{r['T']}": r["test_acc_mean"]
                                 for r in result["tstr_curve"]}})

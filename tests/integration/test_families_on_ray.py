@@ -107,3 +107,22 @@ def test_progressive_and_layernorm_members_train_and_synthesize_on_ray(ray_sessi
         assert len(table) == 1257
         from raygan.synth import decode_png
         assert decode_png(table["image"][0].as_py()).shape == (8, 8)
+
+
+def test_evaluation_as_a_ray_task_writes_the_same_results(ray_session, ray_cfg):
+    import json
+
+    from raygan.cluster.pipeline import evaluation_resources, run_pipeline
+
+    cfg = ray_cfg("digits", "cluster.evaluate_as_task=true", "eval.repeats=1", "eval.epochs=1",
+                  "audit.enabled=false", "tracking.enabled=false")
+    assert evaluation_resources(cfg) == {"num_cpus": 1.0, "num_gpus": 0}
+    assert evaluation_resources(cfg.replace(cluster={"evaluate_as_task": None})) is None  # no GPU here
+    logs: list[str] = []
+    result = run_pipeline(cfg, log=logs.append)
+    assert any("evaluate: as a Ray task" in line for line in logs)
+    run = RunFolder(result["run_dir"])
+    evaluation = json.loads((run.path / "eval" / "evaluation.json").read_text())
+    assert [r["T"] for r in evaluation["tstr_curve"]] == [1, 2]
+    assert evaluation["tstr_curve"] == result["evaluation"]["tstr_curve"]
+    assert (run.path / "report.md").exists()
