@@ -242,7 +242,7 @@ def format_plan(plan: dict, config_name: str = "") -> str:
         ("synthesis", f"{plan['synthetic_samples']:,} samples x {p['sample_s'] * 1000:.2f} ms = "
                       f"{_dur(plan['synth_cpu_s'])} CPU; {_dur(plan['synth_wall_s'])} on "
                       f"{plan['synth_cpus']} CPUs"),
-        ("evaluation (driver CPU)", f"{plan['classifier_runs']} classifier runs x "
+        ("evaluation (one process)", f"{plan['classifier_runs']} classifier runs x "
                                     f"{plan['classifier_steps_per_run']:,} steps x "
                                     f"{p['classifier_step_s'] * 1000:.2f} ms (1 thread) = "
                                     f"{_dur(plan['eval_s'])}"),
