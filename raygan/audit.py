@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from .config import Config, ConfigError
-from .metrics.memorisation import (member_segments, mia_auroc, nearest, null_fraction_below_p1,
-                                   resolve_device)
+from .metrics.memorisation import member_segments, mia_auroc, nearest, null_fraction_below_p1
 from .runfolder import RunFolder, atomic_write_bytes, atomic_write_text
+from .train import resolve_device
 
 SPACES = ("pixel", "domain")
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)

@@ -114,7 +114,7 @@ def train_conditional_member(data: torch.Tensor, labels: torch.Tensor, classes: 
     if cfg.train.num_threads is not None:
         torch.set_num_threads(cfg.train.num_threads)
     device = device or resolve_device(cfg.train.device)
-    folder = run.path / "members" / CONDITIONAL_DIR / str(member)
+    folder = run.member_dir(CONDITIONAL_DIR, member)
     seed = member_seed(cfg.train.seed, 1_000_000, member)
     result, _ = _train_rounds(data, cfg, folder, seed, labels=labels, n_classes=len(classes),
                               device=device, on_log=on_log)
@@ -169,8 +169,7 @@ def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder,
                 continue
             t0 = time.perf_counter()
             new = train_conditional_member(data, labels, dataset.classes, cfg, run, member=t)
-            for entry in new:
-                run.record_member(entry)
+            run.record_member(*new)
             entries += new
             log(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: {new[0]['steps']} steps in "
                 f"{time.perf_counter() - t0:.1f}s, d_loss {new[0]['final_d_loss']:.3f}")

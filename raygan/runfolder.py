@@ -274,13 +274,12 @@ class RunFolder:
                 _download(fs, src, dst)
                 fetched += 1
                 continue
+            kept: set[Path] = set()
             if info.type == pafs.FileType.NotFound:
                 if delete and dst.is_file() and dst.name not in exclude:
                     dst.unlink()
                     _IN_SYNC.pop(str(dst), None)
-                kept: set[Path] = set()
             else:
-                kept = set()
                 for f in fs.get_file_info(pafs.FileSelector(src, recursive=True)):
                     name = f.path.rsplit("/", 1)[-1]
                     inside = f.path[len(src) + 1:]
@@ -385,14 +384,16 @@ class RunFolder:
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
         return manifest
 
-    def record_member(self, entry: dict) -> None:
-        generator = self.path / entry["generator"]
-        if self.uri is not None and not (generator.is_file() and
-                                         sha256_file(generator) == entry.get("generator_sha256")):
-            # The member trained on another node: its files (grid, losses) come to this mirror too.
-            self.pull(generator.parent, exclude=("checkpoint.pt",))
+    def record_member(self, *entries: dict) -> None:
+        """Add finished members to the manifest in one write (a conditional member: one per class)."""
+        for path, entry in {self.path / e["generator"]: e for e in entries}.items():
+            if self.uri is not None and not (path.is_file() and
+                                             sha256_file(path) == entry.get("generator_sha256")):
+                # The member trained on another node: its files (grid, losses) come to this mirror.
+                self.pull(path.parent, exclude=("checkpoint.pt",))
         manifest = self.manifest()
-        manifest["members"][f"{entry['class']}/{entry['member']}"] = entry
+        for entry in entries:
+            manifest["members"][f"{entry['class']}/{entry['member']}"] = entry
         atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
     def member_entry(self, class_name: str, member: int) -> dict | None:

@@ -82,13 +82,12 @@ def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None
     return {"run_dir": str(run.path), "shards": shards}
 
 
-def evaluation_resources(cfg: Config) -> dict | None:
+def evaluation_resources(cfg: Config, address: str | None = None) -> dict | None:
     """None: evaluate in this process; else the resources of the one evaluation task."""
     as_task = cfg.cluster.evaluate_as_task
     if as_task is False or (as_task is None and cfg.cluster.gpus_per_member == 0):
         return None  # no Ray needed to decide
-    if not ray.is_initialized():
-        connect(cfg)
+    connect(cfg, address)  # idempotent; a standalone `raygan evaluate` has not joined Ray yet
     member = member_resources(cfg)
     if as_task is None:
         as_task = member["num_gpus"] > 0
@@ -121,9 +120,7 @@ def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], N
 
     dataset, run = prepared or prepare(cfg)
     run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
-    if cfg.cluster.evaluate_as_task is not False:
-        connect(cfg, address)
-    resources = evaluation_resources(cfg)
+    resources = evaluation_resources(cfg, address)
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):
         if resources is None:

@@ -17,7 +17,7 @@ import ray
 import torch
 
 from raygan.config import Config, from_dict
-from raygan.ensemble import train_member
+from raygan.ensemble import CONDITIONAL_DIR, train_conditional_member, train_member
 from raygan.runfolder import RunFolder
 
 
@@ -60,12 +60,35 @@ def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, cla
                          member=member, data_weights=data_weights,
                          device=device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
     run.push(folder)  # what was not written through atomic_write_* (the sample grid)
-    ctx = ray.get_runtime_context()
-    entry.update({"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
-                  "gpu_ids": gpu_ids, "worker_pid": os.getpid(),
-                  "task_seconds": round(time.perf_counter() - t0, 3),
-                  "task_started": round(started, 3), "task_finished": round(time.time(), 3)})
+    entry.update(_placement(gpu_ids, t0, started))
     return entry
+
+
+@ray.remote
+def train_conditional_task(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
+                           cfg_dict: dict, run_location: str, member: int) -> list[dict]:
+    """One conditional member (every class at once): the task grid of gan.family=ccgan."""
+    cfg = from_dict(cfg_dict)
+    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    t0, started = time.perf_counter(), time.time()
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    run = RunFolder.at(run_location)
+    folder = run.member_dir(CONDITIONAL_DIR, member)
+    run.pull(folder)  # a URI run folder: resume from storage on any node (a no-op locally)
+    entries = train_conditional_member(
+        data, labels, classes, cfg, run, member=member,
+        device=device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
+    run.push(folder)  # the sample grid, written without atomic_write_*
+    where = _placement(gpu_ids, t0, started)
+    return [{**e, **where} for e in entries]
+
+
+def _placement(gpu_ids: list[str], t0: float, started: float) -> dict:
+    """Where and when a task ran, for the manifest."""
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(), "gpu_ids": gpu_ids,
+            "worker_pid": os.getpid(), "task_seconds": round(time.perf_counter() - t0, 3),
+            "task_started": round(started, 3), "task_finished": round(time.time(), 3)}
 
 
 def submit_member(data_ref, cfg: Config, run: RunFolder, resources: dict, *, class_name: str,

@@ -12,10 +12,10 @@ from typing import Callable
 import ray
 
 from raygan.cluster.runtime import member_resources
-from raygan.cluster.tasks import submit_member, wait_all
+from raygan.cluster.tasks import submit_member, train_conditional_task, wait_all
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble import conditional_data, member_grid, train_conditional_member
+from raygan.ensemble import conditional_data, member_grid
 from raygan.runfolder import RunFolder
 from raygan.tracking import Tracker
 
@@ -58,39 +58,9 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     return done + wait_all(refs, record)
 
 
-@ray.remote
-def train_conditional_task(data, labels, classes: list[str], cfg_dict: dict, run_path: str,
-                           member: int) -> list[dict]:
-    """One conditional member (every class at once): the task grid of gan.family=ccgan."""
-    import os
-    import socket
-
-    import torch
-
-    from raygan.cluster.tasks import _device_for_task
-    from raygan.config import from_dict
-    from raygan.ensemble import CONDITIONAL_DIR
-
-    cfg = from_dict(cfg_dict)
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
-    t0 = time.perf_counter()
-    run = RunFolder.at(run_path)
-    folder = run.path / "members" / CONDITIONAL_DIR / str(member)
-    run.pull(folder)  # a URI run folder: resume from storage on any node (a no-op locally)
-    entries = train_conditional_member(data, labels, classes, cfg, run, member=member,
-                                       device=_device_for_task(cfg.train.device))
-    run.push(folder)  # the sample grid, written without atomic_write_*
-    ctx = ray.get_runtime_context()
-    extra = {"node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
-             "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "worker_pid": os.getpid(),
-             "task_seconds": round(time.perf_counter() - t0, 3)}
-    return [{**e, **extra} for e in entries]
-
-
 def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
                           log: Callable[[str], None] = print) -> list[dict]:
     """gan.family=ccgan: one task per member, each training one model for all classes."""
-
     resources = member_resources(cfg)
     members = range(cfg.ensemble.members)
     complete = {t: [run.member_entry(name, t) for name in dataset.classes] for t in members}
@@ -109,19 +79,16 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
                                            name=f"train_member:_conditional/{t}").remote(
         data_ref, labels_ref, list(dataset.classes), cfg.to_dict(), run.location, t): t
         for t in todo}
-    t0, results = time.perf_counter(), list(done)
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        entries = ray.get(ready[0])
-        for entry in entries:
-            run.record_member(entry)
+    t0, counter = time.perf_counter(), [len(members) - len(todo)]
+
+    def record(t, entries: list[dict]) -> None:
+        counter[0] += 1
+        run.record_member(*entries)
         tracker.log_member({**entries[0], "class": "_conditional"}, run.path)
-        results += entries
-        log(f"[{len(results) // len(dataset.classes)}/{len(members)}] conditional member "
-            f"{refs[ready[0]]}: {entries[0]['steps']} steps in {entries[0]['seconds']:.1f}s "
-            f"(elapsed {time.perf_counter() - t0:.0f}s)")
-    return results
+        log(f"[{counter[0]}/{len(members)}] conditional member {t}: {entries[0]['steps']} steps in "
+            f"{entries[0]['seconds']:.1f}s (elapsed {time.perf_counter() - t0:.0f}s)")
+
+    return done + [e for entries in wait_all(refs, record) for e in entries]
 
 
 def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,

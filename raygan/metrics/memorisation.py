@@ -9,11 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from ..train import resolve_device
 
 
 @torch.no_grad()
