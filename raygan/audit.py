@@ -385,7 +385,10 @@ def format_verdict(privacy: dict) -> str:
     lines = [head, *(f"  {r}" for r in class_rows(privacy)),
              f"  membership-inference AUROC (all classes; 0.5 = no leak): {mia}"]
     lines += [f"  WARN {r}" for r in privacy["reasons"]]
-    lines += [f"  note: {r}" for r in privacy.get("notes", [])]
+    notes = privacy.get("notes", [])
+    lines += [f"  note: {r}" for r in notes[:2]]
+    if len(notes) > 2:
+        lines.append(f"  note: ... {len(notes) - 2} more alike (all in privacy.json)")
     return "\n".join(lines)
 
 

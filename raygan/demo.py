@@ -5,6 +5,7 @@ module only reads its run folder: the manifest, and the parquet shards with plai
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def demo_summary(cfg: Config, result: dict, seconds: float) -> str:
             f"real (TRTR) {100 * ev['trtr']['test_acc_mean']:.1f} %; synthetic (TSTR) {curve} %",
             f"  report          {result['report']}",
         ]
+    privacy = run.path / "audit" / "privacy.json"
+    if privacy.exists():
+        audit = json.loads(privacy.read_text())
+        if audit["verdict"] == "pass":
+            auroc = audit["mia_auroc"].get("pixel")
+            text = (f"PASS: no copies of training images found; membership-inference AUROC "
+                    f"{'n/a' if auroc is None else format(auroc, '.2f')} (0.5 = no leak)")
+        else:
+            text = f"WARN: {audit['reasons'][0]}"
+        lines[-1:-1] = [f"  audit           {text}; {privacy}"]
     summary = "\n".join(lines)
     atomic_write_text(run.path / "summary.txt", summary + "\n")
     return summary

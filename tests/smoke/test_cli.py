@@ -1,5 +1,6 @@
 """Every CLI command on a tiny config, as a user runs it."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def test_demo_tiny_writes_member_grids_and_a_summary(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "raygan demo: summary" in out.stdout
     assert "T = 2 members per class, 4 members (4 trained now" in out.stdout
+    assert re.search(r"  audit           (PASS|WARN): .*privacy\.json", out.stdout)
     run = root / "demo" / "digits"
     for cls in ("0-4", "5-9"):
         for t in (0, 1):
