@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, describe, load_config
+from raygan.config import ConfigError, describe, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 GRID_PRESETS = {"quick": "grid2d_quick.yaml", "paper": "grid2d_paper.yaml"}
@@ -48,7 +48,7 @@ def cmd_config(args) -> None:
 
 
 def cmd_grid2d(args) -> None:
-    from .table1 import run_table1
+    from raygan.reporting.table1 import run_table1
 
     cfg = _resolve(args, args.config or _preset_path(GRID_PRESETS[args.preset]))
     t0 = time.perf_counter()
@@ -61,20 +61,20 @@ def cmd_grid2d(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    from raygan.reporting.demo import run_demo
 
     cfg = _resolve(args, args.config or _preset_path("demo.yaml"))
     print(run_demo(cfg))
 
 
 def cmd_job(args) -> None:
-    from .cluster.entry import run_job
+    from raygan.cluster.entry import run_job
 
     raise SystemExit(run_job(args.job, args))
 
 
 def cmd_report(args) -> None:
-    from .report import write_report
+    from raygan.reporting.report import write_report
 
     remote = _pull_remote_run(args.run)
     try:
@@ -89,7 +89,7 @@ def cmd_report(args) -> None:
 def _pull_remote_run(location: str):
     """A run folder given as a URI (s3://..., file:///...): its outputs pulled into the local mirror
     (checkpoints left out); None for a local path."""
-    from .runfolder import RunFolder, is_uri
+    from raygan.runs import RunFolder, is_uri
 
     if not is_uri(location):
         return None
@@ -103,7 +103,7 @@ def _pull_remote_run(location: str):
 
 
 def cmd_audit(args) -> None:
-    from .audit import check_run
+    from raygan.audit.inputs import check_run
 
     remote = _pull_remote_run(args.run)
     run = check_run(remote.path if remote else args.run).path.resolve()
@@ -114,7 +114,7 @@ def cmd_audit(args) -> None:
     cfg = _resolve(args, run / "config.yaml").replace(  # MLflow and paths follow the folder given
         output={"root": remote.location.rstrip("/").rsplit("/", 2)[0] if remote else
                 str(run.parent.parent), "experiment": run.parent.name, "run": run.name})
-    from .cluster.audit import run_audit
+    from raygan.cluster.audit import run_audit
 
     run_audit(cfg, args.address, run_dir=run, force=args.force)
     if remote is not None:
@@ -122,7 +122,7 @@ def cmd_audit(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import BENCHMARKS
+    from raygan.tools.bench import BENCHMARKS
 
     print(BENCHMARKS[args.name](args))
 
@@ -130,7 +130,7 @@ def cmd_bench(args) -> None:
 def cmd_plan(args) -> None:
     import json
 
-    from .plan import format_plan, make_plan, packing, probe
+    from raygan.tools.plan import format_plan, make_plan, packing, probe
 
     if args.gpu_hour_cost is not None and args.gpu_hour_cost < 0:
         raise ConfigError(f"--gpu-hour-cost {args.gpu_hour_cost}: a price cannot be negative")

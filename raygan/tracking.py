@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .config import Config
+from raygan.config import Config
 
 
 def tracking_uri(cfg: Config) -> str:

@@ -1,5 +1,5 @@
 """The only package that imports ray: runtime, member tasks, the AdaGAN driver actor, shards, pipeline.
 
-Everything here wraps core functions (raygan.ensemble, raygan.train, raygan.boosting, raygan.synth)
+Everything here wraps core functions (raygan.ensemble, raygan.gan.train, raygan.ensemble.boosting, raygan.synthesis)
 that run and are tested without Ray.
 """

@@ -4,7 +4,7 @@ One task per class on the resources of a member task (a GPU each where the clust
 chunked search runs on the task's device); before them one task trains the domain classifier, or loads
 it from <run>/eval/, when audit.spaces has domain. The driver reads the shards, ray.puts each class's
 tensors once, collects the tasks with ray.wait and makes the summary, figure, privacy.json and verdict
-(raygan.audit.finish), logging them to MLflow. The maths is raygan.audit's, without Ray.
+(raygan.audit.run.finish), logging them to MLflow. The maths is raygan.audit's, without Ray.
 """
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ from typing import Callable, Optional
 import ray
 import torch
 
-from raygan.audit import (ClassAudit, ClassInputs, applicable, audit_class, check_config, check_run,
-                          domain_model, finish, load_inputs, up_to_date)
+from raygan.audit.statistics import ClassAudit, audit_class
+from raygan.audit.inputs import (ClassInputs, applicable, check_config, check_run, domain_model, load_inputs,
+                                 up_to_date)
+from raygan.audit.run import finish
 from raygan.cluster.runtime import connect, member_resources
 from raygan.cluster.tasks import _device_for_task, wait_all
 from raygan.config import Config, from_dict
-from raygan.runfolder import RunFolder
+from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
 
@@ -110,7 +112,7 @@ def run_audit(cfg: Config, address: str | None = None, log: Callable[[str], None
             privacy = privacy or _audit_on_ray(cfg, run, dataset, log)
             log_to_mlflow(tracker, privacy, run)
             if (run.path / "report.md").exists():
-                from raygan.report import write_report
+                from raygan.reporting.report import write_report
                 log(f"report: {write_report(run.path, tracker)}")
     else:
         privacy = privacy or _audit_on_ray(cfg, run, dataset, log)

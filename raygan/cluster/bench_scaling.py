@@ -16,8 +16,8 @@ import torch
 
 from raygan.config import load_config
 from raygan.data import load_dataset
-from raygan.ensemble import member_grid, train_member
-from raygan.runfolder import RunFolder
+from raygan.ensemble.members import member_grid, train_member
+from raygan.runs import RunFolder
 
 
 def bench_ray_scaling(args) -> str:

@@ -18,14 +18,15 @@ import numpy as np
 import ray
 import torch
 
-from raygan import boosting
+from raygan.ensemble import boosting
 from raygan.cluster.runtime import member_resources
 from raygan.cluster.tasks import submit_member
 from raygan.config import Config, from_dict
 from raygan.data import RealDataset
-from raygan.ensemble import Mixture, member_seed
-from raygan.train import load_generator
-from raygan.runfolder import RunFolder, atomic_write_bytes, atomic_write_text
+from raygan.ensemble.mixture import Mixture
+from raygan.ensemble.members import member_seed
+from raygan.gan.train import load_generator
+from raygan.runs import RunFolder, atomic_write_bytes, atomic_write_text
 from raygan.tracking import Tracker
 
 

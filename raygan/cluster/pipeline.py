@@ -16,7 +16,7 @@ from raygan.cluster.shards import write_shards
 from raygan.cluster.train import train_ensemble
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, check_batch_fits, load_dataset
-from raygan.runfolder import RunFolder
+from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
 
@@ -102,7 +102,7 @@ def evaluate_task(cfg_dict: dict, run_location: str, dataset: RealDataset) -> di
     import torch
 
     from raygan.config import from_dict
-    from raygan.curves import evaluate_run
+    from raygan.evaluation.curves import evaluate_run
 
     cfg = from_dict(cfg_dict)
     torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
@@ -115,8 +115,8 @@ def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], N
                  prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
     memorisation audit, logged into the same MLflow run), then the report."""
-    from raygan.curves import evaluate_run
-    from raygan.report import write_report
+    from raygan.evaluation.curves import evaluate_run
+    from raygan.reporting.report import write_report
 
     dataset, run = prepared or prepare(cfg)
     run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)

@@ -37,10 +37,10 @@ from ray.tune.schedulers import ASHAScheduler
 from raygan.cluster.runtime import connect
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, load_dataset
-from raygan.runfolder import RunFolder, atomic_write_text
+from raygan.runs import RunFolder, atomic_write_text
 
 METRIC = "val_acc"
-_DOWNSTREAM_ARCHS = ("simplecnn", "resnet18", "mlp")  # raygan.models.classifiers.DOWNSTREAM
+_DOWNSTREAM_ARCHS = ("simplecnn", "resnet18", "mlp")  # raygan.evaluation.classifiers.DOWNSTREAM
 _LOGGED_METRICS = ("val_acc", "test_acc", "train_loss", "epoch", "best_val_acc", "best_val_epoch",
                    "test_acc_at_best_val", "train_size", "time_total_s")
 _GRID_KEYS = ("lr", "batch_size", "weight_decay", "epochs", "arch", "mixing_ratio", "T")
@@ -131,8 +131,8 @@ def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, run_dir: str) -
     output.root would point elsewhere."""
     import torch
 
-    from raygan.curves import real_train, synthetic_set
-    from raygan.evaluate import mix_real_synthetic, train_classifier
+    from raygan.evaluation.curves import real_train, synthetic_set
+    from raygan.evaluation.protocols import mix_real_synthetic, train_classifier
 
     torch.set_num_threads(max(1, math.floor(cfg.sweep.cpus_per_trial)))
     device = "cuda" if cfg.sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"

@@ -17,8 +17,8 @@ import ray
 import torch
 
 from raygan.config import Config, from_dict
-from raygan.ensemble import CONDITIONAL_DIR, train_conditional_member, train_member
-from raygan.runfolder import RunFolder
+from raygan.ensemble.members import CONDITIONAL_DIR, train_conditional_member, train_member
+from raygan.runs import RunFolder
 
 
 def device_for_task(requested: str, gpu_ids: list, cuda_available: bool) -> torch.device:

@@ -15,8 +15,8 @@ from raygan.cluster.runtime import member_resources
 from raygan.cluster.tasks import submit_member, train_conditional_task, wait_all
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble import conditional_data, member_grid
-from raygan.runfolder import RunFolder
+from raygan.ensemble.members import conditional_data, member_grid
+from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
 

@@ -3,7 +3,7 @@
 `load_dataset(cfg.data)` is the one entry point; it returns a :class:`RealDataset` whose
 ``train[class_name]`` is the per-class view GAN members train on.
 """
-from .base import RealDataset, check_batch_fits, load_dataset
-from .groupings import GROUPINGS, resolve_grouping
+from raygan.data.base import RealDataset, check_batch_fits, load_dataset
+from raygan.data.groupings import GROUPINGS, resolve_grouping
 
 __all__ = ["RealDataset", "load_dataset", "check_batch_fits", "GROUPINGS", "resolve_grouping"]

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ConfigError, DataConfig
-from .groupings import resolve_grouping
+from raygan.config import ConfigError, DataConfig
+from raygan.data.groupings import resolve_grouping
 
 
 @dataclass
@@ -189,7 +189,7 @@ def _load_digits(cfg: DataConfig) -> RealDataset:
 
 
 def _load_grid2d(cfg: DataConfig) -> RealDataset:
-    from .grid2d import sample_grid
+    from raygan.data.grid2d import sample_grid
 
     points = sample_grid(cfg.grid_points, cfg.grid_sigma, seed=cfg.split_seed)
     empty = (points[:0], torch.zeros(0, dtype=torch.int64))

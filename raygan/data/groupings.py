@@ -1,7 +1,7 @@
 """Class groupings: which source labels make up each class a GAN ensemble is trained on."""
 from __future__ import annotations
 
-from ..config import ConfigError
+from raygan.config import ConfigError
 
 # Seed 000 Supplement B: SVHN-II, CIFAR-II and MNIST-II put source labels 0-4 in one class, 5-9 in the other.
 GROUPINGS: dict[str, dict[str, list[int]]] = {

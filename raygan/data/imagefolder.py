@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import ConfigError, DataConfig
-from .base import RealDataset, assemble, compact_plan, plan_splits
-from .images import decode_images
+from raygan.config import ConfigError, DataConfig
+from raygan.data.base import RealDataset, assemble, compact_plan, plan_splits
+from raygan.data.images import decode_images
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import ConfigError, DataConfig
-from .base import RealDataset, assemble, plan_splits
+from raygan.config import ConfigError, DataConfig
+from raygan.data.base import RealDataset, assemble, plan_splits
 
 _TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10",
                       "svhn": "SVHN"}

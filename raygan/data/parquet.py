@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import ConfigError, DataConfig
-from .base import RealDataset, assemble, compact_plan, plan_splits
-from .images import decode_images
+from raygan.config import ConfigError, DataConfig
+from raygan.data.base import RealDataset, assemble, compact_plan, plan_splits
+from raygan.data.images import decode_images
 
 _SHARD_ORDER = [("label", "ascending"), ("member", "ascending"), ("index", "ascending")]
 

@@ -1,7 +1,7 @@
 """Synthetic shards read back as tensors, without Ray.
 
 Owns the reading side of <run>/shards/: the parquet files raygan.cluster.shards writes, one row per
-synthetic sample with columns ``image`` (PNG bytes from raygan.synth.encode_png) or ``point`` (a list of
+synthetic sample with columns ``image`` (PNG bytes from raygan.synthesis.encode_png) or ``point`` (a list of
 floats), ``label``, ``class_name``, ``member``, ``method``, ``seed`` and ``index``. Rows come back
 sorted by (label, member, index), so the tensors do not depend on how many files Ray wrote or in
 which order they are listed; ``max_member=T`` keeps members 0..T-1, the synthetic set of an ensemble
@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from ..synth import decode_png
+from raygan.synthesis.records import decode_png
 
 _SORT_KEYS = [("label", "ascending"), ("member", "ascending"), ("index", "ascending")]
 
@@ -35,7 +35,7 @@ def _read_table(path: str | Path) -> pa.Table:
 
 
 def _decode_images(column: pa.ChunkedArray) -> torch.Tensor:
-    """PNG bytes -> float32 (N, C, H, W) in [-1, 1], the inverse of raygan.synth.to_uint8."""
+    """PNG bytes -> float32 (N, C, H, W) in [-1, 1], the inverse of raygan.synthesis.records.to_uint8."""
     arrays = [decode_png(data) for data in column.to_pylist()]
     images = np.stack(arrays)
     if images.ndim == 3:  # greyscale PNGs decode to (H, W)

@@ -19,9 +19,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from ..data import RealDataset
-from ..models.classifiers import SimpleCNN
-from ..runfolder import atomic_write_bytes
+from raygan.data import RealDataset
+from raygan.evaluation.classifiers import SimpleCNN
+from raygan.runs import atomic_write_bytes
 
 DOMAIN_EPOCHS = 8
 
@@ -48,7 +48,7 @@ def train_domain_classifier(dataset: RealDataset, *, cache: Optional[Path] = Non
     """SimpleCNN trained on the real training split (all classes); eval mode. Cached at ``cache``."""
     if dataset.kind != "image":
         raise ValueError(f"the domain feature space needs images; {dataset.name} holds {dataset.kind}")
-    from ..evaluate import train_classifier
+    from raygan.evaluation.protocols import train_classifier
 
     shape = dataset.sample_shape
     key = _key(dataset, epochs, seed)

@@ -18,8 +18,8 @@ from typing import Optional
 
 import torch
 
-from ..config import ConfigError
-from .frechet import frechet_distance
+from raygan.config import ConfigError
+from raygan.metrics.frechet import frechet_distance
 
 FEATURE_LAYER = "2048"  # the pool3 features of the standard FID / KID
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..train import resolve_device
+from raygan.gan.train import resolve_device
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ named in ``cfg.eval.metrics``:
   more diverse), on pixels.
 - classifier_score: seed 003's "inception score": accuracy of the real-trained domain classifier on a
   class's generated samples (the class is the label).
-- pca: adds seed 003's PCA baseline (raygan.pca) as a set scored like the others.
+- pca: adds seed 003's PCA baseline (raygan.evaluation.pca) as a set scored like the others.
 
 The reference of every distance is the real TEST split of the class (at most eval.metric_samples per
 class), never the training images the GANs (and the PCA) were fitted on: a memorised training set
@@ -28,8 +28,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..config import Config, ConfigError
-from ..data import RealDataset
+from raygan.config import Config, ConfigError
+from raygan.data import RealDataset
 
 ALLOWED = ("fid", "kid", "domain_fd", "prdc", "msssim", "classifier_score", "pca")
 REAL_SET = "real (val)"
@@ -52,7 +52,7 @@ def validate_metrics(cfg: Config) -> list[str]:
         raise ConfigError("eval.metrics are image metrics; data.name=grid2d is scored by seed 000's "
                           "Table 1 (raygan table1); set eval.metrics=[]")
     if "fid" in names or "kid" in names:
-        from .inception import check_weights
+        from raygan.metrics.inception import check_weights
         check_weights(cfg.eval.inception_weights)
     if names and cfg.data.test_fraction <= 0 and \
             cfg.data.name not in ("mnist", "fashion_mnist", "cifar10", "svhn"):
@@ -77,14 +77,14 @@ def classifier_score(model: torch.nn.Module, images: torch.Tensor, class_index: 
                      device: str = "cpu") -> float:
     """Seed 003's "inception score": the fraction of samples the real-trained classifier assigns to
     the class they were generated for."""
-    from .domain import predict
+    from raygan.metrics.domain import predict
     if len(images) == 0:
         return float("nan")
     return float((predict(model, images, device=device).argmax(1) == class_index).float().mean())
 
 
 def _pca_set(cfg: Config, dataset: RealDataset) -> tuple[dict[str, torch.Tensor], dict]:
-    from ..pca import fit_pca_generators, pca_samples
+    from raygan.evaluation.pca import fit_pca_generators, pca_samples
     gens = fit_pca_generators(dataset, seed=cfg.synth.seed)
     counts = {n: samples_per_class(cfg, dataset, n) for n in dataset.classes}
     info = {"components": {n: g.z_dim for n, g in gens.items()},
@@ -100,33 +100,33 @@ class _Spaces:
         self.device = device
         self.domain = self.inception = None
         if {"domain_fd", "prdc", "classifier_score"} & set(names):
-            from .domain import train_domain_classifier
+            from raygan.metrics.domain import train_domain_classifier
             cache = Path(run_dir) / "eval" / "domain_classifier.pt" if run_dir is not None else None
             self.domain = train_domain_classifier(dataset, cache=cache, device=device)
         if {"fid", "kid"} & set(names):
-            from .inception import load_inception
+            from raygan.metrics.inception import load_inception
             self.inception = load_inception(cfg.eval.inception_weights, device=device)
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         if self.domain is not None:
-            from .domain import embed
+            from raygan.metrics.domain import embed
             out["domain"] = embed(self.domain, x, device=self.device).double()
         if self.inception is not None:
-            from .inception import inception_features
+            from raygan.metrics.inception import inception_features
             out["inception"] = inception_features(self.inception, x, device=self.device)
         return out
 
 
 def _distances(names: list[str], ref: dict, fake: dict, seed: int) -> dict:
-    from .frechet import frechet_distance
-    from .prdc import prdc
+    from raygan.metrics.frechet import frechet_distance
+    from raygan.metrics.prdc import prdc
     row = {}
     if "fid" in names:
-        from .inception import fid_from_features
+        from raygan.metrics.inception import fid_from_features
         row["fid"] = fid_from_features(ref["inception"], fake["inception"])
     if "kid" in names:
-        from .inception import kid_from_features
+        from raygan.metrics.inception import kid_from_features
         row["kid"], row["kid_std"] = kid_from_features(ref["inception"], fake["inception"], seed=seed)
     if "domain_fd" in names:
         row["domain_fd"] = frechet_distance(ref["domain"], fake["domain"])
@@ -139,7 +139,7 @@ def _distances(names: list[str], ref: dict, fake: dict, seed: int) -> dict:
 
 def _score_set(names, spaces: _Spaces, dataset: RealDataset, images: dict[str, torch.Tensor],
                ref_feats: dict, seed: int) -> dict:
-    from .diversity import intra_class_msssim
+    from raygan.metrics.diversity import intra_class_msssim
     per_class, feats = {}, {}
     for k, name in enumerate(dataset.classes):
         x = images[name]
@@ -167,7 +167,7 @@ def feature_spaces(cfg: Config, names: list[str], image_shape: tuple[int, ...]) 
     """Value key -> the space it was measured in."""
     out = {}
     if "fid" in names or "kid" in names:
-        from .inception import feature_space
+        from raygan.metrics.inception import feature_space
         space = feature_space(cfg.eval.inception_weights)
         out.update({k: space for k in ("fid", "kid") if k in names})
     if "domain_fd" in names:
@@ -175,7 +175,7 @@ def feature_spaces(cfg: Config, names: list[str], image_shape: tuple[int, ...]) 
     if "prdc" in names:
         out.update({k: DOMAIN_SPACE for k in PRDC_KEYS})
     if "msssim" in names:
-        from .diversity import msssim_settings
+        from raygan.metrics.diversity import msssim_settings
         out["msssim"] = msssim_settings(image_shape[1], image_shape[2]).describe()
     if "classifier_score" in names:
         out["classifier_score"] = "domain classifier's predicted class (SimpleCNN, real training split)"

@@ -1,7 +1,6 @@
 """One real local Ray (2 CPUs, with the dashboard's job server) for the whole test session."""
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest

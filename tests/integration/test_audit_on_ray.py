@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from raygan.cli import main
 from raygan.cluster.pipeline import prepare, run_pipeline, run_synth, run_train
 from raygan.config import load_config
-from raygan.synth import encode_png
+from raygan.synthesis.records import encode_png
 
 
 @pytest.fixture(scope="module")

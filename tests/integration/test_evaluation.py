@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from raygan.cluster.pipeline import run_pipeline
-from raygan.report import write_report
-from raygan.runfolder import RunFolder
+from raygan.reporting.report import write_report
+from raygan.runs import RunFolder
 
 
 def test_pipeline_ends_with_evaluation_and_report(ray_session, ray_cfg):

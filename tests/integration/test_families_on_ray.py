@@ -6,7 +6,7 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 from raygan.cluster.pipeline import run_synth, run_train
-from raygan.runfolder import RunFolder
+from raygan.runs import RunFolder
 
 
 def test_conditional_members_run_as_one_task_each_and_fill_every_class(ray_session, ray_cfg):
@@ -70,7 +70,7 @@ def test_cifar2_config_runs_end_to_end_on_rgb_files(ray_session, tmp_path):
 
     from raygan.cluster.pipeline import run_pipeline
     from raygan.config import load_config
-    from raygan.synth import decode_png
+    from raygan.synthesis.records import decode_png
 
     _write_tiny_cifar(tmp_path / "data")
     from pathlib import Path
@@ -105,7 +105,7 @@ def test_progressive_and_layernorm_members_train_and_synthesize_on_ray(ray_sessi
         run = RunFolder.for_config(cfg)
         table = pq.read_table(run.path / "shards")
         assert len(table) == 1257
-        from raygan.synth import decode_png
+        from raygan.synthesis.records import decode_png
         assert decode_png(table["image"][0].as_py()).shape == (8, 8)
 
 

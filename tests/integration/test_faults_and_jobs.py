@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from raygan.cluster.pipeline import run_pipeline
-from raygan.runfolder import RunFolder
+from raygan.runs import RunFolder
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from raygan.cluster.pipeline import run_pipeline, run_synth, run_train
-from raygan.runfolder import RunFolder
-from raygan.synth import decode_png
+from raygan.runs import RunFolder
+from raygan.synthesis.records import decode_png
 
 
 def _shard_counts(run_dir) -> Counter:
@@ -39,7 +39,7 @@ def test_independent_digits_pipeline_shards_read_back_without_raygan(ray_session
     assert len(keys) == len(set(keys)) == 1257
     # pandas too, file by file, with the manifest's checksums
     manifest = run.manifest()
-    from raygan.runfolder import sha256_file
+    from raygan.runs import sha256_file
     for name, info in manifest["shards"]["files"].items():
         assert sha256_file(run.path / "shards" / name) == info["sha256"]
         assert len(pq.read_table(run.path / "shards" / name).to_pandas()) == info["rows"]

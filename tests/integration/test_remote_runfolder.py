@@ -22,7 +22,7 @@ import pytest
 from pyarrow import fs as pafs
 
 from raygan.cluster.pipeline import prepare, run_synth, run_train
-from raygan.runfolder import MIRROR_ENV, mirror_root
+from raygan.runs import MIRROR_ENV, mirror_root
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,10 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from raygan.audit import audit_class, audit_run, check_run, member_segments, nearest, summarise
+from raygan.audit.statistics import audit_class, summarise
+from raygan.audit.run import audit_run
+from raygan.audit.inputs import check_run
+from raygan.metrics.memorisation import member_segments, nearest
 from raygan.config import ConfigError, load_config
 from raygan.data import load_dataset
-from raygan.synth import encode_png
+from raygan.synthesis.records import encode_png
 
 
 def _brute(q, r):
@@ -54,7 +57,7 @@ def test_memory_stays_bounded_on_a_set_too_large_for_the_distance_matrix():
     and the same measurement must see a 400 MB tensor, so the check is able to fail."""
     code = textwrap.dedent("""
         import torch
-        from raygan.audit import nearest
+        from raygan.metrics.memorisation import nearest
         torch.set_num_threads(1)
         def reset_peak():  # else the high-water mark of the imports hides what the search allocates
             with open("/proc/self/clear_refs", "w") as f:
@@ -90,7 +93,7 @@ def test_memory_stays_bounded_on_a_set_too_large_for_the_distance_matrix():
 
 def test_the_null_bound_of_the_fraction_below_p1_matches_a_simulation():
     """Nothing copied: the fraction below the holdout's p1 is the p1 of n uniforms (99th percentile)."""
-    from raygan.audit import null_fraction_below_p1
+    from raygan.metrics.memorisation import null_fraction_below_p1
 
     rng = np.random.default_rng(0)
     for n in (50, 135, 1000):
@@ -119,7 +122,7 @@ def _cfg(tmp_path, *overrides):
 
 def _write_run(cfg, synthetic: dict[int, list[torch.Tensor]]):
     """A run folder with config.yaml and shards: synthetic[label] = [images of member 0, member 1, ...]."""
-    from raygan.runfolder import RunFolder
+    from raygan.runs import RunFolder
 
     run = RunFolder.for_config(cfg)
     run.write_config(cfg)
@@ -172,7 +175,7 @@ def test_planted_copies_are_found_with_their_indices_and_the_verdict_warns(tmp_p
     assert (run.path / "audit" / "closest_pairs.png").stat().st_size > 5_000
     assert "audit verdict: WARN" in logs[-1] and "0-4: 4 near-duplicate(s)" in logs[-1]
     # the report gets a privacy section
-    from raygan.report import write_report
+    from raygan.reporting.report import write_report
     report = write_report(run.path).read_text()
     assert "## Privacy: memorisation audit" in report and "**Verdict: WARN.**" in report
     assert f"| 0-4 | pixel | {c['n_synthetic']} |" in report
@@ -217,7 +220,7 @@ def test_independent_samples_from_the_same_distribution_pass(tmp_path, digits):
 
 def test_audit_class_and_summary_without_a_run_folder(digits):
     """The core on tensors: copies in member 1 of an AdaGAN run show up at step 2 of the figure."""
-    from raygan.audit import closest_pairs
+    from raygan.audit.statistics import closest_pairs
 
     cfg = load_config(overrides=["data.grouping=II", "ensemble.method=adagan", "ensemble.members=2",
                                  "audit.spaces=[pixel]"])
@@ -246,7 +249,7 @@ def test_a_holdout_too_small_for_the_threshold_is_noted(digits):
 
 
 def test_max_synthetic_per_class_caps_each_member(tmp_path, digits):
-    from raygan.audit import load_inputs
+    from raygan.audit.inputs import load_inputs
 
     cfg = _cfg(tmp_path, "audit.max_synthetic_per_class=20")
     run = _write_run(cfg, {k: [_val(digits, k)[:70], _val(digits, k)[70:]] for k in (0, 1)})
@@ -283,7 +286,7 @@ def test_points_are_not_applicable(tmp_path):
 
 
 def test_the_audit_core_does_not_import_ray():
-    code = ("import sys, raygan.audit, raygan.metrics.domain, raygan.data.shards, raygan.report; "
+    code = ("import sys, raygan.audit, raygan.metrics.domain, raygan.data.shards, raygan.reporting.report; "
             "assert 'ray' not in sys.modules, 'the audit core imported ray'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

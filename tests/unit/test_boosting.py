@@ -1,4 +1,4 @@
-"""raygan.boosting and raygan.models.classifiers: AdaGAN's published test vector, weight invariants,
+"""raygan.ensemble.boosting and raygan.evaluation.classifiers: AdaGAN's published test vector, weight invariants,
 mixture schedules, seed 001's feature-distance weights, and the boosting classifier learning a toy."""
 import subprocess
 import sys
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from raygan.boosting import (adagan_data_weights, adagan_step_weights, classifier_accuracy, density_ratio,
-                             feature_distance_weights, mixture_beta, real_probabilities, reduced_distances,
-                             train_boost_classifier, update_mixture_weights)
-from raygan.models.classifiers import CLASSIFIERS, MLPClassifier, SimpleCNN, build_boost_classifier
+from raygan.ensemble.boosting import (adagan_data_weights, adagan_step_weights, classifier_accuracy,
+                                      density_ratio, feature_distance_weights, mixture_beta,
+                                      real_probabilities, reduced_distances, train_boost_classifier,
+                                      update_mixture_weights)
+from raygan.evaluation.classifiers import CLASSIFIERS, MLPClassifier, SimpleCNN, build_boost_classifier
 
 torch.set_num_threads(1)
 
@@ -209,7 +210,7 @@ def test_adagan_step_weights_moves_mass_away_from_what_the_mixture_covers():
 
 
 def test_importing_boosting_does_not_import_ray():
-    code = "import sys, raygan.boosting; assert 'ray' not in sys.modules; print('ok')"
+    code = "import sys, raygan.ensemble.boosting; assert 'ray' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"

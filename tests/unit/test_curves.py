@@ -1,10 +1,10 @@
 """The ensemble-size curve's options on a tiny trained run, without Ray."""
 import torch
 
-from raygan.curves import ensemble_size_curve, on_the_fly, synthetic_set
+from raygan.evaluation.curves import ensemble_size_curve, on_the_fly, synthetic_set
 from raygan.data import load_dataset
-from raygan.ensemble import train_independent
-from raygan.runfolder import RunFolder
+from raygan.ensemble.members import train_independent
+from raygan.runs import RunFolder
 
 
 def _trained(tiny_digits_cfg, *overrides):

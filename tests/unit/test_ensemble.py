@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from raygan.data import load_dataset
-from raygan.ensemble import Mixture, allocate, load_mixture, member_seed, train_independent
-from raygan.runfolder import RunFolder
+from raygan.ensemble.mixture import Mixture, allocate, load_mixture
+from raygan.ensemble.members import member_seed, train_independent
+from raygan.runs import RunFolder
 
 
 def test_member_seeds_are_distinct_and_reproducible():

@@ -4,9 +4,9 @@ import torch
 
 from raygan.config import load_config
 from raygan.data import load_dataset
-from raygan.curves import real_train
-from raygan.evaluate import (ProtocolResult, filter_by_classifier, mix_real_synthetic, repeat,
-                             train_classifier, trts)
+from raygan.evaluation.curves import real_train
+from raygan.evaluation.protocols import (ProtocolResult, filter_by_classifier, mix_real_synthetic, repeat,
+                                         train_classifier, trts)
 
 
 @pytest.fixture(scope="module")

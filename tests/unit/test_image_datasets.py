@@ -16,7 +16,7 @@ from PIL import Image
 
 from raygan.config import ConfigError, load_config
 from raygan.data import load_dataset
-from raygan.synth import encode_png
+from raygan.synthesis.records import encode_png
 
 
 def data_cfg(*overrides):

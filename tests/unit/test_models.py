@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from raygan.config import ConfigError, GANConfig
-from raygan.models import build_gan
-from raygan.models.fc import FCDiscriminator, FCGenerator
-from raygan.models.mlp2d import GridDiscriminator, GridGenerator, Maxout
+from raygan.gan.models import build_gan
+from raygan.gan.models.fc import FCDiscriminator, FCGenerator
+from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator, Maxout
 
 
 @pytest.mark.parametrize("family, shape, z_dim", [

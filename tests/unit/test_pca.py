@@ -7,10 +7,10 @@ import torch
 
 from raygan.config import load_config
 from raygan.data import load_dataset
-from raygan.ensemble import Mixture
-from raygan.evaluate import train_classifier
-from raygan.pca import fit_pca_generator, fit_pca_generators, pca_samples, pca_synthetic_set
-from raygan.synth import generate
+from raygan.ensemble.mixture import Mixture
+from raygan.evaluation.protocols import train_classifier
+from raygan.evaluation.pca import fit_pca_generator, fit_pca_generators, pca_samples, pca_synthetic_set
+from raygan.synthesis.generate import generate
 
 
 @pytest.fixture(scope="module")

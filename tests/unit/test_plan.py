@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raygan.config import ConfigError, load_config
-from raygan.plan import TASK_START_S, make_plan, packing, probe, waves
+from raygan.tools.plan import TASK_START_S, make_plan, packing, probe, waves
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,7 @@ from raygan.metrics.diversity import intra_class_msssim, msssim_settings, pairwi
 from raygan.metrics.domain import embed, train_domain_classifier
 from raygan.metrics.frechet import frechet_distance, frechet_from_stats, gaussian_stats
 from raygan.metrics.prdc import kth_neighbour_radii, prdc
-from raygan.metrics.quality import (ALLOWED, REAL_SET, classifier_score, compute_quality,
-                                    validate_metrics)
+from raygan.metrics.quality import ALLOWED, REAL_SET, classifier_score, compute_quality, validate_metrics
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def test_fid_or_kid_without_weights_fails_before_any_work(digits):
         raise AssertionError("a set was drawn before the config was checked")
     with pytest.raises(ConfigError, match="inception_weights"):
         compute_quality(cfg, digits, {"T=1": never})
-    from raygan.curves import evaluate_run
+    from raygan.evaluation.curves import evaluate_run
     with pytest.raises(ConfigError, match="inception_weights"):
         evaluate_run(cfg, digits, run=None)  # raises before TRTR trains or the run is touched
 
@@ -227,10 +226,10 @@ def test_inception_fid_kid_near_zero_for_a_copy_of_the_reference_large_for_noise
 
 # --- evaluate_run and the report ------------------------------------------------------------------
 def test_evaluate_run_stores_quality_per_T_and_the_report_shows_it(tiny_digits_cfg):
-    from raygan.curves import evaluate_run
-    from raygan.ensemble import train_independent
-    from raygan.report import write_report
-    from raygan.runfolder import RunFolder
+    from raygan.evaluation.curves import evaluate_run
+    from raygan.ensemble.members import train_independent
+    from raygan.reporting.report import write_report
+    from raygan.runs import RunFolder
 
     cfg = tiny_digits_cfg("data.grouping=II", "eval.repeats=1", "eval.epochs=2",
                           "eval.metrics=[domain_fd, prdc, msssim, classifier_score, pca]",

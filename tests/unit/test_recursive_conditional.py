@@ -4,9 +4,10 @@ import json
 import torch
 
 from raygan.data import load_dataset
-from raygan.ensemble import load_mixture, train_independent, train_member
-from raygan.runfolder import RunFolder
-from raygan.train import load_generator
+from raygan.ensemble.mixture import load_mixture
+from raygan.ensemble.members import train_independent, train_member
+from raygan.runs import RunFolder
+from raygan.gan.train import load_generator
 
 
 def test_recursive_rounds_grow_the_training_set_by_the_fraction_and_resume(tiny_digits_cfg):
@@ -70,8 +71,8 @@ def test_truncated_mixture_draws_differ_from_plain_and_repeat(tiny_digits_cfg):
 
 
 def test_recursive_rounds_are_evaluated_round_by_round_and_reported(tiny_digits_cfg):
-    from raygan.curves import evaluate_run
-    from raygan.report import write_report
+    from raygan.evaluation.curves import evaluate_run
+    from raygan.reporting.report import write_report
 
     cfg = tiny_digits_cfg("train.recursive_rounds=1", "data.grouping=II", "ensemble.members=1",
                           "eval.repeats=1", "eval.epochs=1")

@@ -6,8 +6,7 @@ import json
 import pytest
 
 from raygan.config import ConfigError, load_config
-from raygan.runfolder import (MIRROR_ENV, RunFolder, atomic_write_text, is_uri, mirror_path,
-                              remote_of, sha256_file)
+from raygan.runs import MIRROR_ENV, RunFolder, atomic_write_text, is_uri, mirror_path, remote_of, sha256_file
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from raygan.data.shards import read_shards
-from raygan.synth import encode_png
+from raygan.synthesis.records import encode_png
 
 CLASSES = ["0-4", "5-9"]
 

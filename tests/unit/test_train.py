@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from raygan.config import GANConfig, TrainConfig
-from raygan.train import (BatchSampler, CheckpointMismatchError, GANDivergedError, load_generator,
-                          train_gan)
+from raygan.gan.train import (BatchSampler, CheckpointMismatchError, GANDivergedError, load_generator,
+                              train_gan)
 
 GRID = GANConfig(family="mlp2d", z_dim=2, lr_g=1e-3, lr_d=1e-3)
 CPU = torch.device("cpu")
@@ -26,7 +26,7 @@ def _gap(G, data) -> float:
 def test_it_learns_a_toy_gaussian():
     data = _toy()
     torch.manual_seed(0)
-    from raygan.models import build_gan
+    from raygan.gan.models import build_gan
     G0, _ = build_gan(GRID, (2,))
     before = _gap(G0.eval(), data)
     result = train_gan(data, gan=GRID, train=TrainConfig(steps=400, batch_size=100, log_every=50),

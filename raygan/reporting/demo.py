@@ -13,9 +13,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from .config import Config
-from .runfolder import RunFolder, atomic_write_text
-from .synth import decode_png, save_sample_grid
+from raygan.config import Config
+from raygan.runs import RunFolder, atomic_write_text
+from raygan.synthesis.records import decode_png
+from raygan.synthesis.grids import save_sample_grid
 
 
 def overview_from_shards(shards_dir: Path, path: Path, per_class: int = 10) -> int:
@@ -81,7 +82,7 @@ def demo_summary(cfg: Config, result: dict, seconds: float) -> str:
 
 
 def run_demo(cfg: Config) -> str:
-    from .cluster.pipeline import run_pipeline  # Ray stays out of the core's imports
+    from raygan.cluster.pipeline import run_pipeline
 
     t0 = time.perf_counter()
     result = run_pipeline(cfg)

@@ -11,12 +11,12 @@ from typing import Optional
 
 import torch.nn as nn
 
-from ..config import ConfigError, GANConfig
-from .ccgan import CCGANDiscriminator, CCGANGenerator, ConditionedGenerator
-from .dcgan import DCGANDiscriminator, DCGANGenerator
-from .fc import FCDiscriminator, FCGenerator
-from .mlp2d import GridDiscriminator, GridGenerator
-from .pggan import PGDiscriminator, PGGenerator, pg_resolutions, pg_schedule
+from raygan.config import ConfigError, GANConfig
+from raygan.gan.models.ccgan import CCGANDiscriminator, CCGANGenerator, ConditionedGenerator
+from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from raygan.gan.models.fc import FCDiscriminator, FCGenerator
+from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator
+from raygan.gan.models.pggan import PGDiscriminator, PGGenerator, pg_resolutions, pg_schedule
 
 CONDITIONAL = frozenset({"ccgan"})
 PROGRESSIVE = frozenset({"pggan"})

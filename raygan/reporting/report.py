@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .runfolder import RunFolder, atomic_write_text
+from raygan.runs import RunFolder, atomic_write_text
 
 # Seed 000 Figures 2/6/7 are plots; what the text states about them is what we can put beside ours.
 PAPER_NOTES = {
@@ -251,5 +251,5 @@ def append_privacy_section(run: RunFolder, report: Path) -> None:
     """The memorisation audit's verdict and numbers (raygan audit), when audit/privacy.json exists."""
     privacy = run.path / "audit" / "privacy.json"
     if privacy.exists():
-        from .audit import privacy_markdown
+        from raygan.audit.render import privacy_markdown
         atomic_write_text(report, report.read_text() + privacy_markdown(json.loads(privacy.read_text())))

@@ -15,9 +15,9 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
-from .config import GANConfig, TrainConfig
-from .models import build_gan
-from .train import resolve_device, train_gan
+from raygan.config import GANConfig, TrainConfig
+from raygan.gan.models import build_gan
+from raygan.gan.train import resolve_device, train_gan
 
 
 def _plain_loop(data: torch.Tensor, gan: GANConfig, batch: int, steps: int, seed: int,
@@ -96,7 +96,7 @@ def _dcgan32_data(device: torch.device) -> torch.Tensor:
 def bench_train_step(args) -> str:
     device = resolve_device(args.device)
     if args.family == "mlp2d":
-        from .data.grid2d import sample_grid
+        from raygan.data.grid2d import sample_grid
         gan, batch = GANConfig(family="mlp2d", z_dim=2), 100
         data = sample_grid(100_000, 0.05, seed=0).to(device)
         setting = "grid G/D of Supplement A, batch 100"
@@ -152,7 +152,7 @@ def bench_dcgan(args) -> str:
 
 
 def bench_ray_scaling(args) -> str:
-    from .cluster.bench_scaling import bench_ray_scaling as run  # Ray only for this one
+    from raygan.cluster.bench_scaling import bench_ray_scaling as run
 
     return run(args)
 

@@ -18,18 +18,14 @@ gs://..., file:///...). A URI run folder is worked on through a local mirror, a 
 Local paths never touch pyarrow: the only extra work is one ``Path.relative_to`` test per write.
 """
 from __future__ import annotations
-
-import functools
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
-
 import yaml
-
-from .config import Config, ConfigError, from_dict
+from raygan.config import Config, ConfigError, from_dict
+from raygan.runs.storage import (_IN_SYNC, _download, _filesystem, _is_temporary, _mark_in_sync, _split_uri, _upload,
+                                 atomic_write_text, is_uri, join_uri, mirror_path, remote_of, sha256_file, uri_of)
 
 
 def _known(section: str) -> set[str]:
@@ -37,174 +33,10 @@ def _known(section: str) -> set[str]:
     import dataclasses
     return {f.name for f in dataclasses.fields(Config.__dataclass_fields__[section].default_factory)}
 
+
 # Settings a run may change between reruns without invalidating finished members.
 _MAY_CHANGE = {("train", "device"), ("train", "num_threads"), ("train", "log_every"),
                ("ensemble", "members"), ("ensemble", "weights"), ("ensemble", "samples_per_class")}
-
-MIRROR_ENV = "RAYGAN_MIRROR_DIR"
-_CHUNK = 8 << 20
-# Files this process uploaded or downloaded, with their mtime then: a push skips them while unchanged.
-_IN_SYNC: dict[str, int] = {}
-
-
-# --- URIs and the local mirror --------------------------------------------------------------------
-def is_uri(location: str | os.PathLike) -> bool:
-    """A pyarrow filesystem URI (scheme://...), as opposed to a local path."""
-    return "://" in str(location)
-
-
-@functools.lru_cache(maxsize=8)
-def _resolved_root(configured: str) -> Path:
-    return Path(configured).expanduser().resolve()
-
-
-def mirror_root() -> Path:
-    """Where URI run folders are mirrored: $RAYGAN_MIRROR_DIR, else $XDG_CACHE_HOME/raygan/mirror
-    ($XDG_CACHE_HOME defaults to ~/.cache).
-
-    Keep it the same on every node: tasks are given the run's URI, but code that hands a task a
-    mirror path relies on it (the default is the same for one user everywhere).
-    """
-    configured = os.environ.get(MIRROR_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "raygan", "mirror")
-    return _resolved_root(configured)
-
-
-def join_uri(uri: str, *names: str) -> str:
-    """uri/name/...: joined onto the URI's path, its query (e.g. endpoint_override) kept at the end."""
-    s = urlsplit(uri)
-    path = "/".join([s.path.rstrip("/"), *[n.strip("/") for n in names if n]])
-    return urlunsplit((s.scheme, s.netloc, path, s.query, ""))
-
-
-def _split_uri(uri: str) -> tuple[str, str]:
-    s = urlsplit(uri)
-    parent, _, name = s.path.rstrip("/").rpartition("/")
-    if not name:
-        raise ConfigError(f"{uri!r} names no folder; a run folder URI looks like "
-                          "s3://bucket/prefix/<experiment>/<run>")
-    return urlunsplit((s.scheme, s.netloc, parent, s.query, "")), name
-
-
-@functools.lru_cache(maxsize=32)
-def _filesystem(uri: str):
-    """(pyarrow FileSystem, path inside it) of a URI; cached, as S3 may ask the network for a region."""
-    from pyarrow import fs as pafs
-    try:
-        return pafs.FileSystem.from_uri(uri)
-    except Exception as err:  # pyarrow raises ArrowInvalid, OSError, ValueError...
-        raise ConfigError(f"pyarrow cannot open {uri!r} ({err}); use a local path or a URI pyarrow "
-                          "supports (file:///abs/path, s3://bucket/prefix, gs://bucket/prefix, "
-                          "hdfs://host/path)") from err
-
-
-def mirror_path(uri: str) -> Path:
-    """The local mirror folder of the folder at ``uri``."""
-    parent, name = _split_uri(uri)
-    key = quote(parent, safe="")
-    if len(key) > 240:
-        raise ConfigError(f"output.root {uri!r} is too long to name a local mirror folder ({len(key)} "
-                          "characters quoted, at most 240); use a shorter URI")
-    return mirror_root() / key / name
-
-
-def _in_mirror(path: Path) -> Optional[tuple[str, tuple[str, ...]]]:
-    """(parent URI, path parts below it) when ``path`` lies in a mirror, else None (a local path)."""
-    if not path.is_absolute():  # local run folders are usually relative: no further work
-        return None
-    try:
-        rel = path.relative_to(mirror_root())
-    except ValueError:
-        return None
-    if len(rel.parts) < 2:
-        return None
-    return unquote(rel.parts[0]), rel.parts[1:]
-
-
-def remote_of(path: str | os.PathLike) -> Optional[tuple[Any, str]]:
-    """(pyarrow FileSystem, path inside it) that a mirrored local path stands for, else None."""
-    found = _in_mirror(Path(path))
-    if found is None:
-        return None
-    fs, base = _filesystem(found[0])
-    return fs, "/".join([base.rstrip("/"), *found[1]])
-
-
-def uri_of(path: str | os.PathLike) -> Optional[str]:
-    found = _in_mirror(Path(path))
-    return None if found is None else join_uri(found[0], *found[1])
-
-
-# --- transfers ------------------------------------------------------------------------------------
-def _is_object_store(fs) -> bool:
-    return fs.type_name not in ("local", "mock", "subtree")
-
-
-def _upload(fs, remote: str, data: bytes) -> None:
-    if _is_object_store(fs):  # an object appears whole when its upload completes
-        with fs.open_output_stream(remote) as out:
-            out.write(data)
-        return
-    parent = remote.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    tmp = f"{remote}.tmp{os.getpid()}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, remote)  # a rename: readers see the old file or the new one
-
-
-def _mark_in_sync(path: Path) -> None:
-    try:
-        _IN_SYNC[str(path)] = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        pass
-
-
-def _download(fs, remote: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with fs.open_input_stream(remote) as src, open(tmp, "wb") as dst:
-        while chunk := src.read(_CHUNK):
-            dst.write(chunk)
-    os.replace(tmp, path)
-    _mark_in_sync(path)
-
-
-def _is_temporary(name: str) -> bool:
-    return ".tmp" in name  # atomic writes' temporaries and shards.tmp/
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    remote = remote_of(path)
-    if remote is not None:  # a URI run folder: storage gets the file now, not at the end of a stage
-        _upload(*remote, data)
-        _mark_in_sync(path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_remote(fs, remote: str) -> str:
-    h = hashlib.sha256()
-    with fs.open_input_stream(remote) as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class RunFolder:
@@ -415,3 +247,4 @@ def check_remote_output(cfg: Config) -> None:
                           "store and its artifacts cannot live; set tracking.tracking_uri (or "
                           "MLFLOW_TRACKING_URI) to a tracking server such as http://<host>:5000, or "
                           "tracking.enabled=false")
+

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .config import GANConfig, TrainConfig
-from .losses import LOSSES
-from .models import (CONDITIONAL, PROGRESSIVE, ConditionedGenerator, build_gan, pg_resolutions,
-                     pg_schedule)
-from .runfolder import atomic_write_bytes
+from raygan.config import GANConfig, TrainConfig
+from raygan.gan.losses import LOSSES
+from raygan.gan.models import (CONDITIONAL, PROGRESSIVE, ConditionedGenerator, build_gan, pg_resolutions,
+                               pg_schedule)
+from raygan.runs import atomic_write_bytes
 
 
 class GANDivergedError(RuntimeError):

@@ -1,7 +1,7 @@
 """Boosting maths for GAN ensembles: AdaGAN data and mixture weights, and feature-distance reweighting.
 
 Pure numpy/torch, no file I/O, no Ray. Owns:
-- AdaGAN (Tolstikhin et al., NeurIPS 2017; facts in shared/reference/adagan.md): the mixture weight
+- AdaGAN (Tolstikhin et al., "AdaGAN: Boosting Generative Models", NeurIPS 2017): the mixture weight
   schedule beta_t, the mixture update, the density ratio r = (1 - D) / D from a real-vs-mixture classifier,
   and the data-weight rules "theory_star" (Theorem 1 / eq. 17-18), "theory_dagger" (Theorem 2) and "topk";
 - the boosting classifier's training (seed 000, Supplement B: 4 epochs Adam, lr 5e-3 -> 3.8e-4);
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models.classifiers import build_boost_classifier
+from raygan.evaluation.classifiers import build_boost_classifier
 
 DATA_WEIGHT_RULES = ("theory_star", "theory_dagger", "topk")
 BETA_SCHEDULES = ("uniform", "constant")

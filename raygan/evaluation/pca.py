@@ -10,7 +10,7 @@ k is the smallest number of components explaining ``variance`` of the class's pi
 at ``max_components`` (seed 003's 64) and at N - 1.
 
 A :class:`PCAGenerator` has ``z_dim`` and ``forward(z) -> images`` like a GAN generator, so it goes
-through raygan.synth.generate, ensemble.Mixture, the sample-quality metrics and the TSTR protocol
+through raygan.synthesis.generate.generate, ensemble.Mixture, the sample-quality metrics and the TSTR protocol
 unchanged.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .data import RealDataset
+from raygan.data import RealDataset
 
 DEFAULT_VARIANCE = 0.95
 DEFAULT_MAX_COMPONENTS = 64
@@ -77,7 +77,7 @@ def fit_pca_generators(dataset: RealDataset, *, variance: float = DEFAULT_VARIAN
 def pca_samples(generators: dict[str, PCAGenerator], counts: dict[str, int], *, seed: int
                 ) -> dict[str, torch.Tensor]:
     """counts[class] samples per class (seeded per class), as {class: images}."""
-    from .synth import generate
+    from raygan.synthesis.generate import generate
 
     return {name: generate(G, counts[name], seed=seed * 1009 + k)
             for k, (name, G) in enumerate(generators.items())}

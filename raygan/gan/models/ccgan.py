@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dcgan import DCGANDiscriminator, DCGANGenerator
+from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 
 
 class CCGANGenerator(nn.Module):

@@ -5,14 +5,9 @@ from the defaults; ``--set section.key=value`` overrides apply on top. Unknown k
 impossible values raise :class:`ConfigError` naming the key and what is allowed, before any work starts.
 """
 from __future__ import annotations
-
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
-
 import yaml
 
 
@@ -87,7 +82,7 @@ class GANConfig:
     alpha: float = _f(4.0, "Width multiplier of the fc GAN (seed 002: alpha in 1, 2, 4, 6).",
                       minimum=0.0, exclusive_min=True)
     dropout: float = _f(0.1, "Dropout of the fc GAN (seed 002: 0.1).", minimum=0.0, maximum=0.9)
-    loss: str = _f("nonsaturating", "Adversarial loss (see raygan.losses.LOSSES).",
+    loss: str = _f("nonsaturating", "Adversarial loss (see raygan.gan.losses.LOSSES).",
                    choices=("nonsaturating", "minimax"))
     real_label: float = _f(1.0, "Target of real samples in the discriminator loss; 0.9 is seed 002's "
                            "one-sided label smoothing.", minimum=0.5, maximum=1.0)
@@ -317,6 +312,7 @@ class Config:
         merged = self.to_dict()
         for section, values in sections.items():
             merged[section].update(values)
+        from raygan.config.checks import from_dict  # checks import the schema
         return from_dict(merged)
 
 
@@ -329,197 +325,3 @@ def _section_class(name: str):
             "tracking": TrackingConfig, "eval": EvalConfig, "sweep": SweepConfig, "grid_eval": GridEvalConfig, "audit": AuditConfig,
             "output": OutputConfig}[name]
 
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
-def _check_type(key: str, value: Any, tp) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _check_type(key, value, inner)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if tp in (str, bool) and type(value) is tp:
-        return value
-    if tp in (list, dict) and isinstance(value, tp):
-        return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def _check_field(key: str, f: dataclasses.Field, value: Any, tp) -> Any:
-    value = _check_type(key, value, tp)
-    meta = f.metadata
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        allowed = ", ".join("null" if c is None else str(c) for c in meta["choices"])
-        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {allowed}")
-    if value is None or isinstance(value, (str, list, dict, bool)):
-        return value
-    lo, hi = meta.get("minimum"), meta.get("maximum")
-    if lo is not None and (value < lo or (meta.get("exclusive_min") and value == lo)):
-        bound = f"> {lo}" if meta.get("exclusive_min") else f">= {lo}"
-        raise ConfigError(f"{key}: {value!r} is out of range; it must be {bound}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{key}: {value!r} is out of range; it must be <= {hi}")
-    return value
-
-
-def from_dict(raw: dict) -> Config:
-    """Build and validate a Config from a (possibly partial) nested dict."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
-    unknown = set(raw) - set(_SECTIONS)
-    if unknown:
-        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known sections: "
-                          f"{', '.join(_SECTIONS)}")
-    sections = {}
-    for name in _SECTIONS:
-        cls = _section_class(name)
-        values = raw.get(name) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{name}: expected a mapping of keys, got {values!r}")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in fields:
-                raise ConfigError(f"unknown key {name}.{key}; known keys in {name}: "
-                                  f"{', '.join(fields)}")
-        checked = {k: _check_field(f"{name}.{k}", fields[k], v, hints[k]) for k, v in values.items()}
-        sections[name] = cls(**checked)
-    cfg = Config(**sections)
-    _check_relations(cfg)
-    return cfg
-
-
-def _check_relations(cfg: Config) -> None:
-    d, e = cfg.data, cfg.ensemble
-    if d.grouping is not None and d.classes is not None:
-        raise ConfigError("data.grouping and data.classes are both set; keep one of them")
-    if d.classes is not None:
-        for name, labels in d.classes.items():
-            if not isinstance(labels, list) or not labels or not all(isinstance(x, int) for x in labels):
-                raise ConfigError(f"data.classes.{name}: expected a non-empty list of integer labels, "
-                                  f"got {labels!r}")
-    if d.val_fraction + d.test_fraction >= 1.0:
-        raise ConfigError("data.val_fraction + data.test_fraction must be < 1 so that a training "
-                          "split remains")
-    if e.weights is not None:
-        if len(e.weights) != e.members:
-            raise ConfigError(f"ensemble.weights has {len(e.weights)} entries but ensemble.members is "
-                              f"{e.members}; give one weight per member")
-        if any((not isinstance(w, (int, float))) or w < 0 for w in e.weights) or \
-                abs(sum(e.weights) - 1.0) > 1e-6:
-            raise ConfigError(f"ensemble.weights must be non-negative numbers summing to 1, got "
-                              f"{e.weights}")
-    if d.name == "grid2d" and cfg.gan.family != "mlp2d":
-        raise ConfigError(f"gan.family {cfg.gan.family!r} cannot model 2D points; use gan.family=mlp2d "
-                          "with data.name=grid2d")
-    if d.name != "grid2d" and cfg.gan.family == "mlp2d":
-        raise ConfigError("gan.family mlp2d is for data.name=grid2d; use dcgan or fc for images")
-    g, t = cfg.gan, cfg.train
-    if g.family == "ccgan" and cfg.ensemble.method != "independent":
-        raise ConfigError(f"gan.family=ccgan trains one model for every class, but ensemble.method="
-                          f"{cfg.ensemble.method} reweights each class's data separately; use "
-                          "ensemble.method=independent or gan.family=dcgan")
-    if t.recursive_rounds and cfg.ensemble.method != "independent":
-        raise ConfigError("train.recursive_rounds needs ensemble.method=independent (boosting already "
-                          "changes each member's training data); set train.recursive_rounds=0")
-    if t.recursive_rounds and g.family == "ccgan":
-        raise ConfigError("train.recursive_rounds is not supported with gan.family=ccgan (its "
-                          "synthetic rounds would need labels); use gan.family=dcgan")
-    if g.g_norm == "layer" and g.family not in ("dcgan", "ccgan"):
-        raise ConfigError(f"gan.g_norm=layer is seed 004's DCGAN generator; gan.family={g.family} "
-                          "has its own normalisation; set gan.g_norm=batch")
-    if d.name in ("mnist", "fashion_mnist", "cifar10", "svhn", "imagefolder", "parquet") and \
-            d.root is None:
-        raise ConfigError(f"data.name={d.name} reads its files from data.root, which is not set; set "
-                          "data.root to the folder holding them"
-                          + (" (or to where data.download: true should put them)"
-                             if d.name not in ("imagefolder", "parquet") else ""))
-    if d.download and d.name in ("imagefolder", "parquet"):
-        raise ConfigError(f"data.download applies to torchvision datasets, not {d.name}; "
-                          "set data.download: false")
-    if cfg.grid_eval.max_ensemble > cfg.grid_eval.gans:
-        raise ConfigError(f"grid_eval.max_ensemble ({cfg.grid_eval.max_ensemble}) exceeds "
-                          f"grid_eval.gans ({cfg.grid_eval.gans}); train at least as many GANs")
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    if len(parts) < 2:
-        raise ConfigError(f"override {dotted!r} must look like section.key=value, e.g. gan.lr_g=2e-4")
-    node = tree
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted!r}: {p} is not a section")
-    node[parts[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """'gan.lr_g=2e-4' -> ('gan.lr_g', 0.0002); the value is parsed as YAML."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.steps=500")
-    key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
-    if isinstance(value, str):  # YAML reads 2e-4 as a string; numbers should be numbers
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
-    return key.strip(), value
-
-
-def _merge(base: dict, delta: dict) -> dict:
-    for key, value in delta.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
-                preset: str | None = None) -> Config:
-    """Defaults <- YAML deltas at ``path`` <- the file's named preset <- dotted overrides; validated.
-
-    A config file may hold ``presets: {name: {section: {key: value}}}``; ``preset`` picks one (e.g.
-    ``paper``: the seed's own setting) and its deltas apply on top of the file's.
-    """
-    raw: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file "
-                              f"(see configs/)")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    presets = raw.pop("presets", None) or {}
-    if preset is not None:
-        if preset not in presets:
-            where = path if path is not None else "the defaults"
-            raise ConfigError(f"preset {preset!r} is not in {where}; its presets: "
-                              f"{', '.join(sorted(presets)) or 'none'}")
-        _merge(raw, presets[preset])
-    for text in overrides:
-        key, value = parse_override(text)
-        _set_dotted(raw, key, value)
-    return from_dict(raw)
-
-
-def describe() -> str:
-    """Every field with its default and documentation, for `raygan config --describe`."""
-    lines = []
-    for name in _SECTIONS:
-        lines.append(f"{name}:")
-        for f in dataclasses.fields(_section_class(name)):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            lines.append(f"  {f.name} = {default!r}\n      {f.metadata['doc']}")
-    return "\n".join(lines)

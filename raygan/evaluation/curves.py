@@ -14,12 +14,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import Config
-from .data import RealDataset
-from .ensemble import Mixture, load_mixture
-from .evaluate import (ProtocolResult, Split, filter_by_classifier, mix_real_synthetic, repeat,
-                             train_classifier, trts)
-from .runfolder import RunFolder
+from raygan.config import Config
+from raygan.data import RealDataset
+from raygan.ensemble.mixture import Mixture, load_mixture
+from raygan.evaluation.protocols import (ProtocolResult, Split, filter_by_classifier, mix_real_synthetic,
+                                         repeat, train_classifier, trts)
+from raygan.runs import RunFolder
 
 
 def mixture_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> Mixture:
@@ -53,7 +53,7 @@ def real_train(dataset: RealDataset) -> Split:
 def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
     """One downstream classifier, on the device train.device resolves to here (a GPU when this
     process has one); the model comes back on the CPU."""
-    from .train import resolve_device
+    from raygan.gan.train import resolve_device
 
     e = cfg.eval
     kwargs.setdefault("device", str(resolve_device(cfg.train.device)))
@@ -145,7 +145,7 @@ def mixing_table(run: RunFolder, cfg: Config, dataset: RealDataset,
 
 
 def write_json(path: Path, obj) -> None:
-    from .runfolder import atomic_write_text
+    from raygan.runs import atomic_write_text
     atomic_write_text(path, json.dumps(obj, indent=2))
 
 
@@ -153,8 +153,8 @@ def quality_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
                   log: Callable[[str], None] = print) -> dict:
     """The sample-quality metrics of cfg.eval.metrics for T = 1..T_max (and the PCA baseline when
     listed), each class's set drawn from its size-T mixture; see raygan.metrics.quality."""
-    from .metrics.quality import compute_quality, samples_per_class
-    from .train import resolve_device
+    from raygan.metrics.quality import compute_quality, samples_per_class
+    from raygan.gan.train import resolve_device
 
     def draw(T: int):
         def images() -> dict[str, torch.Tensor]:
@@ -171,7 +171,7 @@ def quality_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
 
 def pca_tstr(cfg: Config, dataset: RealDataset, log: Callable[[str], None] = print) -> dict:
     """Seed 003's PCA baseline through the TSTR protocol: N_g samples per class from per-class PCA."""
-    from .pca import pca_synthetic_set
+    from raygan.evaluation.pca import pca_synthetic_set
 
     train = pca_synthetic_set(dataset, n_per_class=cfg.ensemble.samples_per_class, seed=cfg.synth.seed)
     summary = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed,
@@ -187,7 +187,7 @@ def recursive_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
     Round r < R is the member's round<r>.pt checkpoint, round R its final generator; each round's set
     holds N_g samples per class from the first T members (T = eval.max_ensemble or all) of that round.
     """
-    from .train import load_generator
+    from raygan.gan.train import load_generator
 
     T = cfg.eval.max_ensemble or cfg.ensemble.members
     rounds = cfg.train.recursive_rounds
@@ -228,7 +228,7 @@ def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: b
     listed, the PCA baseline's TSTR accuracy (``pca_tstr``); eval.metrics is checked first.
     """
     if cfg.eval.metrics:
-        from .metrics.quality import validate_metrics
+        from raygan.metrics.quality import validate_metrics
         validate_metrics(cfg)  # a missing Inception weights file fails now, not after the training
     reference = trtr(cfg, dataset)
     ref = reference.summary()

@@ -14,7 +14,7 @@ What is kept from Karras et al. (their Section 2-4 and Table 2):
   gain / sqrt(fan_in) (gain sqrt 2, 1 for toRGB and D's output).
 Channel counts: width * min(8, S / r) at resolution r, i.e. Karras's 512-capped halving for width 64.
 
-Changes for raygan: the loss is raygan.losses' (WGAN-GP is not used); G's image goes through tanh so it
+Changes for raygan: the loss is raygan.gan.losses' (WGAN-GP is not used); G's image goes through tanh so it
 has the [-1, 1] range of every other family; Adam's state is not reset when a resolution is added; one
 batch size throughout. The current resolution and alpha are plain attributes set by ``set_progress``
 (not weights: a rebuilt model starts at the full size with alpha 1). G always returns (C, S, S) images,

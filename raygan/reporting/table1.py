@@ -13,13 +13,14 @@ from typing import Callable
 
 import numpy as np
 
-from .config import Config
-from .data import check_batch_fits, load_dataset
-from .data.grid2d import grid_means
-from .ensemble import load_mixture, train_independent
-from .metrics.grid import Table1Row, nearest_modes, table1_bootstrap
-from .runfolder import RunFolder, atomic_write_text
-from .synth import generate
+from raygan.config import Config
+from raygan.data import check_batch_fits, load_dataset
+from raygan.data.grid2d import grid_means
+from raygan.ensemble.mixture import load_mixture
+from raygan.ensemble.members import train_independent
+from raygan.metrics.grid import Table1Row, nearest_modes, table1_bootstrap
+from raygan.runs import RunFolder, atomic_write_text
+from raygan.synthesis.generate import generate
 
 # Seed 000 Table 1 (modes of 25, high-quality %), mean +- std; PacGAN's paper for comparison.
 PAPER_TABLE1 = {

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import augment as apply_augmentation
-from .models.classifiers import build_classifier
+from raygan.evaluation.augment import augment as apply_augmentation
+from raygan.evaluation.classifiers import build_classifier
 
 Split = tuple[torch.Tensor, torch.Tensor]
 

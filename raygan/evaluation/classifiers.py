@@ -1,6 +1,6 @@
 """Classifier networks: the small binary ones for AdaGAN boosting and the downstream ones.
 
-Owns the networks only: training them lives in raygan.boosting and raygan.evaluate.
+Owns the networks only: training them lives in raygan.ensemble.boosting and raygan.evaluation.protocols.
 
 Boosting, real training point (1) vs mixture sample (0): ``SimpleCNN`` is the boosting discriminator of
 seed 000 (Eilertsen et al.), Supplement B, "Boosting on SVHN-II, CIFAR-II and MNIST-II";
@@ -116,7 +116,7 @@ class LiuHuMLP(nn.Module):
     """Seed 002 (Liu & Hu), Section 2.3: p = W1 sigmoid(W0 i + b0) + b1, one hidden layer of 300 units.
 
     Returns logits; the softmax lives in the cross-entropy loss, and the paper's "additional
-    regularization term" is the optimiser's weight decay (raygan.evaluate). PyTorch's default init
+    regularization term" is the optimiser's weight decay (raygan.evaluation.protocols). PyTorch's default init
     (the paper names none).
     """
 

@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from .config import Config, ConfigError
+from raygan.config import Config, ConfigError
 
 # Ray starts a fresh worker process for every GPU task (reference: about 7 s with `import torch` on a
 # small machine); with the member's data arriving from the object store, count 10 s per task.
@@ -37,7 +37,7 @@ KNOWN = {"mnist": ((1, 28, 28), 60000), "fashion_mnist": ((1, 28, 28), 60000),
 # --- the probe (measured) ------------------------------------------------------------------------
 def _stand_in(cfg: Config) -> tuple[dict[str, int], tuple[int, ...]]:
     """Class sizes and sample shape of a dataset that is not on this machine (torchvision sets)."""
-    from .data.groupings import resolve_grouping
+    from raygan.data.groupings import resolve_grouping
 
     shape, n_train = KNOWN[cfg.data.name]
     if cfg.data.image_size:
@@ -52,7 +52,7 @@ def _stand_in(cfg: Config) -> tuple[dict[str, int], tuple[int, ...]]:
 
 def _data(cfg: Config) -> tuple[dict[str, int], tuple[int, ...], Optional[torch.Tensor], str]:
     """(class sizes, sample shape, one class's real tensor or None, where the data came from)."""
-    from .data import load_dataset
+    from raygan.data import load_dataset
 
     try:
         dataset = load_dataset(cfg.data)
@@ -70,9 +70,9 @@ def _data(cfg: Config) -> tuple[dict[str, int], tuple[int, ...], Optional[torch.
 def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
     """Time `steps` training steps of one member (after a short warm-up), synthesis and a classifier
     step on this machine; returns the measurements and what they were taken on."""
-    from .models.classifiers import build_classifier
-    from .synth import synth_records
-    from .train import resolve_device, train_gan
+    from raygan.evaluation.classifiers import build_classifier
+    from raygan.synthesis.records import synth_records
+    from raygan.gan.train import resolve_device, train_gan
 
     if steps < 1:
         raise ConfigError(f"--probe-steps {steps}: probe at least 1 step")
@@ -111,7 +111,7 @@ def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
                       method=cfg.ensemble.method, start=0)
         sample_s = (time.perf_counter() - t0) / count
 
-        # Evaluation trains classifiers in the job's driver, on its CPU (raygan.evaluate); timed on one
+        # Evaluation trains classifiers in the job's driver, on its CPU (raygan.evaluation.protocols); timed on one
         # thread (an upper bound for a many-core head), as more threads on a busy machine time noise.
         model = build_classifier(cfg.eval.arch, shape, len(sizes))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.eval.lr)

@@ -1,0 +1,131 @@
+"""The memorisation audit: does the synthetic set copy its training images? (`raygan audit RUN`)
+
+Seed 000 (Supplement C, Figures 9 and 10) searched every (real, synthetic) pair for the smallest mean
+squared pixel difference and saw AdaGAN replicate training images after about 7 boosting steps, while
+independent ensembles did not. This module owns that search and gives its numbers a reference:
+
+- distance to closest record (DCR): for each synthetic sample, the mean squared difference to the
+  nearest training image of its class, in pixel space ([-1, 1] scale) and in the domain feature space
+  (raygan.metrics.domain). The same distance from a real holdout split no GAN saw is the reference: a
+  generator that does not copy puts about 1 % of its samples below the holdout's 1st percentile;
+- near-duplicates: synthetic samples within audit.near_duplicate_mse of a training image (pixels);
+- membership inference: the AUROC of telling training from holdout images by their distance to the
+  nearest synthetic sample (training images closer => a leak); 0.5 means no leak, 1 a copied set.
+
+The search is exhaustive and chunked: blocks of chunk_size x chunk_size distances on a torch device,
+never the N x M matrix. raygan.cluster.audit runs `audit_class` as one Ray task per class; the
+summary, figure and verdict are made here from what the tasks return.
+"""
+from __future__ import annotations
+import json
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+import torch
+from raygan.config import Config, ConfigError
+from raygan.runs import RunFolder
+from raygan.audit.statistics import SPACES
+
+
+# --- the run folder ---------------------------------------------------------------------------------
+def applicable(cfg: Config) -> bool:
+    """Only images are audited: the 2D grid's points have no training images to copy."""
+    return cfg.data.name != "grid2d"
+
+
+def check_run(run_dir: str | Path) -> RunFolder:
+    """The run folder with its config and synthetic shards, or a ConfigError saying what to do."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError(f"run folder {path} does not exist; pass <output.root>/<experiment>/<run> of "
+                          "a trained run")
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"{path} is not a raygan run folder (no config.yaml); pass "
+                          "<output.root>/<experiment>/<run>")
+    shards = path / "shards"
+    if not shards.is_dir() or not any(shards.glob("*.parquet")):
+        raise ConfigError(f"{shards} holds no synthetic shards; run `raygan synthesize` (or the "
+                          "pipeline) for this run first")
+    return RunFolder(path)
+
+
+def check_config(cfg: Config) -> None:
+    unknown = [s for s in cfg.audit.spaces if s not in SPACES]
+    if unknown or not cfg.audit.spaces:
+        raise ConfigError(f"audit.spaces: {cfg.audit.spaces!r}; choose one or more of {', '.join(SPACES)}")
+
+
+@dataclass
+class ClassInputs:
+    name: str
+    train: torch.Tensor
+    holdout: torch.Tensor
+    synthetic: torch.Tensor
+    members: np.ndarray      # sorted ascending
+    shard_index: np.ndarray
+
+
+def load_inputs(cfg: Config, run: RunFolder, dataset=None) -> list[ClassInputs]:
+    """Per class: the training split, the holdout split and the synthetic rows with their members."""
+    import pyarrow.parquet as pq
+
+    from raygan.data import load_dataset
+    from raygan.data.shards import read_shards
+
+    dataset = dataset if dataset is not None else load_dataset(cfg.data)
+    x, y, _ = read_shards(run.path / "shards", classes=dataset.classes)
+    # read_shards sorts rows by (label, member, index) but returns no member column: read it, sorted alike
+    keys = pq.read_table(str(run.path / "shards"), columns=["label", "member", "index"],
+                         partitioning=None).sort_by([("label", "ascending"), ("member", "ascending"),
+                                                     ("index", "ascending")])
+    labels, members, index = (keys[c].to_numpy() for c in ("label", "member", "index"))
+    if not np.array_equal(labels, y.numpy()):
+        raise ValueError(f"{run.path / 'shards'}: labels disagree between the image and key columns")
+    if tuple(x.shape[1:]) != tuple(dataset.sample_shape):
+        raise ConfigError(f"synthetic images {tuple(x.shape[1:])} do not match the real ones "
+                          f"{tuple(dataset.sample_shape)}; resynthesize the run with its own data config")
+    hx, hy = dataset.test if cfg.audit.holdout == "test" else dataset.val
+    out, cap = [], cfg.audit.max_synthetic_per_class
+    for k, name in enumerate(dataset.classes):
+        holdout = hx[hy == k]
+        if len(holdout) < 2:
+            other = "val" if cfg.audit.holdout == "test" else "test"
+            raise ConfigError(f"audit.holdout={cfg.audit.holdout}: class {name} has {len(holdout)} "
+                              f"holdout image(s) (data.{cfg.audit.holdout}_fraction = "
+                              f"{getattr(cfg.data, cfg.audit.holdout + '_fraction')}); set "
+                              f"audit.holdout={other}")
+        rows = np.flatnonzero(labels == k)
+        if not len(rows):
+            raise ConfigError(f"{run.path / 'shards'} holds no synthetic rows of class {name}; "
+                              "resynthesize the run (raygan synthesize)")
+        if cap is not None:  # the first `cap` rows of each member (rows are sorted by index)
+            rank = np.arange(len(rows)) - np.searchsorted(members[rows], members[rows])
+            rows = rows[rank < cap]
+        out.append(ClassInputs(name, dataset.train[name], holdout, x[rows], members[rows], index[rows]))
+    return out
+
+
+def domain_model(dataset, run: RunFolder, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The run's domain classifier (trained on the real training split once, cached in eval/)."""
+    from raygan.metrics.domain import train_domain_classifier
+
+    return train_domain_classifier(dataset, cache=run.path / "eval" / "domain_classifier.pt",
+                                   device=str(device)).cpu()
+
+
+def inputs_key(cfg: Config, run: RunFolder) -> dict:
+    """What privacy.json was computed from: a rerun with the same key skips the audit."""
+    files = sorted((run.path / "shards").glob("*.parquet"))
+    return {"shards": {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files},
+            "audit": cfg.to_dict()["audit"], "data": cfg.to_dict()["data"]}
+
+
+def up_to_date(cfg: Config, run: RunFolder) -> bool:
+    path = run.path / "audit" / "privacy.json"
+    if not path.exists() or not (run.path / "audit" / "closest_pairs.png").exists():
+        return False
+    try:
+        return json.loads(path.read_text()).get("inputs") == json.loads(json.dumps(inputs_key(cfg, run)))
+    except json.JSONDecodeError:
+        return False
+

@@ -1,0 +1,141 @@
+"""The memorisation audit: does the synthetic set copy its training images? (`raygan audit RUN`)
+
+Seed 000 (Supplement C, Figures 9 and 10) searched every (real, synthetic) pair for the smallest mean
+squared pixel difference and saw AdaGAN replicate training images after about 7 boosting steps, while
+independent ensembles did not. This module owns that search and gives its numbers a reference:
+
+- distance to closest record (DCR): for each synthetic sample, the mean squared difference to the
+  nearest training image of its class, in pixel space ([-1, 1] scale) and in the domain feature space
+  (raygan.metrics.domain). The same distance from a real holdout split no GAN saw is the reference: a
+  generator that does not copy puts about 1 % of its samples below the holdout's 1st percentile;
+- near-duplicates: synthetic samples within audit.near_duplicate_mse of a training image (pixels);
+- membership inference: the AUROC of telling training from holdout images by their distance to the
+  nearest synthetic sample (training images closer => a leak); 0.5 means no leak, 1 a copied set.
+
+The search is exhaustive and chunked: blocks of chunk_size x chunk_size distances on a torch device,
+never the N x M matrix. raygan.cluster.audit runs `audit_class` as one Ray task per class; the
+summary, figure and verdict are made here from what the tasks return.
+"""
+from __future__ import annotations
+import io
+from pathlib import Path
+from typing import Optional
+import torch
+from raygan.runs import atomic_write_bytes
+from raygan.audit.inputs import ClassInputs
+from raygan.audit.statistics import BOOSTED
+
+
+def plot_closest_pairs(columns: list[dict], inputs: list[ClassInputs], path: Path) -> Path:
+    """Seed 000 Figures 9/10: per ensemble size (or boosting step) a band of the closest pairs, the
+    training image above the synthetic one, the pixel MSE under it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def show(ax, img: torch.Tensor):
+        img = ((img.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+
+    k = max(1, max(len(c["pairs"]) for c in columns))
+    fig, axes = plt.subplots(2 * len(columns), k, squeeze=False, figsize=(0.95 * k + 0.8,
+                                                                          2.15 * len(columns) + 0.3))
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    for g, col in enumerate(columns):
+        axes[2 * g][0].set_ylabel(f"{col['group']}\nreal", fontsize=7)
+        axes[2 * g + 1][0].set_ylabel("synthetic", fontsize=7)
+        for i, p in enumerate(col["pairs"]):
+            c = inputs[p["class_index"]]
+            show(axes[2 * g][i], c.train[p["train_index"]])
+            show(axes[2 * g + 1][i], c.synthetic[p["synthetic_row"]])
+            axes[2 * g + 1][i].set_xlabel(f"{p['mse']:.2g}", fontsize=6, labelpad=1)
+    fig.suptitle("closest (training, synthetic) pairs; pixel MSE below", fontsize=8)
+    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2, rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _pct(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def class_rows(privacy: dict) -> list[str]:
+    """One line per class and space: the numbers the verdict is made of."""
+    rows = []
+    for name, c in privacy["classes"].items():
+        for space, s in c["spaces"].items():
+            syn = s["synthetic"]
+            dup = f", {syn['near_duplicates']} near-duplicates" if "near_duplicates" in syn else ""
+            rows.append(f"{name} [{space}]: {_pct(syn['fraction_below_p1'])} below holdout p1, "
+                        f"{_pct(syn['fraction_below_p5'])} below p5 (of {syn['n']} synthetic vs "
+                        f"{s['holdout']['n']} holdout){dup}; median DCR synthetic "
+                        f"{syn['dcr'].get('q50', float('nan')):.4g} vs holdout "
+                        f"{s['holdout']['dcr'].get('q50', float('nan')):.4g}; MIA AUROC "
+                        f"{_num(syn['mia_auroc'])}")
+    return rows
+
+
+def format_verdict(privacy: dict) -> str:
+    t = privacy["thresholds"]
+    head = (f"audit verdict: {privacy['verdict'].upper()}  (holdout: {privacy['holdout']} split; warn when "
+            f"> {100 * t['warn_fraction_p1']:.1f} % (or the no-copy 99th percentile, if higher) of a "
+            f"class's synthetic samples lie closer to a training image than the holdout's 1st "
+            f"percentile, or > {t['warn_near_duplicates']} "
+            f"near-duplicates with pixel MSE < {t['near_duplicate_mse']:g})")
+    mia = ", ".join(f"{k} {_num(v)}" for k, v in privacy["mia_auroc"].items())
+    lines = [head, *(f"  {r}" for r in class_rows(privacy)),
+             f"  membership-inference AUROC (all classes; 0.5 = no leak): {mia}"]
+    lines += [f"  WARN {r}" for r in privacy["reasons"]]
+    notes = privacy.get("notes", [])
+    lines += [f"  note: {r}" for r in notes[:2]]
+    if len(notes) > 2:
+        lines.append(f"  note: ... {len(notes) - 2} more alike (all in privacy.json)")
+    return "\n".join(lines)
+
+
+def privacy_markdown(privacy: dict) -> str:
+    """The report's privacy section (raygan.reporting.report appends it when audit/privacy.json exists)."""
+    t = privacy["thresholds"]
+    lines = ["", "## Privacy: memorisation audit", "",
+             f"**Verdict: {privacy['verdict'].upper()}.** Distances are mean squared differences to the "
+             f"closest training image of the class (pixels on the [-1, 1] scale; domain: the real-trained "
+             f"classifier's features); the reference is the {privacy['holdout']} split, which no GAN saw. "
+             f"Warn above {100 * t['warn_fraction_p1']:.1f} % below the holdout's 1st percentile (raised "
+             f"to the fraction a set that copies nothing exceeds in 1 audit of 100, for small holdouts) or "
+             f"above {t['warn_near_duplicates']} near-duplicates (pixel MSE < {t['near_duplicate_mse']:g}).",
+             "", "| class | space | synthetic | below holdout p1 | below p5 | near-duplicates | "
+             "median DCR synthetic / holdout | MIA AUROC |", "|---|---|---|---|---|---|---|---|"]
+    for name, c in privacy["classes"].items():
+        for space, s in c["spaces"].items():
+            syn = s["synthetic"]
+            lines.append(f"| {name} | {space} | {syn['n']} | {_pct(syn['fraction_below_p1'])} | "
+                         f"{_pct(syn['fraction_below_p5'])} | {syn.get('near_duplicates', '')} | "
+                         f"{syn['dcr'].get('q50', float('nan')):.4g} / "
+                         f"{s['holdout']['dcr'].get('q50', float('nan')):.4g} | {_num(syn['mia_auroc'])} |")
+    word = "step" if privacy["method"] in BOOSTED else "member"
+    lines += ["", f"Per {word} (pixels): below holdout p1 / near-duplicates / MIA AUROC", ""]
+    for name, c in privacy["classes"].items():
+        if "pixel" in c["spaces"]:
+            lines.append(f"- {name}: " + "; ".join(
+                f"{word} {m['member'] + 1 if word == 'step' else m['member']}: "
+                f"{_pct(m['fraction_below_p1'])} / {m['near_duplicates']} / {_num(m['mia_auroc'])}"
+                for m in c["spaces"]["pixel"]["members"]))
+    mia = ", ".join(f"{k} {_num(v)}" for k, v in privacy["mia_auroc"].items())
+    lines += ["", f"Membership inference from the distance to the nearest synthetic sample, all classes: "
+              f"AUROC {mia} (0.5: the synthetic set does not reveal who was in the training set)."]
+    items = [f"- {r}" for r in privacy["reasons"]] + [f"- note: {r}" for r in privacy.get("notes", [])]
+    lines += [""] + items if items else []
+    if privacy.get("figure"):
+        lines += ["", f"![closest pairs]({privacy['figure']})"]
+    return "\n".join(lines) + "\n"
+
