@@ -1,11 +1,10 @@
-"""`ray job submit --working-dir . -- python jobs/audit.py --config configs/....yaml`: the memorisation
-audit of the run folder the config names (output.root/experiment/run)."""
+"""`ray job submit --working-dir . -- python jobs/audit.py --config configs/....yaml`: raygan audit as a job.
+
+The same as `python -m raygan audit ...`; raygan must be installed on the cluster (cluster.yaml does).
+"""
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir
-
-from raygan.cluster.entry import job_main  # noqa: E402
+from raygan.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(job_main("audit"))
+    raise SystemExit(main(["audit", *sys.argv[1:]]))

@@ -1,10 +1,10 @@
-"""`ray job submit --working-dir . -- python jobs/synthesize.py --config configs/....yaml`: the synthesize job."""
+"""`ray job submit --working-dir . -- python jobs/synthesize.py --config configs/....yaml`: raygan synthesize as a job.
+
+The same as `python -m raygan synthesize ...`; raygan must be installed on the cluster (cluster.yaml does).
+"""
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the submitted working dir
-
-from raygan.cluster.entry import job_main  # noqa: E402
+from raygan.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(job_main("synthesize"))
+    raise SystemExit(main(["synthesize", *sys.argv[1:]]))

@@ -6,30 +6,40 @@ import sys
 import time
 from pathlib import Path
 
+from raygan import __version__, logs
 from raygan.config import ConfigError, describe, load_config
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The shipped configs: inside the package when installed from a wheel, at the top of a checkout.
+CONFIG_DIR = next((d for d in (Path(__file__).resolve().parent / "configs",
+                              Path(__file__).resolve().parent.parent / "configs") if d.is_dir()),
+                  Path(__file__).resolve().parent / "configs")
 GRID_PRESETS = {"quick": "grid2d_quick.yaml", "paper": "grid2d_paper.yaml"}
 
 
 def _preset_path(name: str) -> Path:
     path = CONFIG_DIR / name
     if not path.is_file():
-        raise ConfigError(f"preset file {path} is missing; run raygan from a clone of the repository "
-                          "(pip install -e .) or pass --config")
+        raise ConfigError(f"the shipped config {path} is missing from this installation; reinstall "
+                          "raygan (pip install .) or pass --config")
     return path
 
 
-def _add_config_args(p: argparse.ArgumentParser, default_config: str | None = None,
-                     preset: bool = True) -> None:
-    p.add_argument("--config", default=default_config, help="YAML file of deltas from the defaults")
+def config_options(*, config: bool = True, preset: bool = True, dry_run: bool = True,
+                   set_help: str = "dotted override, e.g. --set gan.lr_g=2e-4 (repeatable)"
+                   ) -> argparse.ArgumentParser:
+    """The options every config-taking command shares, as a parent parser."""
+    p = argparse.ArgumentParser(add_help=False)
+    if config:
+        p.add_argument("--config", default=None, help="YAML file of deltas from the defaults")
     if preset:
         p.add_argument("--preset", dest="config_preset", default=None,
                        help="a preset named in the config file's presets: section (e.g. paper: the "
                             "seed's own setting)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set gan.lr_g=2e-4 (repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+                   help=set_help)
+    if dry_run:
+        p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    return p
 
 
 def _resolve(args, config_path) -> "Config":  # noqa: F821
@@ -103,14 +113,19 @@ def _pull_remote_run(location: str):
 
 
 def cmd_audit(args) -> None:
+    if args.run is None:  # the run folder the config names (what jobs/audit.py submits)
+        if args.config is None:
+            raise ConfigError("raygan audit needs a run folder (raygan audit RUN) or --config naming one")
+        cmd_job(argparse.Namespace(**{**vars(args), "job": "audit"}))
     from raygan.audit.inputs import check_run
 
     remote = _pull_remote_run(args.run)
     run = check_run(remote.path if remote else args.run).path.resolve()
     bad = [o for o in args.overrides if not o.startswith(("audit.", "cluster.", "tracking."))]
-    if bad:
-        raise ConfigError(f"{', '.join(bad)}: only audit.*, cluster.* and tracking.* may change when "
-                          f"auditing an existing run (the rest is {run / 'config.yaml'})")
+    if bad or args.config is not None or args.config_preset is not None:
+        raise ConfigError(f"{', '.join(bad) or '--config/--preset'}: only audit.*, cluster.* and "
+                          f"tracking.* may change when auditing an existing run (the rest is "
+                          f"{run / 'config.yaml'})")
     cfg = _resolve(args, run / "config.yaml").replace(  # MLflow and paths follow the folder given
         output={"root": remote.location.rstrip("/").rsplit("/", 2)[0] if remote else
                 str(run.parent.parent), "experiment": run.parent.name, "run": run.name})
@@ -147,33 +162,34 @@ def cmd_plan(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raygan", description="Per-class GAN ensembles for "
                                      "synthetic training data.")
+    parser.add_argument("--version", action="version", version=f"raygan {__version__}")
+    parser.add_argument("--log-level", choices=logs.LEVELS, default=None,
+                        help="how much raygan prints (default info; also $RAYGAN_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", required=True)
+    configured = config_options()
 
-    p = sub.add_parser("config", help="print the resolved config (or --describe every field)")
-    p.add_argument("--config", default=None)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--preset", dest="config_preset", default=None,
-                   help="a preset named in the config file's presets: section")
+    p = sub.add_parser("config", parents=[config_options(dry_run=False)],
+                       help="print the resolved config (or --describe every field)")
     p.add_argument("--describe", action="store_true", help="list every field, default and meaning")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("grid2d", help="seed 000 Table 1: mode coverage of GAN ensembles on the 2D grid")
+    p = sub.add_parser("grid2d", parents=[config_options(preset=False)],
+                       help="seed 000 Table 1: mode coverage of GAN ensembles on the 2D grid")
     p.add_argument("--preset", choices=sorted(GRID_PRESETS), default="quick",
                    help="quick: about 10 minutes on 2 CPU cores; paper: Supplement A's setting")
-    _add_config_args(p, preset=False)
     p.set_defaults(func=cmd_grid2d)
 
-    p = sub.add_parser("demo", help="the full pipeline on the bundled digits on a local Ray")
-    _add_config_args(p)
+    p = sub.add_parser("demo", parents=[configured],
+                       help="the full pipeline on the bundled digits on a local Ray")
     p.set_defaults(func=cmd_demo)
 
     for job, text in (("train", "train the K x T ensemble as Ray tasks"),
                       ("synthesize", "write the synthetic shards (parquet) with Ray Data"),
                       ("evaluate", "TRTR, TSTR against ensemble size, TRTS; then the report"),
-                      ("pipeline", "train, synthesize, evaluate, report (jobs/pipeline.py)"),
+                      ("pipeline", "train, synthesize, evaluate, report (what ray job submit runs)"),
                       ("sweep", "Ray Tune sweep of classifier settings, mixing ratio and T")):
-        p = sub.add_parser(job, help=text, aliases=["synth"] if job == "synthesize" else [])
-        _add_config_args(p)
+        p = sub.add_parser(job, parents=[configured], help=text,
+                           aliases=["synth"] if job == "synthesize" else [])
         p.add_argument("--address", default=None,
                        help="Ray cluster address (else RAY_ADDRESS, else a local Ray)")
         p.set_defaults(func=cmd_job, job=job)
@@ -182,13 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run>")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("audit", help="memorisation audit of a run's synthetic set: nearest training "
-                       "images against a real holdout, membership inference, a pass/warn verdict")
-    p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run>")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override of the run's config, audit.*, cluster.* or tracking.* only, e.g. "
-                        "--set audit.chunk_size=4096 (repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    audit_set = ("override of the run's config, audit.*, cluster.* or tracking.* only, e.g. "
+                 "--set audit.chunk_size=4096 (repeatable)")
+    p = sub.add_parser("audit", parents=[config_options(set_help=audit_set)],
+                       help="memorisation audit of a run's synthetic set: nearest training images "
+                            "against a real holdout, membership inference, a pass/warn verdict")
+    p.add_argument("run", nargs="?", default=None,
+                   help="the run folder, <output.root>/<experiment>/<run> (or --config naming it)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (else RAY_ADDRESS, else a local Ray)")
     p.add_argument("--force", action="store_true",
@@ -208,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="ray-scaling: CPUs of the local Ray")
     p.add_argument("--output", default=None, help="also write the result as markdown to this file")
     p.set_defaults(func=cmd_bench)
-    p = sub.add_parser("plan", help="GPU-hours, waves, wall time and cost of a config from a short "
-                       "measured probe; launches nothing")
+    p = sub.add_parser("plan", parents=[config_options(config=False, dry_run=False)],
+                       help="GPU-hours, waves, wall time and cost of a config from a short measured "
+                            "probe; launches nothing")
     p.add_argument("config", help="YAML file of deltas from the defaults (as for every job)")
     p.add_argument("--gpus", type=int, required=True, help="GPUs the cluster will have")
     p.add_argument("--probe-steps", type=int, default=50,
@@ -218,8 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="price of one GPU-hour (else cluster.gpu_hour_cost; else no cost shown)")
     p.add_argument("--cpus", type=int, default=None,
                    help="CPUs that synthesis spreads over (default: 4 per GPU, as on g5.xlarge)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--preset", dest="config_preset", default=None)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
     return parser
@@ -227,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
     try:
         args.func(args)
     except ConfigError as err:

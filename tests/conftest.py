@@ -1,6 +1,8 @@
 """Shared fixtures: small configs that train in seconds on a CPU."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -22,3 +24,22 @@ def tiny_digits_cfg(tmp_path):
             "train.log_every=10", "ensemble.members=2", "output.sample_grid=16",
             f"output.root={tmp_path}/runs", *overrides])
     return make
+
+
+class _LogLines:
+    """raygan's log messages captured by caplog, read as a list of lines."""
+
+    def __init__(self, caplog):
+        self._caplog = caplog
+
+    def __iter__(self):
+        return iter([r.getMessage() for r in self._caplog.records if r.name.startswith("raygan")])
+
+    def clear(self) -> None:
+        self._caplog.clear()
+
+
+@pytest.fixture
+def raygan_logs(caplog):
+    caplog.set_level(logging.INFO, logger="raygan")
+    return _LogLines(caplog)

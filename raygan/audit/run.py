@@ -17,9 +17,11 @@ never the N x M matrix. raygan.cluster.audit runs `audit_class` as one Ray task 
 summary, figure and verdict are made here from what the tasks return.
 """
 from __future__ import annotations
+
+import logging
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 import torch
 from raygan.config import Config
 from raygan.runs import RunFolder, atomic_write_text
@@ -29,9 +31,11 @@ from raygan.audit.inputs import (ClassInputs, applicable, check_config, check_ru
 from raygan.audit.render import format_verdict, plot_closest_pairs
 from raygan.audit.statistics import ClassAudit, audit_class, closest_pairs, summarise
 
+logger = logging.getLogger(__name__)
+
 
 def finish(cfg: Config, run: RunFolder, inputs: list[ClassInputs], audits: list[ClassAudit], *,
-           dataset_name: str, log: Callable[[str], None] = print) -> dict:
+           dataset_name: str) -> dict:
     """Summary, figure, audit/privacy.json (atomic) and the printed verdict."""
     privacy = summarise(audits, cfg, dataset_name=dataset_name)
     for c in inputs:
@@ -43,20 +47,20 @@ def finish(cfg: Config, run: RunFolder, inputs: list[ClassInputs], audits: list[
     privacy["inputs"] = inputs_key(cfg, run)
     atomic_write_text(run.path / "audit" / "privacy.json", json.dumps(privacy, indent=2))
     run.update_manifest(audit="audit/privacy.json")
-    log(format_verdict(privacy))
+    logger.info(format_verdict(privacy))
     return privacy
 
 
 def audit_run(cfg: Config, run_dir: str | Path, *, device: str | torch.device = "auto", dataset=None,
-              force: bool = False, log: Callable[[str], None] = print) -> Optional[dict]:
+              force: bool = False) -> Optional[dict]:
     """The whole audit in this process (no Ray); None when it does not apply (points, not images)."""
     check_config(cfg)
     run = check_run(run_dir)
     if not applicable(cfg):
-        log(f"audit: not applicable to {cfg.data.name} (points, not images); nothing written")
+        logger.info(f"audit: not applicable to {cfg.data.name} (points, not images); nothing written")
         return None
     if not force and up_to_date(cfg, run):
-        log(f"audit: {run.path / 'audit' / 'privacy.json'} is up to date with the shards; skipped")
+        logger.info(f"audit: {run.path / 'audit' / 'privacy.json'} is up to date with the shards; skipped")
         return json.loads((run.path / "audit" / "privacy.json").read_text())
     from raygan.data import load_dataset
 
@@ -66,5 +70,5 @@ def audit_run(cfg: Config, run_dir: str | Path, *, device: str | torch.device = 
     audits = [audit_class(c.name, c.train, c.holdout, c.synthetic, c.members, shard_index=c.shard_index,
                           spaces=cfg.audit.spaces, domain_model=model,
                           chunk_size=cfg.audit.chunk_size, device=device) for c in inputs]
-    return finish(cfg, run, inputs, audits, dataset_name=dataset.name, log=log)
+    return finish(cfg, run, inputs, audits, dataset_name=dataset.name)
 

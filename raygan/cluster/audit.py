@@ -8,10 +8,12 @@ tensors once, collects the tasks with ray.wait and makes the summary, figure, pr
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import re
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import ray
 import torch
@@ -22,22 +24,23 @@ from raygan.audit.inputs import (ClassInputs, applicable, check_config, check_ru
 from raygan.audit.run import finish
 from raygan.cluster.runtime import connect, member_resources
 from raygan.cluster.tasks import _device_for_task, wait_all
-from raygan.config import Config, from_dict
+from raygan.config import Config
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
+from raygan.cluster.runtime import task_setup
+
+logger = logging.getLogger(__name__)
 
 
 @ray.remote
 def domain_model_task(dataset, run_path: str, cfg_dict: dict) -> torch.nn.Module:
-    cfg = from_dict(cfg_dict)
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    task_setup(cfg_dict)
     return domain_model(dataset, RunFolder(Path(run_path)), _device_for_task())
 
 
 @ray.remote
 def audit_class_task(inputs: ClassInputs, model: Optional[torch.nn.Module], cfg_dict: dict) -> ClassAudit:
-    cfg = from_dict(cfg_dict)
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    cfg = task_setup(cfg_dict)
     return audit_class(inputs.name, inputs.train, inputs.holdout, inputs.synthetic, inputs.members,
                        shard_index=inputs.shard_index, spaces=cfg.audit.spaces, domain_model=model,
                        chunk_size=cfg.audit.chunk_size, device=_device_for_task())
@@ -62,7 +65,7 @@ def log_to_mlflow(tracker: Tracker, privacy: dict, run: RunFolder) -> None:
     tracker.log_artifact(run.path / "audit" / "closest_pairs.png")
 
 
-def _audit_on_ray(cfg: Config, run: RunFolder, dataset, log: Callable[[str], None]) -> dict:
+def _audit_on_ray(cfg: Config, run: RunFolder, dataset) -> dict:
     inputs = load_inputs(cfg, run, dataset)
     resources = {**member_resources(cfg), "max_retries": cfg.cluster.max_retries}
     model_ref = None
@@ -71,14 +74,13 @@ def _audit_on_ray(cfg: Config, run: RunFolder, dataset, log: Callable[[str], Non
             dataset, str(run.path), cfg.to_dict())
     refs = {audit_class_task.options(**resources, name=f"audit:{c.name}").remote(
         ray.put(c), model_ref, cfg.to_dict()): c.name for c in inputs}
-    done = wait_all(refs, lambda name, a: log(f"audit: class {name} searched "
+    done = wait_all(refs, lambda name, a: logger.info(f"audit: class {name} searched "
                                               f"({len(a.members)} synthetic samples)"))
     by_name = {a.class_name: a for a in done}
-    return finish(cfg, run, inputs, [by_name[c.name] for c in inputs], dataset_name=dataset.name,
-                  log=log)
+    return finish(cfg, run, inputs, [by_name[c.name] for c in inputs], dataset_name=dataset.name)
 
 
-def run_audit(cfg: Config, address: str | None = None, log: Callable[[str], None] = print, *,
+def run_audit(cfg: Config, address: str | None = None, *,
               run_dir: str | Path | None = None, force: bool = False, prepared=None,
               tracker: Optional[Tracker] = None) -> Optional[dict]:
     """Audit a run folder (default: the one cfg.output names); None where it does not apply.
@@ -90,12 +92,12 @@ def run_audit(cfg: Config, address: str | None = None, log: Callable[[str], None
     check_config(cfg)
     run = check_run(run_dir if run_dir is not None else RunFolder.for_config(cfg).path)
     if not applicable(cfg):
-        log(f"audit: not applicable to {cfg.data.name} (points, not images); nothing written")
+        logger.info(f"audit: not applicable to {cfg.data.name} (points, not images); nothing written")
         return None
     run.check_compatible(cfg)
     if not force and up_to_date(cfg, run):
         privacy = json.loads((run.path / "audit" / "privacy.json").read_text())
-        log(f"audit: {run.path / 'audit' / 'privacy.json'} is up to date with the shards (skipped; "
+        logger.info(f"audit: {run.path / 'audit' / 'privacy.json'} is up to date with the shards (skipped; "
             f"--force recomputes); verdict {privacy['verdict'].upper()}")
     else:
         if prepared is not None:
@@ -109,12 +111,12 @@ def run_audit(cfg: Config, address: str | None = None, log: Callable[[str], None
     tracker = tracker or Tracker(cfg, "audit")
     if own:
         with tracker.parent(run.path):
-            privacy = privacy or _audit_on_ray(cfg, run, dataset, log)
+            privacy = privacy or _audit_on_ray(cfg, run, dataset)
             log_to_mlflow(tracker, privacy, run)
             if (run.path / "report.md").exists():
                 from raygan.reporting.report import write_report
-                log(f"report: {write_report(run.path, tracker)}")
+                logger.info(f"report: {write_report(run.path, tracker)}")
     else:
-        privacy = privacy or _audit_on_ray(cfg, run, dataset, log)
+        privacy = privacy or _audit_on_ray(cfg, run, dataset)
         log_to_mlflow(tracker, privacy, run)
     return privacy

@@ -46,7 +46,7 @@ def bench_ray_scaling(args) -> str:
         ray.init(num_cpus=args.workers, include_dashboard=False)
         try:
             t0 = time.perf_counter()
-            run_train(ray_cfg, log=lambda s: None)
+            run_train(ray_cfg)
             parallel = time.perf_counter() - t0
         finally:
             ray.shutdown()

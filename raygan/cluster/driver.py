@@ -8,11 +8,12 @@ that state and continues from the last finished step.
 """
 from __future__ import annotations
 
+import logging
+
 import io
 import json
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import ray
@@ -28,6 +29,9 @@ from raygan.ensemble.members import member_seed
 from raygan.gan.train import load_generator
 from raygan.runs import RunFolder, atomic_write_bytes, atomic_write_text
 from raygan.tracking import Tracker
+from raygan.cluster.runtime import task_setup
+
+logger = logging.getLogger(__name__)
 
 
 def state_path(run: RunFolder, class_name: str) -> Path:
@@ -45,8 +49,7 @@ def load_state(run: RunFolder, class_name: str) -> dict:
 def boost_weights_task(data: torch.Tensor, cfg_dict: dict, run_path: str, generators: list[str],
                        class_index: int, mixture_weights: list, step: int) -> tuple:
     """Data weights for step `step` > 1 against the mixture of the members trained so far."""
-    cfg = from_dict(cfg_dict)
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    cfg = task_setup(cfg_dict)
     device = "cuda:0" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     run = RunFolder.at(run_path)  # a URI run folder: generators trained elsewhere are fetched
     mixture = Mixture([load_generator(run.fetch(g), device=device) for g in generators],
@@ -124,16 +127,15 @@ def actor_name(run: RunFolder, class_name: str) -> str:
     return f"raygan-boost:{run.path.resolve()}:{class_name}"
 
 
-def train_boosting_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
-                       log: Callable[[str], None] = print) -> list[dict]:
+def train_boosting_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:
     """One driver actor per class, all classes at once; record each class's members as it finishes."""
     retries = cfg.cluster.max_retries
     actors, refs = {}, {}
     for k, name in enumerate(dataset.classes):
         state = load_state(run, name)
         if state["step"] >= cfg.ensemble.members:
-            log(f"class {name}: {state['step']} boosting steps already complete: skipped")
-            _record_class(run, tracker, state, cfg.ensemble.members, log=None)
+            logger.info(f"class {name}: {state['step']} boosting steps already complete: skipped")
+            _record_class(run, tracker, state, cfg.ensemble.members, quiet=True)
             continue
         data_ref = ray.put(dataset.train[name])
         actor = BoostingDriver.options(name=actor_name(run, name), max_restarts=retries,
@@ -141,19 +143,19 @@ def train_boosting_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracke
             cfg.to_dict(), run.location, name, k, [data_ref])
         actors[name] = actor
         refs[actor.run_steps.remote()] = name
-        log(f"class {name}: boosting driver started at step {state['step'] + 1} of "
+        logger.info(f"class {name}: boosting driver started at step {state['step'] + 1} of "
             f"{cfg.ensemble.members} ({cfg.ensemble.method})")
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         state = ray.get(ready[0])
-        _record_class(run, tracker, state, cfg.ensemble.members, log)
+        _record_class(run, tracker, state, cfg.ensemble.members)
     for actor in actors.values():
         ray.kill(actor, no_restart=True)
     return [run.member_entry(name, t) for name in dataset.classes for t in range(cfg.ensemble.members)]
 
 
-def _record_class(run: RunFolder, tracker: Tracker, state: dict, members: int, log) -> None:
+def _record_class(run: RunFolder, tracker: Tracker, state: dict, members: int, quiet: bool = False) -> None:
     manifest = run.manifest()
     known = manifest["members"]
     for entry in state["members"][:members]:
@@ -163,6 +165,6 @@ def _record_class(run: RunFolder, tracker: Tracker, state: dict, members: int, l
     mixtures = run.manifest().get("mixtures", {})
     mixtures[state["class"]] = state["mixture_weights"]
     run.update_manifest(mixtures=mixtures)
-    if log is not None:
-        log(f"class {state['class']}: {state['step']} boosting steps, mixture weights "
+    if not quiet:
+        logger.info(f"class {state['class']}: {state['step']} boosting steps, mixture weights "
             f"{np.round(state['mixture_weights'], 3).tolist()}")

@@ -5,8 +5,9 @@ parent run, do its part, print a summary. `jobs/*.py` and the `raygan` CLI call 
 """
 from __future__ import annotations
 
+import logging
+
 import time
-from typing import Callable
 
 import numpy as np
 import ray
@@ -18,6 +19,9 @@ from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, check_batch_fits, load_dataset
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
+from raygan.cluster.runtime import task_setup
+
+logger = logging.getLogger(__name__)
 
 
 def dataset_has_test_split(cfg: Config) -> bool:
@@ -52,32 +56,32 @@ def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[s
     return out
 
 
-def run_train(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+def run_train(cfg: Config, address: str | None = None,
               prepared: tuple[RealDataset, RunFolder] | None = None) -> dict:
     dataset, run = prepared or prepare(cfg)
     resources = connect(cfg, address)
     run.write_config(cfg)
-    log(f"cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; run {run.location}")
-    log(f"data: {dataset.summary()}")
+    logger.info(f"cluster: {resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU; run {run.location}")
+    logger.info(f"data: {dataset.summary()}")
     t0 = time.perf_counter()
     before = sum(run.member_entry(name, t) is not None for name in dataset.classes
                  for t in range(cfg.ensemble.members))
     tracker = Tracker(cfg, "train")
     with tracker.parent(run.path):
-        entries = train_ensemble(cfg, dataset, run, tracker, log)
+        entries = train_ensemble(cfg, dataset, run, tracker)
         tracker.log_metrics({"members": len(entries), "train_seconds": time.perf_counter() - t0})
-    log(f"train: {len(entries)} members complete in {time.perf_counter() - t0:.0f}s")
+    logger.info(f"train: {len(entries)} members complete in {time.perf_counter() - t0:.0f}s")
     return {"run_dir": str(run.path), "members": entries, "trained_now": len(entries) - before}
 
 
-def run_synth(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+def run_synth(cfg: Config, address: str | None = None,
               prepared: tuple[RealDataset, RunFolder] | None = None) -> dict:
     dataset, run = prepared or prepare(cfg)
     connect(cfg, address)
     mixtures = mixture_weights(cfg, dataset, run)
     tracker = Tracker(cfg, "synthesize")
     with tracker.parent(run.path):
-        shards = write_shards(cfg, dataset, run, mixtures, member_resources(cfg), log)
+        shards = write_shards(cfg, dataset, run, mixtures, member_resources(cfg))
         tracker.log_metrics({"synthetic_rows": shards["rows"]})
     return {"run_dir": str(run.path), "shards": shards}
 
@@ -99,19 +103,16 @@ def evaluation_resources(cfg: Config, address: str | None = None) -> dict | None
 @ray.remote
 def evaluate_task(cfg_dict: dict, run_location: str, dataset: RealDataset) -> dict:
     """evaluate_run on a worker (its GPU when it has one); the results land in the run folder."""
-    import torch
 
-    from raygan.config import from_dict
     from raygan.evaluation.curves import evaluate_run
 
-    cfg = from_dict(cfg_dict)
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    cfg = task_setup(cfg_dict)
     run = RunFolder.at(run_location)
     run.pull_outputs()
-    return evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=print)
+    return evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing)
 
 
-def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+def run_evaluate(cfg: Config, address: str | None = None,
                  prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
     memorisation audit, logged into the same MLflow run), then the report."""
@@ -124,42 +125,42 @@ def run_evaluate(cfg: Config, address: str | None = None, log: Callable[[str], N
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):
         if resources is None:
-            result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing, log=log)
+            result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing)
         else:
-            log(f"evaluate: as a Ray task ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU); "
+            logger.info(f"evaluate: as a Ray task ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU); "
                 "its lines appear in the job's log")
             result = ray.get(evaluate_task.options(**resources, max_retries=cfg.cluster.max_retries)
                              .remote(cfg.to_dict(), run.location, ray.put(dataset)))
             run.pull("eval")  # what the task wrote (a no-op for a local run folder)
             for r in result["tstr_curve"]:
-                log(f"TSTR T={r['T']}: test {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}")
+                logger.info(f"TSTR T={r['T']}: test {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}")
         tracker.log_metrics({"trtr_test_acc": result["trtr"]["test_acc_mean"], "trts": result["trts"],
                              **{f"tstr_test_acc_T{r['T']}": r["test_acc_mean"]
                                 for r in result["tstr_curve"]}})
         if audit:  # before the report, which shows the privacy section when audit/privacy.json exists
             from raygan.cluster.audit import run_audit
-            run_audit(cfg, address, log, run_dir=run.path, prepared=(dataset, run), tracker=tracker)
+            run_audit(cfg, address, run_dir=run.path, prepared=(dataset, run), tracker=tracker)
         report = write_report(run.path, tracker)
     run.push_outputs()  # plots and figures, written without atomic_write_* (a no-op locally)
-    log(f"report: {report}")
+    logger.info(f"report: {report}")
     return {"evaluation": result, "report": str(report)}
 
 
-def run_pipeline(cfg: Config, address: str | None = None, log: Callable[[str], None] = print,
+def run_pipeline(cfg: Config, address: str | None = None,
                  evaluate: bool = True) -> dict:
     """Train, synthesize, evaluate and report: real data to a measured synthetic set as one job."""
     t0 = time.perf_counter()
     prepared = prepare(cfg)  # the dataset is loaded once for all three stages
-    trained = run_train(cfg, address, log, prepared)
-    synth = run_synth(cfg, address, log, prepared)
+    trained = run_train(cfg, address, prepared)
+    synth = run_synth(cfg, address, prepared)
     if evaluate and dataset_has_test_split(cfg):
-        synth.update(run_evaluate(cfg, address, log, prepared, audit=cfg.audit.enabled))
+        synth.update(run_evaluate(cfg, address, prepared, audit=cfg.audit.enabled))
     elif cfg.audit.enabled:  # the memorisation audit (raygan.cluster.audit); points: "not applicable"
         from raygan.cluster.audit import run_audit
-        run_audit(cfg, address, log, run_dir=prepared[1].path, prepared=prepared)
+        run_audit(cfg, address, run_dir=prepared[1].path, prepared=prepared)
     prepared[1].push_outputs()  # a URI run folder: what the stages wrote without atomic_write_*
     counts = synth["shards"]["counts"]
-    log(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
+    logger.info(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
         f"({', '.join(f'{k}: {sum(v.values())}' for k, v in counts.items())}) in "
         f"{time.perf_counter() - t0:.0f}s; run folder {trained['run_dir']}")
     return {**trained, **synth}

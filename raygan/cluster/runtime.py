@@ -6,7 +6,7 @@ from typing import Optional
 
 import ray
 
-from raygan.config import Config, ConfigError
+from raygan.config import Config, ConfigError, from_dict
 
 
 def connect(cfg: Config, address: Optional[str] = None) -> dict:
@@ -37,3 +37,16 @@ def member_resources(cfg: Config) -> dict:
         raise ConfigError(f"cluster.gpus_per_member={gpus:g}: above 1 it must be a whole number of "
                           "GPUs; use a fraction below 1 (0.5, 0.25) to share a GPU or 1, 2, ...")
     return {"num_cpus": cfg.cluster.cpus_per_member, "num_gpus": gpus}
+
+
+def task_setup(cfg_dict: dict) -> Config:
+    """The first lines of every raygan task: its config, raygan's log lines, and torch's threads (Ray
+    leaves a task with num_cpus=2 on one thread)."""
+    import torch
+
+    from raygan import logs
+
+    logs.configure()
+    cfg = from_dict(cfg_dict)
+    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    return cfg

@@ -14,8 +14,9 @@ a rerun compares the files' sizes with the manifest instead of downloading them 
 """
 from __future__ import annotations
 
+import logging
+
 from collections import Counter
-from typing import Callable
 
 import pyarrow.parquet as pq
 import ray
@@ -29,6 +30,8 @@ from raygan.ensemble.mixture import allocate
 from raygan.runs import RunFolder, join_uri, sha256_remote
 from raygan.synthesis.records import chunk_seed, synth_records
 from raygan.gan.train import load_generator
+
+logger = logging.getLogger(__name__)
 
 
 class _PartNames(FilenameProvider):
@@ -113,18 +116,18 @@ def _swap_in(fs: pafs.FileSystem, staging: str, final: str) -> None:
 
 
 def write_shards(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict[str, list[float]],
-                 resources: dict, log: Callable[[str], None] = print) -> dict:
+                 resources: dict) -> dict:
     """Generate and write the synthetic set; returns the manifest's shards section."""
     items, spec = shard_plan(cfg, dataset, run, mixtures)
     if _complete(run, spec):
-        log("shards: complete and unchanged (manifest checksums match): nothing rewritten")
+        logger.info("shards: complete and unchanged (manifest checksums match): nothing rewritten")
         return run.manifest()["shards"]
     fs, base = _storage(run)
     staging, final = f"{base}/shards.tmp", f"{base}/shards"
     if fs.get_file_info(staging).type != pafs.FileType.NotFound:
         fs.delete_dir(staging)
     total = sum(i["count"] for i in items)
-    log(f"shards: generating {total} samples in {len(items)} chunks with Ray Data")
+    logger.info(f"shards: generating {total} samples in {len(items)} chunks with Ray Data")
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(_generate_chunk, batch_size=1, fn_kwargs={"run_location": run.location},
                         num_cpus=resources.get("num_cpus", 1), num_gpus=0)
@@ -149,6 +152,6 @@ def write_shards(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: di
                "columns": ["point" if dataset.kind == "points" else "image", "label", "class_name",
                            "member", "method", "seed", "index"]}
     run.update_manifest(shards=section)
-    log(f"shards: {total} rows in {len(files)} files under "
+    logger.info(f"shards: {total} rows in {len(files)} files under "
         f"{join_uri(run.uri, 'shards') if run.uri else final}")
     return section

@@ -23,12 +23,14 @@ are the ones of the finished trial). The returned dict says whether the sweep wa
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import os
 import math
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -38,6 +40,8 @@ from raygan.cluster.runtime import connect
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, load_dataset
 from raygan.runs import RunFolder, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 METRIC = "val_acc"
 _DOWNSTREAM_ARCHS = ("simplecnn", "resnet18", "mlp")  # raygan.evaluation.classifiers.DOWNSTREAM
@@ -250,7 +254,7 @@ def trial_row(result, index: int) -> dict:
     return row
 
 
-def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None] = print) -> dict:
+def run_sweep(cfg: Config, address: str | None = None) -> dict:
     """Run (or resume) the sweep of cfg.sweep over the trained run folder of cfg.
 
     Returns {"best": row of the trial with the highest validation accuracy at any epoch (its config,
@@ -274,7 +278,7 @@ def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None
     resources = connect(cfg, address)
     if cfg.sweep.cpus_per_trial > resources.get("CPU", 0) or \
             cfg.sweep.gpus_per_trial > resources.get("GPU", 0):
-        log(f"sweep: warning: a trial asks for {cfg.sweep.cpus_per_trial:g} CPU / "
+        logger.info(f"sweep: warning: a trial asks for {cfg.sweep.cpus_per_trial:g} CPU / "
             f"{cfg.sweep.gpus_per_trial:g} GPU but the cluster has {resources.get('CPU', 0):g} CPU / "
             f"{resources.get('GPU', 0):g} GPU now; trials wait until nodes with them join")
     trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset,
@@ -288,13 +292,13 @@ def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None
 
     restored = tune.Tuner.can_restore(storage)
     if restored:
-        log(f"sweep: restoring the Tune experiment in {storage} (finished trials are kept)")
+        logger.info(f"sweep: restoring the Tune experiment in {storage} (finished trials are kept)")
         # The stored RunConfig comes back with it, the MLflow callback included (tuner.pkl).
         tuner = tune.Tuner.restore(storage, trainable, resume_errored=True)
     else:
         atomic_write_text(marker, json.dumps(fingerprint, indent=2))
         n_trials = math.prod(len(v) for v in values.values()) * cfg.sweep.num_samples
-        log(f"sweep: {n_trials} trials over "
+        logger.info(f"sweep: {n_trials} trials over "
             f"{', '.join(f'{k}={v}' for k, v in values.items() if len(v) > 1) or 'one setting'}; "
             f"storage {storage}")
         tuner = tune.Tuner(
@@ -327,10 +331,10 @@ def run_sweep(cfg: Config, address: str | None = None, log: Callable[[str], None
                                  indent=2))
     for t in trials:
         if t["status"] == "ERROR":
-            log(f"sweep: trial {t['trial_id']} {t['config']} failed: "
+            logger.info(f"sweep: trial {t['trial_id']} {t['config']} failed: "
                 f"{t['error'].strip().splitlines()[-1] if t['error'].strip() else '?'}")
     shown = {k: best["config"].get(k) for k in (*_GRID_KEYS, "seed")}
-    log(f"sweep {cfg.sweep.name}: {counts['TERMINATED']}/{counts['total']} trials terminated, "
+    logger.info(f"sweep {cfg.sweep.name}: {counts['TERMINATED']}/{counts['total']} trials terminated, "
         f"{counts['ERROR']} errored{' (restored)' if restored else ''}; best {shown}: val "
         f"{best['best_val_acc']:.3f} at epoch {best['best_val_epoch']}, test "
         f"{best['test_acc_at_best_val']:.3f} (last epoch {best['epochs_run']}: val "

@@ -16,9 +16,10 @@ from typing import Callable, Optional
 import ray
 import torch
 
-from raygan.config import Config, from_dict
+from raygan.config import Config
 from raygan.ensemble.members import CONDITIONAL_DIR, train_conditional_member, train_member
 from raygan.runs import RunFolder
+from raygan.cluster.runtime import task_setup
 
 
 def device_for_task(requested: str, gpu_ids: list, cuda_available: bool) -> torch.device:
@@ -48,8 +49,7 @@ def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, cla
                       class_index: int, member: int,
                       data_weights: Optional[torch.Tensor] = None) -> dict:
     """Train (or resume) one member; `data` arrives as the class's shared object-store tensor."""
-    cfg = from_dict(cfg_dict)
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    cfg = task_setup(cfg_dict)
     t0 = time.perf_counter()
     started = time.time()
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
@@ -68,8 +68,7 @@ def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, cla
 def train_conditional_task(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
                            cfg_dict: dict, run_location: str, member: int) -> list[dict]:
     """One conditional member (every class at once): the task grid of gan.family=ccgan."""
-    cfg = from_dict(cfg_dict)
-    torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
+    cfg = task_setup(cfg_dict)
     t0, started = time.perf_counter(), time.time()
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     run = RunFolder.at(run_location)

@@ -6,8 +6,9 @@ the manifest and of MLflow, records each member as soon as it is done.
 """
 from __future__ import annotations
 
+import logging
+
 import time
-from typing import Callable
 
 import ray
 
@@ -19,6 +20,8 @@ from raygan.ensemble.members import conditional_data, member_grid
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
+logger = logging.getLogger(__name__)
+
 
 def _member_line(i: int, total: int, entry: dict, t0: float) -> str:
     where = f" on GPU {','.join(entry['gpu_ids'])}" if entry.get("gpu_ids") else ""
@@ -28,22 +31,21 @@ def _member_line(i: int, total: int, entry: dict, t0: float) -> str:
             f"g_loss {entry['final_g_loss']:.3f} (elapsed {time.perf_counter() - t0:.0f}s)")
 
 
-def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
-                          log: Callable[[str], None] = print) -> list[dict]:
+def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:
     """Submit every missing (class, member) task at once; record each as it finishes."""
     resources = member_resources(cfg)
     grid = member_grid(dataset, cfg.ensemble.members)
     done = [e for k, name, t in grid if (e := run.member_entry(name, t)) is not None]
     todo = [(k, name, t) for k, name, t in grid if run.member_entry(name, t) is None]
     if done:
-        log(f"{len(done)} of {len(grid)} members already complete (manifest): skipped")
+        logger.info(f"{len(done)} of {len(grid)} members already complete (manifest): skipped")
     if not todo:
         return done
     data_refs = {name: ray.put(dataset.train[name]) for name in {name for _, name, _ in todo}}
-    log(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
+    logger.info(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each)")
     if resources["num_gpus"] == 0 and cfg.cluster.gpus_per_member is None:
-        log("note: the cluster has no GPU now, so members train on CPUs; on a cluster that adds GPU "
+        logger.info("note: the cluster has no GPU now, so members train on CPUs; on a cluster that adds GPU "
             "workers on demand (cluster.yaml) set cluster.gpus_per_member=1 so that they ask for one")
     refs = {submit_member(data_refs[name], cfg, run, resources, class_name=name, class_index=k,
                           member=t): (name, t) for k, name, t in todo}
@@ -53,13 +55,12 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
         counter[0] += 1
         run.record_member(entry)
         tracker.log_member(entry, run.path)
-        log(_member_line(counter[0], len(grid), entry, t0))
+        logger.info(_member_line(counter[0], len(grid), entry, t0))
 
     return done + wait_all(refs, record)
 
 
-def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
-                          log: Callable[[str], None] = print) -> list[dict]:
+def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:
     """gan.family=ccgan: one task per member, each training one model for all classes."""
     resources = member_resources(cfg)
     members = range(cfg.ensemble.members)
@@ -67,13 +68,13 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     done = [e for t in members if all(complete[t]) for e in complete[t]]
     todo = [t for t in members if not all(complete[t])]
     if done:
-        log(f"{len(members) - len(todo)} of {len(members)} conditional members already complete: "
+        logger.info(f"{len(members) - len(todo)} of {len(members)} conditional members already complete: "
             "skipped")
     if not todo:
         return done
     data, labels = conditional_data(dataset)
     data_ref, labels_ref = ray.put(data), ray.put(labels)
-    log(f"submitting {len(todo)} conditional member tasks ({resources['num_cpus']} CPU, "
+    logger.info(f"submitting {len(todo)} conditional member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each), each for all {len(dataset.classes)} classes")
     refs = {train_conditional_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                            name=f"train_member:_conditional/{t}").remote(
@@ -85,17 +86,16 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
         counter[0] += 1
         run.record_member(*entries)
         tracker.log_member({**entries[0], "class": "_conditional"}, run.path)
-        log(f"[{counter[0]}/{len(members)}] conditional member {t}: {entries[0]['steps']} steps in "
+        logger.info(f"[{counter[0]}/{len(members)}] conditional member {t}: {entries[0]['steps']} steps in "
             f"{entries[0]['seconds']:.1f}s (elapsed {time.perf_counter() - t0:.0f}s)")
 
     return done + [e for entries in wait_all(refs, record) for e in entries]
 
 
-def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker,
-                   log: Callable[[str], None] = print) -> list[dict]:
+def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:
     if cfg.gan.family == "ccgan":
-        return train_conditional_ray(cfg, dataset, run, tracker, log)
+        return train_conditional_ray(cfg, dataset, run, tracker)
     if cfg.ensemble.method == "independent":
-        return train_independent_ray(cfg, dataset, run, tracker, log)
+        return train_independent_ray(cfg, dataset, run, tracker)
     from raygan.cluster.driver import train_boosting_ray
-    return train_boosting_ray(cfg, dataset, run, tracker, log)
+    return train_boosting_ray(cfg, dataset, run, tracker)

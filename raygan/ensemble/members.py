@@ -4,6 +4,8 @@ Seed 000 Section 2: the ensemble of T GANs is the mixture G_T = sum_t p_t G_t, t
 class k; a synthetic set of N_g samples holds p_t N_g samples from member t (N_g = N real by default).
 """
 from __future__ import annotations
+
+import logging
 import csv
 import io
 import time
@@ -17,6 +19,8 @@ from raygan.synthesis.generate import generate
 from raygan.synthesis.grids import save_sample_grid
 from raygan.gan.train import load_generator, resolve_device, save_generator, train_gan
 
+logger = logging.getLogger(__name__)
+
 
 def member_seed(base_seed: int, class_index: int, member: int) -> int:
     """An independent, reproducible seed per (class, member)."""
@@ -24,7 +28,7 @@ def member_seed(base_seed: int, class_index: int, member: int) -> int:
 
 
 def _train_rounds(data: torch.Tensor, cfg: Config, folder, seed: int, *, labels=None,
-                  n_classes=None, data_weights=None, device=None, on_log=None, log=None):
+                  n_classes=None, data_weights=None, device=None, on_log=None):
     """train_gan, or seed 002's recursive training when train.recursive_rounds > 0.
 
     Recursive training (seed 002, Experiment 3): round 0 trains on the real set s_0; after round i the
@@ -49,8 +53,7 @@ def _train_rounds(data: torch.Tensor, cfg: Config, folder, seed: int, *, labels=
                              device=device)
         data = torch.cat([data.cpu(), synthetic.to(data.dtype)])
         sizes.append(int(data.shape[0]))
-        if log is not None:
-            log(f"recursive round {r}: trained on {sizes[-2]}, +{extra} synthetic -> {sizes[-1]}")
+        logger.info(f"recursive round {r}: trained on {sizes[-2]}, +{extra} synthetic -> {sizes[-1]}")
     raise AssertionError("unreachable")
 
 
@@ -147,8 +150,7 @@ def member_grid(dataset: RealDataset, members: int) -> list[tuple[int, str, int]
     return [(k, name, t) for k, name in enumerate(dataset.classes) for t in range(members)]
 
 
-def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder,
-                      log: Callable[[str], None] = print) -> list[dict]:
+def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder) -> list[dict]:
     """Train the K x T independent ensemble in this process, skipping members already complete.
 
     The Ray layer (raygan.cluster) runs the same `train_member` calls as tasks instead. A conditional
@@ -160,28 +162,28 @@ def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder,
         for t in range(cfg.ensemble.members):
             done = [run.member_entry(name, t) for name in dataset.classes]
             if all(done):
-                log(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: complete, skipped")
+                logger.info(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: complete, skipped")
                 entries += done
                 continue
             t0 = time.perf_counter()
             new = train_conditional_member(data, labels, dataset.classes, cfg, run, member=t)
             run.record_member(*new)
             entries += new
-            log(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: {new[0]['steps']} steps in "
+            logger.info(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: {new[0]['steps']} steps in "
                 f"{time.perf_counter() - t0:.1f}s, d_loss {new[0]['final_d_loss']:.3f}")
         return entries
     grid = member_grid(dataset, cfg.ensemble.members)
     for i, (k, name, t) in enumerate(grid, start=1):
         done = run.member_entry(name, t)
         if done is not None:
-            log(f"[{i}/{len(grid)}] class {name} member {t}: complete, skipped")
+            logger.info(f"[{i}/{len(grid)}] class {name} member {t}: complete, skipped")
             entries.append(done)
             continue
         t0 = time.perf_counter()
         entry = train_member(dataset.train[name], cfg, run, class_name=name, class_index=k, member=t)
         run.record_member(entry)
         entries.append(entry)
-        log(f"[{i}/{len(grid)}] class {name} member {t}: {entry['steps']} steps in "
+        logger.info(f"[{i}/{len(grid)}] class {name} member {t}: {entry['steps']} steps in "
             f"{time.perf_counter() - t0:.1f}s, d_loss {entry['final_d_loss']:.3f}, "
             f"g_loss {entry['final_g_loss']:.3f}")
     return entries

@@ -7,9 +7,10 @@ Figure 3: test accuracy over classifier training epochs for each T.
 """
 from __future__ import annotations
 
+import logging
+
 import json
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ from raygan.ensemble.mixture import Mixture, load_mixture
 from raygan.evaluation.protocols import (ProtocolResult, Split, filter_by_classifier, mix_real_synthetic,
                                          repeat, train_classifier, trts)
 from raygan.runs import RunFolder
+
+logger = logging.getLogger(__name__)
 
 
 def mixture_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> Mixture:
@@ -90,8 +93,7 @@ def on_the_fly(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, seed: 
     return epoch_data
 
 
-def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
-                        log: Callable[[str], None] = print) -> list[dict]:
+def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset) -> list[dict]:
     """TSTR accuracy (mean +- std over R classifiers) for T = 1..T_max, with per-epoch histories."""
     t_max = cfg.eval.max_ensemble or cfg.ensemble.members
     rows = []
@@ -117,7 +119,7 @@ def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
         summary["histories"] = [[h["test_acc"] for h in r.history] for r in result.runs]
         summary["confusion"] = result.runs[0].confusion
         rows.append(summary)
-        log(f"TSTR T={T}: test {summary['test_acc_mean']:.3f} ± {summary['test_acc_std']:.3f} "
+        logger.info(f"TSTR T={T}: test {summary['test_acc_mean']:.3f} ± {summary['test_acc_std']:.3f} "
             f"(best-test-epoch {summary['best_test_acc_mean']:.3f})")
     return rows
 
@@ -128,8 +130,7 @@ def trts_score(run: RunFolder, cfg: Config, dataset: RealDataset, reference: Pro
     return trts(reference.runs[0].model, synthetic)
 
 
-def mixing_table(run: RunFolder, cfg: Config, dataset: RealDataset,
-                 log: Callable[[str], None] = print) -> list[dict]:
+def mixing_table(run: RunFolder, cfg: Config, dataset: RealDataset) -> list[dict]:
     """Seed 002 Figure 2: accuracy of real + ratio x synthetic, for every configured ratio."""
     real = real_train(dataset)
     synthetic = synthetic_set(run, cfg, dataset, cfg.ensemble.members, seed=cfg.synth.seed)
@@ -139,7 +140,7 @@ def mixing_table(run: RunFolder, cfg: Config, dataset: RealDataset,
         summary = repeat("mixed", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats,
                          cfg.eval.seed, ratio=float(ratio)).summary()
         rows.append(summary)
-        log(f"mixed ratio {ratio}: test {summary['test_acc_mean']:.3f} ± "
+        logger.info(f"mixed ratio {ratio}: test {summary['test_acc_mean']:.3f} ± "
             f"{summary['test_acc_std']:.3f}")
     return rows
 
@@ -149,8 +150,7 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2))
 
 
-def quality_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
-                  log: Callable[[str], None] = print) -> dict:
+def quality_curve(run: RunFolder, cfg: Config, dataset: RealDataset) -> dict:
     """The sample-quality metrics of cfg.eval.metrics for T = 1..T_max (and the PCA baseline when
     listed), each class's set drawn from its size-T mixture; see raygan.metrics.quality."""
     from raygan.metrics.quality import compute_quality, samples_per_class
@@ -166,22 +166,21 @@ def quality_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
     t_max = cfg.eval.max_ensemble or cfg.ensemble.members
     sets = {f"T={T}": draw(T) for T in range(1, t_max + 1)}
     device = str(resolve_device(cfg.train.device))
-    return compute_quality(cfg, dataset, sets, run_dir=run.path, device=device, log=log)
+    return compute_quality(cfg, dataset, sets, run_dir=run.path, device=device)
 
 
-def pca_tstr(cfg: Config, dataset: RealDataset, log: Callable[[str], None] = print) -> dict:
+def pca_tstr(cfg: Config, dataset: RealDataset) -> dict:
     """Seed 003's PCA baseline through the TSTR protocol: N_g samples per class from per-class PCA."""
     from raygan.evaluation.pca import pca_synthetic_set
 
     train = pca_synthetic_set(dataset, n_per_class=cfg.ensemble.samples_per_class, seed=cfg.synth.seed)
     summary = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed,
                      generator="pca").summary()
-    log(f"TSTR PCA baseline: test {summary['test_acc_mean']:.3f} ± {summary['test_acc_std']:.3f}")
+    logger.info(f"TSTR PCA baseline: test {summary['test_acc_mean']:.3f} ± {summary['test_acc_std']:.3f}")
     return summary
 
 
-def recursive_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
-                    log: Callable[[str], None] = print) -> list[dict]:
+def recursive_curve(run: RunFolder, cfg: Config, dataset: RealDataset) -> list[dict]:
     """Seed 002 Figure 3: TSTR of every recursive-training round's generators.
 
     Round r < R is the member's round<r>.pt checkpoint, round R its final generator; each round's set
@@ -214,14 +213,13 @@ def recursive_curve(run: RunFolder, cfg: Config, dataset: RealDataset,
         summary.update({"round": r, "train_size_mean": float(np.mean(known)) if known else None})
         size = "" if summary["train_size_mean"] is None else \
             f" (GANs trained on {summary['train_size_mean']:.0f} images per class on average)"
-        log(f"TSTR recursive round {r}{size}: test {summary['test_acc_mean']:.3f} ± "
+        logger.info(f"TSTR recursive round {r}{size}: test {summary['test_acc_mean']:.3f} ± "
             f"{summary['test_acc_std']:.3f}")
         curve.append(summary)
     return curve
 
 
-def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: bool = False,
-                 log: Callable[[str], None] = print) -> dict:
+def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: bool = False) -> dict:
     """TRTR, the TSTR ensemble-size curve, TRTS (and the mixing table if asked); eval/evaluation.json.
 
     With eval.metrics set, also the sample-quality metrics per T (``quality``) and, when "pca" is
@@ -232,22 +230,22 @@ def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: b
         validate_metrics(cfg)  # a missing Inception weights file fails now, not after the training
     reference = trtr(cfg, dataset)
     ref = reference.summary()
-    log(f"TRTR (real training split): test {ref['test_acc_mean']:.3f} ± {ref['test_acc_std']:.3f}")
+    logger.info(f"TRTR (real training split): test {ref['test_acc_mean']:.3f} ± {ref['test_acc_std']:.3f}")
     result = {"dataset": dataset.name, "classes": dataset.classes, "method": cfg.ensemble.method,
               "classifier": cfg.eval.arch, "epochs": cfg.eval.epochs, "repeats": cfg.eval.repeats,
               "trtr": {**ref, "histories": [[h["test_acc"] for h in r.history] for r in reference.runs],
                        "confusion": reference.runs[0].confusion},
-              "tstr_curve": ensemble_size_curve(run, cfg, dataset, log)}
+              "tstr_curve": ensemble_size_curve(run, cfg, dataset)}
     result["trts"] = trts_score(run, cfg, dataset, reference)
-    log(f"TRTS (real-trained classifier on synthetic samples): {result['trts']:.3f}")
+    logger.info(f"TRTS (real-trained classifier on synthetic samples): {result['trts']:.3f}")
     if mixing:
-        result["mixing"] = mixing_table(run, cfg, dataset, log)
+        result["mixing"] = mixing_table(run, cfg, dataset)
     if cfg.train.recursive_rounds:
-        result["recursive"] = recursive_curve(run, cfg, dataset, log)
+        result["recursive"] = recursive_curve(run, cfg, dataset)
     if cfg.eval.metrics:
         if "pca" in cfg.eval.metrics:
-            result["pca_tstr"] = pca_tstr(cfg, dataset, log)
-        result["quality"] = quality_curve(run, cfg, dataset, log)
+            result["pca_tstr"] = pca_tstr(cfg, dataset)
+        result["quality"] = quality_curve(run, cfg, dataset)
     write_json(run.path / "eval" / "evaluation.json", result)
     run.update_manifest(evaluation="eval/evaluation.json")
     return result

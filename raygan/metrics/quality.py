@@ -22,6 +22,8 @@ classifier_score). A "real (val)" set (the real validation split) gives the floo
 """
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -30,6 +32,8 @@ import torch
 
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
+
+logger = logging.getLogger(__name__)
 
 ALLOWED = ("fid", "kid", "domain_fd", "prdc", "msssim", "classifier_score", "pca")
 REAL_SET = "real (val)"
@@ -188,7 +192,7 @@ SetImages = dict[str, torch.Tensor]  # class name -> images (N, C, H, W) in [-1,
 def compute_quality(cfg: Config, dataset: RealDataset,
                     sets: dict[str, SetImages | Callable[[], SetImages]], *,
                     run_dir: Optional[str | Path] = None, device: str = "cpu",
-                    real_baseline: bool = True, log: Callable[[str], None] = print) -> dict:
+                    real_baseline: bool = True) -> dict:
     """Every metric in cfg.eval.metrics for every set {label: {class name: images}} (see module doc).
 
     A set may be given as a zero-argument function returning its images: it is then drawn when its
@@ -235,7 +239,7 @@ def compute_quality(cfg: Config, dataset: RealDataset,
             raise ValueError(f"set {label!r} has no samples for class(es) {missing}")
         result["sets"][label] = _score_set(metric_names, spaces, dataset, per_class, ref_feats,
                                            cfg.eval.seed)
-        log(f"quality {label}: " + ", ".join(f"{k} {v:.4g}" for k, v in
+        logger.info(f"quality {label}: " + ", ".join(f"{k} {v:.4g}" for k, v in
                                              result["sets"][label]["overall"].items() if k != "n"))
     return result
 

@@ -6,10 +6,11 @@ a scatter coloured by member (Figure 1) into the run folder.
 """
 from __future__ import annotations
 
+import logging
+
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from raygan.ensemble.members import train_independent
 from raygan.metrics.grid import Table1Row, nearest_modes, table1_bootstrap
 from raygan.runs import RunFolder, atomic_write_text
 from raygan.synthesis.generate import generate
+
+logger = logging.getLogger(__name__)
 
 # Seed 000 Table 1 (modes of 25, high-quality %), mean +- std; PacGAN's paper for comparison.
 PAPER_TABLE1 = {
@@ -68,7 +71,7 @@ def scatter_by_member(pools: list[np.ndarray], real: np.ndarray, path: Path, n_s
     tmp.replace(path)
 
 
-def run_table1(cfg: Config, log: Callable[[str], None] = print) -> dict:
+def run_table1(cfg: Config) -> dict:
     """Train (or resume) the GANs, bootstrap, write the table and the figure; returns the result."""
     dataset = load_dataset(cfg.data)
     check_batch_fits(dataset, cfg.train.batch_size)
@@ -76,8 +79,8 @@ def run_table1(cfg: Config, log: Callable[[str], None] = print) -> dict:
     run.check_compatible(cfg)
     run.write_config(cfg)
     members_cfg = cfg.replace(ensemble={"members": cfg.grid_eval.gans, "weights": None})
-    log(f"training {cfg.grid_eval.gans} GANs of {cfg.train.steps} steps on {dataset.summary()}")
-    train_independent(members_cfg, dataset, run, log=log)
+    logger.info(f"training {cfg.grid_eval.gans} GANs of {cfg.train.steps} steps on {dataset.summary()}")
+    train_independent(members_cfg, dataset, run)
 
     mixture = load_mixture(run, "grid", cfg.grid_eval.gans)
     means, sigma = grid_means(), cfg.data.grid_sigma

@@ -83,11 +83,11 @@ def placement(root: str) -> dict:
     try:
         started = time.time() - t0
         head = ray.get_runtime_context().get_node_id()
-        whole = run_train(_cfg(root, "whole", "cluster.gpus_per_member=1"), log=print)
+        whole = run_train(_cfg(root, "whole", "cluster.gpus_per_member=1"))
         for node in workers:  # one GPU left: the head's
             cluster.remove_node(node)
         quarter_cfg = _cfg(root, "quarter", "cluster.gpus_per_member=0.25")
-        quarter = run_train(quarter_cfg, log=print)
+        quarter = run_train(quarter_cfg)
         together = _held_together(member_resources(quarter_cfg), 4)
         return {"head": head, "cluster_start_s": round(started, 1),
                 "gpu_nodes": 4, "whole": _members(whole), "quarter": _members(quarter),
@@ -159,7 +159,7 @@ def autoscale(root: str) -> dict:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         submitted = time.time() - t0
-        result = run_train(_cfg(root, "autoscale", "cluster.gpus_per_member=1"), log=print)
+        result = run_train(_cfg(root, "autoscale", "cluster.gpus_per_member=1"))
         trained = time.time() - t0
         deadline = time.time() + 90
         while gpu_nodes() and time.time() < deadline:  # idle workers go after idle_timeout_minutes

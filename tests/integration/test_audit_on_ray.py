@@ -28,8 +28,8 @@ def digits_run(ray_session, tmp_path_factory):
                                  "output.sample_grid=16", "synth.chunk_size=256", "eval.repeats=1",
                                  "eval.epochs=1", "tracking.enabled=false", f"output.root={root}"])
     prepared = prepare(cfg)  # MLflow stays off while training: the tests turn it on for the audit
-    run_train(cfg, log=lambda s: None, prepared=prepared)
-    run_synth(cfg, log=lambda s: None, prepared=prepared)
+    run_train(cfg, prepared=prepared)
+    run_synth(cfg, prepared=prepared)
     return cfg, prepared[1].path
 
 
@@ -78,11 +78,12 @@ def test_raygan_audit_on_a_trained_run_writes_privacy_json_and_the_figure(digits
     assert json.loads((run / "audit" / "privacy.json").read_text())["spaces"] == ["pixel"]
 
 
-def test_pipeline_step_logs_into_the_evaluate_run_and_the_report(digits_run):
+def test_pipeline_step_logs_into_the_evaluate_run_and_the_report(raygan_logs, digits_run):
     cfg, run = digits_run
-    logs: list[str] = []
+    raygan_logs.clear()
+    logs = raygan_logs
     cfg = cfg.replace(tracking={"enabled": True})
-    result = run_pipeline(cfg, log=logs.append)  # members and shards exist: evaluate + audit only
+    result = run_pipeline(cfg)  # members and shards exist: evaluate + audit only
     assert result["trained_now"] == 0
     assert any(line.startswith("audit") for line in logs)
     assert (run / "audit" / "privacy.json").exists()

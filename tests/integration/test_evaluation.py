@@ -14,7 +14,7 @@ from raygan.runs import RunFolder
 def test_pipeline_ends_with_evaluation_and_report(ray_session, ray_cfg):
     cfg = ray_cfg("digits", "ensemble.members=2", "eval.repeats=2", "eval.epochs=3", "eval.mixing=true",
                   "eval.mixing_ratios=[0, 1]")
-    result = run_pipeline(cfg, log=lambda s: None)
+    result = run_pipeline(cfg)
     run = RunFolder(result["run_dir"])
     ev = json.loads((run.path / "eval" / "evaluation.json").read_text())
     assert [r["T"] for r in ev["tstr_curve"]] == [1, 2]
@@ -48,7 +48,7 @@ def test_digits_ensemble_of_five_beats_a_single_gan(ray_session, ray_cfg):
     cfg = ray_cfg("digits", "data.grouping=null", "gan.width=16", "train.steps=300",
                   "train.checkpoint_every=300", "ensemble.members=5", "eval.repeats=3",
                   "eval.epochs=8", "tracking.enabled=false")
-    ev = run_pipeline(cfg, log=print)["evaluation"]
+    ev = run_pipeline(cfg)["evaluation"]
     by_t = {r["T"]: r for r in ev["tstr_curve"]}
     single, ensemble = by_t[1]["test_acc_mean"], by_t[5]["test_acc_mean"]
     assert ensemble > single + 0.03, (single, ensemble)

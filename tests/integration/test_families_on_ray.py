@@ -9,10 +9,11 @@ from raygan.cluster.pipeline import run_synth, run_train
 from raygan.runs import RunFolder
 
 
-def test_conditional_members_run_as_one_task_each_and_fill_every_class(ray_session, ray_cfg):
+def test_conditional_members_run_as_one_task_each_and_fill_every_class(raygan_logs, ray_session, ray_cfg):
     cfg = ray_cfg("digits", "gan.family=ccgan", "synth.truncation=1.5", "tracking.enabled=false")
-    logs: list[str] = []
-    run_train(cfg, log=logs.append)
+    raygan_logs.clear()
+    logs = raygan_logs
+    run_train(cfg)
     run = RunFolder.for_config(cfg)
     members = run.manifest()["members"]
     assert set(members) == {"0-4/0", "5-9/0", "0-4/1", "5-9/1"}
@@ -23,7 +24,7 @@ def test_conditional_members_run_as_one_task_each_and_fill_every_class(ray_sessi
         assert (a["condition"], b["condition"]) == (0, 1)
     assert sum("conditional member" in line and "steps in" in line for line in logs) == 2
 
-    run_synth(cfg, log=logs.append)
+    run_synth(cfg)
     table = pq.read_table(run.path / "shards")
     counts = Counter(zip(table["class_name"].to_pylist(), table["member"].to_pylist()))
     sizes = {"0-4": 630, "5-9": 627}
@@ -32,8 +33,8 @@ def test_conditional_members_run_as_one_task_each_and_fill_every_class(ray_sessi
     assert run.manifest()["shards"]["spec"]["truncation"] == 1.5
     # the rerun of the same spec writes nothing
     logs.clear()
-    run_train(cfg, log=logs.append)
-    run_synth(cfg, log=logs.append)
+    run_train(cfg)
+    run_synth(cfg)
     assert any("unchanged" in line for line in logs)
 
 
@@ -80,7 +81,7 @@ def test_cifar2_config_runs_end_to_end_on_rgb_files(ray_session, tmp_path):
         "train.steps=20", "train.batch_size=16", "train.checkpoint_every=10", "train.log_every=10",
         "ensemble.members=2", "eval.repeats=1", "eval.epochs=1", "output.sample_grid=8",
         "eval.metrics=[domain_fd, msssim, classifier_score]", "tracking.enabled=false"])
-    result = run_pipeline(cfg, log=lambda s: None)
+    result = run_pipeline(cfg)
     run = RunFolder(result["run_dir"])
     table = pq.read_table(run.path / "shards")
     assert Counter(table["class_name"].to_pylist()) == {"0-4": 54, "5-9": 54}  # 60 per class - val
@@ -100,8 +101,8 @@ def test_progressive_and_layernorm_members_train_and_synthesize_on_ray(ray_sessi
     for family in (["gan.family=pggan"], ["gan.family=dcgan", "gan.g_norm=layer"]):
         cfg = ray_cfg("digits", *family, "tracking.enabled=false",
                       f"output.run={family[-1].split('=')[1]}")
-        run_train(cfg, log=lambda s: None)
-        run_synth(cfg, log=lambda s: None)
+        run_train(cfg)
+        run_synth(cfg)
         run = RunFolder.for_config(cfg)
         table = pq.read_table(run.path / "shards")
         assert len(table) == 1257
@@ -109,7 +110,7 @@ def test_progressive_and_layernorm_members_train_and_synthesize_on_ray(ray_sessi
         assert decode_png(table["image"][0].as_py()).shape == (8, 8)
 
 
-def test_evaluation_as_a_ray_task_writes_the_same_results(ray_session, ray_cfg):
+def test_evaluation_as_a_ray_task_writes_the_same_results(raygan_logs, ray_session, ray_cfg):
     import json
 
     from raygan.cluster.pipeline import evaluation_resources, run_pipeline
@@ -118,8 +119,9 @@ def test_evaluation_as_a_ray_task_writes_the_same_results(ray_session, ray_cfg):
                   "audit.enabled=false", "tracking.enabled=false")
     assert evaluation_resources(cfg) == {"num_cpus": 1.0, "num_gpus": 0}
     assert evaluation_resources(cfg.replace(cluster={"evaluate_as_task": None})) is None  # no GPU here
-    logs: list[str] = []
-    result = run_pipeline(cfg, log=logs.append)
+    raygan_logs.clear()
+    logs = raygan_logs
+    result = run_pipeline(cfg)
     assert any("evaluate: as a Ray task" in line for line in logs)
     run = RunFolder(result["run_dir"])
     evaluation = json.loads((run.path / "eval" / "evaluation.json").read_text())

@@ -69,7 +69,7 @@ def test_killed_member_worker_is_retried_and_resumes(ray_session, ray_cfg):
     cfg = ray_cfg("grid", "train.steps=400", "train.checkpoint_every=50", "ensemble.members=2",
                   "tracking.enabled=false")
     run = RunFolder.for_config(cfg)
-    thread, box = _in_thread(run_pipeline, cfg, log=lambda s: None)
+    thread, box = _in_thread(run_pipeline, cfg)
     pid, member = _wait_for(lambda: _running_member_with_checkpoint(run, ray_session["gcs"]), 120,
                             "a running member with a checkpoint")
     os.kill(pid, signal.SIGKILL)
@@ -91,7 +91,7 @@ def test_killed_driver_actor_restarts_and_continues(ray_session, ray_cfg):
                   "boosting.classifier_epochs=1", "tracking.enabled=false")
     run = RunFolder.for_config(cfg)
     state_file = run.path / "boosting" / "grid" / "state.json"
-    thread, box = _in_thread(run_pipeline, cfg, log=lambda s: None)
+    thread, box = _in_thread(run_pipeline, cfg)
     _wait_for(lambda: state_file.exists() and json.loads(state_file.read_text())["step"] >= 1, 180,
               "the first boosting step")
     ray.kill(ray.get_actor(actor_name(run, "grid")), no_restart=False)

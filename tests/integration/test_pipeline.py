@@ -18,10 +18,11 @@ def _shard_counts(run_dir) -> Counter:
     return Counter(zip(table["class_name"].to_pylist(), table["member"].to_pylist()))
 
 
-def test_independent_digits_pipeline_shards_read_back_without_raygan(ray_session, ray_cfg):
+def test_independent_digits_pipeline_shards_read_back_without_raygan(raygan_logs, ray_session, ray_cfg):
     cfg = ray_cfg("digits", "ensemble.members=3", "eval.repeats=1", "eval.epochs=1")
-    logs: list[str] = []
-    result = run_pipeline(cfg, log=logs.append)
+    raygan_logs.clear()
+    logs = raygan_logs
+    result = run_pipeline(cfg)
     run = RunFolder(result["run_dir"])
     # N_g = N real per class, split evenly over T = 3 members (630 -> 210 each; 627 -> 209 each)
     assert _shard_counts(run.path) == {("0-4", 0): 210, ("0-4", 1): 210, ("0-4", 2): 210,
@@ -69,34 +70,36 @@ def test_independent_digits_pipeline_shards_read_back_without_raygan(ray_session
     assert parents == {"train", "synthesize", "evaluate"}
 
 
-def test_grid_points_and_a_rerun_trains_nothing_and_rewrites_nothing(ray_session, ray_cfg):
+def test_grid_points_and_a_rerun_trains_nothing_and_rewrites_nothing(raygan_logs, ray_session, ray_cfg):
     cfg = ray_cfg("grid", "ensemble.members=2", "tracking.enabled=false")
-    first = run_pipeline(cfg, log=lambda s: None)
+    first = run_pipeline(cfg)
     run = RunFolder(first["run_dir"])
     table = pq.read_table(run.path / "shards")
     assert "point" in table.column_names and len(table["point"][0].as_py()) == 2
     assert _shard_counts(run.path) == {("grid", 0): 1000, ("grid", 1): 1000}
     stamps = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
-    logs: list[str] = []
-    again = run_pipeline(cfg, log=logs.append)
+    raygan_logs.clear()
+    logs = raygan_logs
+    again = run_pipeline(cfg)
     assert again["trained_now"] == 0
     assert any("nothing rewritten" in line for line in logs)
     after = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
     assert after == stamps  # not one file rewritten, none added
 
 
-def test_rerun_after_an_interrupt_trains_only_what_is_missing(ray_session, ray_cfg):
+def test_rerun_after_an_interrupt_trains_only_what_is_missing(raygan_logs, ray_session, ray_cfg):
     cfg = ray_cfg("grid", "ensemble.members=3", "tracking.enabled=false")
-    run_train(cfg.replace(ensemble={"members": 1}), log=lambda s: None)
+    run_train(cfg.replace(ensemble={"members": 1}))
     run = RunFolder.for_config(cfg)
     # an interrupted member: a checkpoint part-way, no manifest entry
-    logs: list[str] = []
-    result = run_train(cfg, log=logs.append)
+    raygan_logs.clear()
+    logs = raygan_logs
+    result = run_train(cfg)
     assert result["trained_now"] == 2
     assert any("1 of 3 members already complete" in line for line in logs)
     trained = [line for line in logs if "steps in" in line]
     assert len(trained) == 2 and not any("member 0:" in line for line in trained)
-    synth = run_synth(cfg, log=lambda s: None)
+    synth = run_synth(cfg)
     assert synth["shards"]["rows"] == 2000
     assert sorted(json.loads((run.path / "manifest.json").read_text())["members"]) == \
         ["grid/0", "grid/1", "grid/2"]
@@ -105,7 +108,7 @@ def test_rerun_after_an_interrupt_trains_only_what_is_missing(ray_session, ray_c
 def test_adagan_three_steps_state_and_mixture(ray_session, ray_cfg):
     cfg = ray_cfg("grid", "ensemble.method=adagan", "ensemble.members=3", "boosting.classifier_epochs=1",
                   "tracking.enabled=false")
-    result = run_pipeline(cfg, log=lambda s: None)
+    result = run_pipeline(cfg)
     run = RunFolder(result["run_dir"])
     state = json.loads((run.path / "boosting" / "grid" / "state.json").read_text())
     assert state["step"] == 3 and len(state["steps"]) == 3
@@ -123,7 +126,7 @@ def test_adagan_three_steps_state_and_mixture(ray_session, ray_cfg):
 def test_seed_001_reweighting_as_an_ensemble_method(ray_session, ray_cfg):
     cfg = ray_cfg("grid", "ensemble.method=reweight", "ensemble.members=2",
                   "boosting.reweight_transform=B", "tracking.enabled=false")
-    result = run_pipeline(cfg, log=lambda s: None)
+    result = run_pipeline(cfg)
     run = RunFolder(result["run_dir"])
     state = json.loads((run.path / "boosting" / "grid" / "state.json").read_text())
     assert state["step"] == 2 and state["steps"][1]["transform"] == "B"

@@ -46,7 +46,7 @@ def worker_mirror(tmp_path):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_file_uri_run_folder_train_synth_rerun(ray_session, ray_cfg, tmp_path, monkeypatch,
+def test_file_uri_run_folder_train_synth_rerun(raygan_logs, ray_session, ray_cfg, tmp_path, monkeypatch,
                                                worker_mirror):
     store = tmp_path / "store"
     uri_root = f"file://{store}"
@@ -56,12 +56,11 @@ def test_file_uri_run_folder_train_synth_rerun(ray_session, ray_cfg, tmp_path, m
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "driver-mirror"))
     cfg = ray_cfg("digits", "tracking.enabled=false", "audit.enabled=false",
                   f"output.root={uri_root}")
-    logs: list[str] = []
     prepared = prepare(cfg)
     run = prepared[1]
     assert run.uri == f"{uri_root}/default/run" and run.path.is_relative_to(tmp_path / "driver-mirror")
-    trained = run_train(cfg, log=logs.append, prepared=prepared)
-    synth = run_synth(cfg, log=logs.append, prepared=prepared)
+    trained = run_train(cfg, prepared=prepared)
+    synth = run_synth(cfg, prepared=prepared)
     assert trained["trained_now"] == 4
 
     # Storage holds the whole run: bookkeeping, every member's files, the shards, no staging folder.
@@ -90,10 +89,11 @@ def test_file_uri_run_folder_train_synth_rerun(ray_session, ray_cfg, tmp_path, m
     # A rerun from a fresh mirror ("a new head node") skips everything, from what storage says.
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "fresh-mirror"))
     before = {p: fs.get_file_info(f"{base}/{p}").mtime_ns for p in shard_files}
-    logs2: list[str] = []
+    raygan_logs.clear()
+    logs2 = raygan_logs
     again = prepare(cfg)
-    assert run_train(cfg, log=logs2.append, prepared=again)["trained_now"] == 0
-    run_synth(cfg, log=logs2.append, prepared=again)
+    assert run_train(cfg, prepared=again)["trained_now"] == 0
+    run_synth(cfg, prepared=again)
     assert any("4 of 4 members already complete" in line for line in logs2)
     assert any("nothing rewritten" in line for line in logs2)
     assert {p: fs.get_file_info(f"{base}/{p}").mtime_ns for p in shard_files} == before
@@ -106,7 +106,7 @@ def test_file_uri_run_folder_train_synth_rerun(ray_session, ray_cfg, tmp_path, m
     shutil.rmtree(default_root / quote(f"{uri_root}/default", safe=""), ignore_errors=True)
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "third-mirror"))
     third = prepare(cfg)
-    result = run_train(cfg, log=lambda s: None, prepared=third)
+    result = run_train(cfg, prepared=third)
     assert result["trained_now"] == 1
     redone = third[1].manifest()["members"]["5-9/1"]
     assert redone["resumed_from"] == cfg.train.steps  # the last checkpoint came back from storage
@@ -134,8 +134,8 @@ def test_file_uri_boosting_keeps_its_state_in_storage(ray_session, ray_cfg, tmp_
                   "boosting.classifier_epochs=1", "tracking.enabled=false", "audit.enabled=false",
                   f"output.root={uri_root}")
     prepared = prepare(cfg)
-    run_train(cfg, log=lambda s: None, prepared=prepared)
-    run_synth(cfg, log=lambda s: None, prepared=prepared)
+    run_train(cfg, prepared=prepared)
+    run_synth(cfg, prepared=prepared)
     stored = tmp_path / "store" / "default" / "run"
     state = json.loads((stored / "boosting" / "grid" / "state.json").read_text())
     assert state["step"] == 2 and len(state["mixture_weights"]) == 2

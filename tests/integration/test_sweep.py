@@ -33,7 +33,7 @@ def shared_root(tmp_path_factory):
 
 def _trained(ray_cfg, root, *overrides):
     cfg = ray_cfg("digits", *SWEEP, f"output.root={root}", *overrides)
-    run_train(cfg, log=lambda s: None)
+    run_train(cfg)
     return cfg
 
 
@@ -46,14 +46,15 @@ def _sweep_runs(cfg, name):
                                       filter_string=f"tags.`raygan.sweep` = '{name}'")
 
 
-def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(ray_session, ray_cfg, shared_root,
+def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(raygan_logs, ray_session, ray_cfg, shared_root,
                                                                monkeypatch):
     _trained(ray_cfg, shared_root, "sweep.name=grid")
     # A relative output.root, as in the default config: Tune runs each trial in its own directory.
     monkeypatch.chdir(shared_root.parent)
     cfg = ray_cfg("digits", *SWEEP, f"output.root={shared_root.name}", "sweep.name=grid")
-    logs: list[str] = []
-    out = run_sweep(cfg, log=logs.append)
+    raygan_logs.clear()
+    logs = raygan_logs
+    out = run_sweep(cfg)
 
     assert out["restored"] is False
     assert out["counts"] == {"TERMINATED": 4, "ERROR": 0, "total": 4}
@@ -96,13 +97,13 @@ def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(ray_session, ray_c
         assert len(client.get_metric_history(r.info.run_id, "val_acc")) == trial["epochs_run"]
 
     # a rerun of a finished sweep restores it, trains nothing and opens no MLflow run
-    again = run_sweep(cfg, log=lambda s: None)
+    again = run_sweep(cfg)
     assert again["restored"] is True and again["counts"]["TERMINATED"] == 4
     assert len(_sweep_runs(cfg, "grid")[1]) == 4
     # ... but a rerun under the same name with another grid is refused (restore keeps the old one)
     changed = cfg.replace(sweep={"lr": [0.001, 0.01]})
     with pytest.raises(ConfigError, match="started with other settings"):
-        run_sweep(changed, log=lambda s: None)
+        run_sweep(changed)
 
 
 def _stored_statuses(storage: str) -> dict[str, str]:
@@ -117,7 +118,7 @@ def _stored_statuses(storage: str) -> dict[str, str]:
     return {json.loads(t[0])["trial_id"]: json.loads(t[0])["status"] for t in data["trial_data"]}
 
 
-def test_killed_sweep_driver_is_restored_and_finishes(ray_session, ray_cfg, shared_root, tmp_path):
+def test_killed_sweep_driver_is_restored_and_finishes(raygan_logs, ray_session, ray_cfg, shared_root, tmp_path):
     cfg = _trained(ray_cfg, shared_root, "sweep.name=killed")
     storage = str(Path(cfg.output.root, "default", "run", "tune", "killed").resolve())
     config_path = tmp_path / "config.yaml"
@@ -158,8 +159,10 @@ def test_killed_sweep_driver_is_restored_and_finishes(ray_session, ray_cfg, shar
     done_before = {tid for tid, status in at_kill.items() if status == "TERMINATED"}
     assert 1 <= len(done_before) < 4
 
-    logs: list[str] = []
-    out = run_sweep(cfg, log=logs.append)
+    raygan_logs.clear()
+
+    logs = raygan_logs
+    out = run_sweep(cfg)
     assert out["restored"] is True
     assert any(line.startswith("sweep: restoring the Tune experiment") for line in logs)
     assert out["counts"] == {"TERMINATED": 4, "ERROR": 0, "total": 4}
@@ -189,12 +192,12 @@ def test_bad_input_is_refused_before_any_work(ray_cfg, tmp_path, shared_root, ra
     # nothing trained in this folder yet
     empty = ray_cfg("digits", *SWEEP, "sweep.name=never")
     with pytest.raises(ConfigError, match="raygan train"):
-        run_sweep(empty, log=lambda s: None)
+        run_sweep(empty)
     with pytest.raises(ConfigError, match="unknown classifier"):
-        run_sweep(ray_cfg("digits", "sweep.arch=[simplecnn, vgg]"), log=lambda s: None)
+        run_sweep(ray_cfg("digits", "sweep.arch=[simplecnn, vgg]"))
     # the shared run has 2 members per class; T = 3 needs more
     cfg = _trained(ray_cfg, shared_root, "sweep.members=[1, 3]", "sweep.name=toolarge")
     with pytest.raises(ConfigError, match=r"2 of the 3 trained members.*raygan train"):
-        run_sweep(cfg, log=lambda s: None)
+        run_sweep(cfg)
     assert not Path(cfg.output.root, "default", "run", "tune", "toolarge").exists()
     assert not Path(empty.output.root, "default", "run", "tune").exists()

@@ -153,7 +153,7 @@ def test_planted_copies_are_found_with_their_indices_and_the_verdict_warns(tmp_p
     member1 = torch.cat([honest[:10], train0[copied], honest[10:60]])
     run = _write_run(cfg, {0: [honest[60:], member1], 1: [_val(digits, 1)[:60], _val(digits, 1)[60:]]})
     logs = []
-    privacy = audit_run(cfg, run.path, device="cpu", log=logs.append)
+    privacy = audit_run(cfg, run.path, device="cpu")
     assert privacy["verdict"] == "warn"
     c = privacy["classes"]["0-4"]
     dups = c["near_duplicates"]
@@ -182,10 +182,10 @@ def test_planted_copies_are_found_with_their_indices_and_the_verdict_warns(tmp_p
     assert "![closest pairs](audit/closest_pairs.png)" in report
     # a rerun with nothing changed is skipped; force recomputes
     logs.clear()
-    assert audit_run(cfg, run.path, device="cpu", log=logs.append)["verdict"] == "warn"
+    assert audit_run(cfg, run.path, device="cpu")["verdict"] == "warn"
     assert "up to date" in logs[0]
     stamp = (run.path / "audit" / "privacy.json").stat().st_mtime_ns
-    audit_run(cfg, run.path, device="cpu", force=True, log=logs.append)
+    audit_run(cfg, run.path, device="cpu", force=True)
     assert (run.path / "audit" / "privacy.json").stat().st_mtime_ns > stamp
 
 
@@ -193,7 +193,7 @@ def test_a_synthetic_set_of_copies_is_caught_by_membership_inference(tmp_path, d
     cfg = _cfg(tmp_path, "ensemble.members=1")
     run = _write_run(cfg, {k: [digits.train[name][torch.randperm(len(digits.train[name]))]]
                            for k, name in enumerate(digits.classes)})
-    privacy = audit_run(cfg, run.path, device="cpu", log=lambda s: None)
+    privacy = audit_run(cfg, run.path, device="cpu")
     assert privacy["mia_auroc"]["pixel"] > 0.99
     for c in privacy["classes"].values():
         assert c["spaces"]["pixel"]["synthetic"]["fraction_below_p1"] == 1.0
@@ -205,7 +205,7 @@ def test_independent_samples_from_the_same_distribution_pass(tmp_path, digits):
     """The val split (never trained on) as the synthetic set, the test split as the holdout."""
     cfg = _cfg(tmp_path, "ensemble.members=2", "audit.spaces=[pixel, domain]")
     run = _write_run(cfg, {k: [_val(digits, k)[:70], _val(digits, k)[70:]] for k in (0, 1)})
-    privacy = audit_run(cfg, run.path, device="cpu", log=lambda s: None)
+    privacy = audit_run(cfg, run.path, device="cpu")
     assert privacy["verdict"] == "pass", privacy["reasons"]
     for c in privacy["classes"].values():
         assert c["near_duplicates"] == []
@@ -281,7 +281,7 @@ def test_points_are_not_applicable(tmp_path):
     (run / "config.yaml").write_text(cfg.to_yaml())
     (run / "shards" / "p.parquet").write_bytes(b"")
     logs = []
-    assert audit_run(cfg, run, log=logs.append) is None
+    assert audit_run(cfg, run) is None
     assert "not applicable" in logs[0] and not (run / "audit").exists()
 
 

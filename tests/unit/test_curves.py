@@ -11,7 +11,7 @@ def _trained(tiny_digits_cfg, *overrides):
     cfg = tiny_digits_cfg("data.grouping=II", "eval.repeats=1", "eval.epochs=2", *overrides)
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
-    train_independent(cfg, ds, run, log=lambda s: None)
+    train_independent(cfg, ds, run)
     return cfg, ds, run
 
 
@@ -31,14 +31,13 @@ def test_on_the_fly_draws_fresh_samples_each_epoch_one_member_per_block(tiny_dig
     assert torch.equal(y1, y2) and torch.bincount(y1).tolist() == [630, 627]
     assert not torch.equal(x1, x2)
     assert torch.equal(x1, epoch_data(1)[0])  # reproducible per epoch
-    rows = ensemble_size_curve(run, cfg.replace(eval={"on_the_fly": True}), ds, log=lambda s: None)
+    rows = ensemble_size_curve(run, cfg.replace(eval={"on_the_fly": True}), ds)
     assert [r["T"] for r in rows] == [1, 2] and all(r["on_the_fly"] for r in rows)
     assert all(len(r["histories"][0]) == 2 for r in rows)
 
 
 def test_filtering_keeps_a_fraction_and_records_it(tiny_digits_cfg):
     cfg, ds, run = _trained(tiny_digits_cfg)
-    rows = ensemble_size_curve(run, cfg.replace(eval={"filter_rho": 0.6, "epochs": 3}), ds,
-                               log=lambda s: None)
+    rows = ensemble_size_curve(run, cfg.replace(eval={"filter_rho": 0.6, "epochs": 3}), ds)
     kept = [r["kept_fraction"] for r in rows]
     assert all(0.0 < k < 1.0 for k in kept), kept

@@ -57,7 +57,7 @@ def test_independent_ensemble_trains_k_by_t_members_and_a_rerun_skips_them(tiny_
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
     logs = []
-    entries = train_independent(cfg, ds, run, log=logs.append)
+    entries = train_independent(cfg, ds, run)
     assert len(entries) == 4  # 2 classes x 2 members
     manifest = json.loads((run.path / "manifest.json").read_text())
     assert sorted(manifest["members"]) == ["0-4/0", "0-4/1", "5-9/0", "5-9/1"]
@@ -70,7 +70,7 @@ def test_independent_ensemble_trains_k_by_t_members_and_a_rerun_skips_them(tiny_
         assert lines[0] == "step,d_loss,g_loss" and len(lines) == cfg.train.steps + 1
     before = {p: p.stat().st_mtime_ns for p in run.path.rglob("generator.pt")}
     logs.clear()
-    again = train_independent(cfg, ds, run, log=logs.append)
+    again = train_independent(cfg, ds, run)
     assert all("skipped" in line for line in logs)
     assert again == entries
     assert before == {p: p.stat().st_mtime_ns for p in run.path.rglob("generator.pt")}
@@ -88,9 +88,9 @@ def test_rerun_after_interrupt_trains_only_what_is_missing(tiny_digits_cfg):
     cfg = tiny_digits_cfg("data.grouping=II", "ensemble.members=1")
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
-    train_independent(cfg, ds, run, log=lambda s: None)
+    train_independent(cfg, ds, run)
     grown = cfg.replace(ensemble={"members": 2})
     logs = []
-    train_independent(grown, ds, run, log=logs.append)
+    train_independent(grown, ds, run)
     trained = [line for line in logs if "skipped" not in line]
     assert len(trained) == 2 and all("member 1" in line for line in trained)

@@ -184,7 +184,7 @@ def test_classifier_score_is_high_on_real_class_images_and_low_on_noise(digits, 
 def test_compute_quality_scores_sets_per_class_and_overall_with_feature_spaces(digits, domain_dir):
     cfg = load_config(overrides=["eval.metrics=[domain_fd, prdc, msssim, classifier_score, pca]"])
     noise = {n: _noise(30, (1, 8, 8), k) for k, n in enumerate(digits.classes)}
-    q = compute_quality(cfg, digits, {"noise": lambda: noise}, run_dir=domain_dir, log=lambda s: None)
+    q = compute_quality(cfg, digits, {"noise": lambda: noise}, run_dir=domain_dir)
     json.dumps(q)  # JSON-able
     assert list(q["sets"]) == [REAL_SET, "noise", "pca"]
     assert q["feature_spaces"]["domain_fd"].startswith("domain: SimpleCNN")
@@ -212,8 +212,7 @@ def test_inception_fid_kid_near_zero_for_a_copy_of_the_reference_large_for_noise
     x, y = ds.test
     copy = {n: x[y == k][:4] for k, n in enumerate(ds.classes)}           # 8x8 grey digits
     noise = {n: _noise(9, (1, 8, 8), k) for k, n in enumerate(ds.classes)}
-    q = compute_quality(cfg, ds, {"copy": copy, "noise": noise}, real_baseline=False,
-                        log=lambda s: None)
+    q = compute_quality(cfg, ds, {"copy": copy, "noise": noise}, real_baseline=False)
     assert q["feature_spaces"] == {"fid": "inception-v3 (weights: fake_inception.pth)",
                                    "kid": "inception-v3 (weights: fake_inception.pth)"}
     same, noisy = q["sets"]["copy"], q["sets"]["noise"]
@@ -237,8 +236,8 @@ def test_evaluate_run_stores_quality_per_T_and_the_report_shows_it(tiny_digits_c
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
     run.write_config(cfg)
-    train_independent(cfg, ds, run, log=lambda s: None)
-    evaluate_run(cfg, ds, run, log=lambda s: None)
+    train_independent(cfg, ds, run)
+    evaluate_run(cfg, ds, run)
     ev = json.loads((run.path / "eval" / "evaluation.json").read_text())
     q = ev["quality"]
     assert list(q["sets"]) == [REAL_SET, "T=1", "T=2", "pca"]

@@ -37,7 +37,7 @@ def test_conditional_members_cover_every_class_from_one_model(tiny_digits_cfg):
     cfg = tiny_digits_cfg("gan.family=ccgan", "data.classes={zero: [0], one: [1]}")
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
-    entries = train_independent(cfg, ds, run, log=lambda s: None)
+    entries = train_independent(cfg, ds, run)
     assert len(entries) == 2 * cfg.ensemble.members
     manifest = json.loads(run.manifest_path.read_text())["members"]
     assert set(manifest) == {"zero/0", "one/0", "zero/1", "one/1"}
@@ -63,7 +63,7 @@ def test_truncated_mixture_draws_differ_from_plain_and_repeat(tiny_digits_cfg):
     cfg = tiny_digits_cfg("data.classes={a: [0]}", "ensemble.members=1")
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
-    train_independent(cfg, ds, run, log=lambda s: None)
+    train_independent(cfg, ds, run)
     plain = load_mixture(run, "a", 1).sample(16, seed=3)[0]
     cut = load_mixture(run, "a", 1, truncation=0.5).sample(16, seed=3)[0]
     assert not torch.equal(plain, cut)
@@ -79,7 +79,7 @@ def test_recursive_rounds_are_evaluated_round_by_round_and_reported(tiny_digits_
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
     run.write_config(cfg)
-    train_independent(cfg, ds, run, log=lambda s: None)
+    train_independent(cfg, ds, run)
     lines = []
     result = evaluate_run(cfg, ds, run, log=lines.append)
     rounds = result["recursive"]
