@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from raygan.config import Config
+from raygan import provenance
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -74,7 +75,10 @@ class Tracker:
                                    run_name=f"{self.cfg.output.run}:{self.job}") as run:
             self.parent_id = run.info.run_id
             self.mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-            self.mlflow.set_tags({"raygan.job": self.job, "raygan.run_dir": str(run_dir)})
+            made_by = provenance()
+            self.mlflow.set_tags({"raygan.job": self.job, "raygan.run_dir": str(run_dir),
+                                  "raygan.version": made_by["version"],
+                                  "raygan.git_commit": made_by["git_commit"] or "none"})
             yield self
 
     def log_member(self, entry: dict, run_dir: Path) -> Optional[str]:

@@ -17,29 +17,24 @@ never the N x M matrix. raygan.cluster.audit runs `audit_class` as one Ray task 
 summary, figure and verdict are made here from what the tasks return.
 """
 from __future__ import annotations
-import io
 from pathlib import Path
 from typing import Optional
 import torch
-from raygan.runs import atomic_write_bytes
 from raygan.audit.inputs import ClassInputs
 from raygan.audit.statistics import BOOSTED
+from raygan.figures import figure, save_figure
 
 
 def plot_closest_pairs(columns: list[dict], inputs: list[ClassInputs], path: Path) -> Path:
     """Seed 000 Figures 9/10: per ensemble size (or boosting step) a band of the closest pairs, the
     training image above the synthetic one, the pixel MSE under it."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     def show(ax, img: torch.Tensor):
         img = ((img.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
         ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
 
     k = max(1, max(len(c["pairs"]) for c in columns))
-    fig, axes = plt.subplots(2 * len(columns), k, squeeze=False, figsize=(0.95 * k + 0.8,
-                                                                          2.15 * len(columns) + 0.3))
+    fig = figure(figsize=(0.95 * k + 0.8, 2.15 * len(columns) + 0.3))
+    axes = fig.subplots(2 * len(columns), k, squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -54,11 +49,7 @@ def plot_closest_pairs(columns: list[dict], inputs: list[ClassInputs], path: Pat
             axes[2 * g + 1][i].set_xlabel(f"{p['mse']:.2g}", fontsize=6, labelpad=1)
     fig.suptitle("closest (training, synthetic) pairs; pixel MSE below", fontsize=8)
     fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2, rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def _pct(v: Optional[float]) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from raygan.figures import figure, save_figure
 from raygan.runs import RunFolder, atomic_write_text
 
 # Seed 000 Figures 2/6/7 are plots; what the text states about them is what we can put beside ours.
@@ -29,28 +30,12 @@ PAPER_NOTES = {
 }
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    tmp.replace(path)
-    return path
-
-
 def plot_accuracy_vs_t(ev: dict, path: Path) -> Path:
     """Seed 000 Figure 2: TSTR accuracy against ensemble size with error bars, TRTR as a band."""
-    plt = _plt()
     rows = ev["tstr_curve"]
     T = [r["T"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     ax.errorbar(T, [100 * r["test_acc_mean"] for r in rows], yerr=[100 * r["test_acc_std"] for r in rows],
                 marker="o", capsize=3, label=f"TSTR, {ev['method']} ensemble")
     ref, sd = 100 * ev["trtr"]["test_acc_mean"], 100 * ev["trtr"]["test_acc_std"]
@@ -61,13 +46,13 @@ def plot_accuracy_vs_t(ev: dict, path: Path) -> Path:
     ax.set_xticks(T)
     ax.set_title(f"{ev['dataset']}: {ev['classifier']}, {ev['repeats']} repeats")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(ev: dict, path: Path) -> Path:
     """Seed 000 Figure 3: test accuracy over classifier epochs for each T (mean over repeats)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for r in ev["tstr_curve"]:
         curve = 100 * np.mean(np.array(r["histories"]), axis=0)
         ax.plot(np.arange(1, len(curve) + 1), curve, label=f"T = {r['T']}")
@@ -76,7 +61,7 @@ def plot_training_curves(ev: dict, path: Path) -> Path:
     ax.set_xlabel("classifier epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_member_grids(run: RunFolder, path: Path) -> Path | None:
@@ -87,9 +72,8 @@ def plot_member_grids(run: RunFolder, path: Path) -> Path | None:
         return None
     classes = sorted({p.parent.parent.name for p in grids})
     members = sorted({int(p.parent.name) for p in grids})
-    plt = _plt()
-    fig, axes = plt.subplots(len(classes), len(members), squeeze=False,
-                             figsize=(1.6 * len(members), 1.6 * len(classes)))
+    fig = figure(figsize=(1.6 * len(members), 1.6 * len(classes)))
+    axes = fig.subplots(len(classes), len(members), squeeze=False)
     for i, c in enumerate(classes):
         for j, t in enumerate(members):
             ax = axes[i][j]
@@ -101,7 +85,7 @@ def plot_member_grids(run: RunFolder, path: Path) -> Path | None:
                 ax.set_title(f"member {t}", fontsize=8)
         axes[i][0].text(-0.1, 0.5, c, transform=axes[i][0].transAxes, ha="right", va="center",
                         fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _pct(mean: float, std: float) -> str:

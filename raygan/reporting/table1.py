@@ -22,6 +22,7 @@ from raygan.ensemble.members import train_independent
 from raygan.metrics.grid import Table1Row, nearest_modes, table1_bootstrap
 from raygan.runs import RunFolder, atomic_write_text
 from raygan.synthesis.generate import generate
+from raygan.figures import figure, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -51,24 +52,19 @@ def format_table1(rows: list[Table1Row]) -> str:
 
 def scatter_by_member(pools: list[np.ndarray], real: np.ndarray, path: Path, n_show: int = 500) -> None:
     """Seed 000 Figure 1: real data and each member's samples in its own colour."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = figure(figsize=(5, 5))
+    ax = fig.subplots()
     ax.scatter(real[:5000, 0], real[:5000, 1], s=4, c="k", label="real")
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     for m, points in enumerate(pools):
         ax.scatter(points[:n_show, 0], points[:n_show, 1], s=3, color=cmap(m % 10), alpha=0.6,
                    label=f"GAN {m}")
     ax.set_aspect("equal")
     ax.set_title(f"25-Gaussian grid: {len(pools)} independently trained GANs")
     ax.legend(markerscale=3, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def run_table1(cfg: Config) -> dict:

@@ -26,6 +26,7 @@ import yaml
 from raygan.config import Config, ConfigError, from_dict
 from raygan.runs.storage import (_IN_SYNC, _download, _filesystem, _is_temporary, _mark_in_sync, _split_uri, _upload,
                                  atomic_write_text, is_uri, join_uri, mirror_path, remote_of, sha256_file, uri_of)
+from raygan import provenance
 
 
 def _known(section: str) -> set[str]:
@@ -213,8 +214,13 @@ class RunFolder:
     def update_manifest(self, **sections: Any) -> dict:
         manifest = self.manifest()
         manifest.update(sections)
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        self._write_manifest(manifest)
         return manifest
+
+    def _write_manifest(self, manifest: dict) -> None:
+        # Which raygan wrote it last (version, git commit of a checkout): a run folder describes itself.
+        manifest["raygan"] = provenance()
+        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
     def record_member(self, *entries: dict) -> None:
         """Add finished members to the manifest in one write (a conditional member: one per class)."""
@@ -226,7 +232,7 @@ class RunFolder:
         manifest = self.manifest()
         for entry in entries:
             manifest["members"][f"{entry['class']}/{entry['member']}"] = entry
-        atomic_write_text(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        self._write_manifest(manifest)
 
     def member_entry(self, class_name: str, member: int) -> dict | None:
         entry = self.manifest()["members"].get(f"{class_name}/{member}")
