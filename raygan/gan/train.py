@@ -130,6 +130,94 @@ def _check_labels(gan: GANConfig, labels: Optional[torch.Tensor], n_classes: Opt
     return labels
 
 
+def _data_weights(data_weights, n: int, device: torch.device) -> Optional[torch.Tensor]:
+    if data_weights is None:
+        return None
+    weights = torch.as_tensor(data_weights, dtype=torch.float32, device=device)
+    if weights.shape != (n,) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"data_weights must be {n} non-negative numbers with a positive sum")
+    return weights
+
+
+@dataclass
+class _Training:
+    """Everything a checkpoint holds, so that saving and resuming name the same things."""
+    G: nn.Module
+    D: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    rng: torch.Generator
+    sampler: BatchSampler
+    losses: torch.Tensor
+    identity: dict
+    device: torch.device
+
+    def save(self, step: int, path: Path, *, shape: tuple, gan: GANConfig, n_classes) -> None:
+        cuda = self.device.type == "cuda"
+        _atomic_save({
+            "identity": self.identity, "step": step, "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            "sampler": self.sampler.state(), "losses": self.losses[:step].cpu(),
+            "sample_shape": shape, "gan": dataclasses.asdict(gan), "n_classes": n_classes,
+        }, Path(path))
+
+    def resume(self, path: Optional[Path], steps: int) -> int:
+        """Load the checkpoint at ``path`` if there is one; returns the step to continue from."""
+        if path is None or not Path(path).exists():
+            return 0
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        if ckpt["identity"] != self.identity:
+            raise CheckpointMismatchError(
+                f"{path} was written with different settings ({ckpt['identity']}); "
+                "use a new output.run name or delete the member folder to start over")
+        self.G.load_state_dict(ckpt["G"])
+        self.D.load_state_dict(ckpt["D"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.rng.set_state(ckpt["rng"].cpu())
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), self.device)
+        self.sampler.load_state(ckpt["sampler"], self.device)
+        start = min(ckpt["step"], steps)
+        self.losses[:start] = ckpt["losses"][:start].to(self.device)
+        return start
+
+
+def _check_finite(losses: torch.Tensor, checked: int, done: int, gan: GANConfig) -> None:
+    """One host sync per interval, not per step; a diverged model is never checkpointed."""
+    if torch.isfinite(losses[checked:done]).all():
+        return
+    bad = checked + int(torch.nonzero(~torch.isfinite(losses[checked:done]).all(1))[0])
+    d_bad, g_bad = losses[bad].tolist()
+    raise GANDivergedError(
+        f"GAN training diverged at step {bad}: d_loss={d_bad}, g_loss={g_bad}. "
+        f"Lower gan.lr_d / gan.lr_g (now {gan.lr_d} / {gan.lr_g}) or try another seed; "
+        f"the last good checkpoint is kept.")
+
+
+def _adversarial_step(state: _Training, real: torch.Tensor, y: tuple, *, gan: GANConfig,
+                      batch: int) -> torch.Tensor:
+    """One discriminator step and gan.g_steps_per_d_step generator steps; returns (d_loss, g_loss)."""
+    d_loss_fn, g_loss_fn = LOSSES[gan.loss]
+    G, D, rng = state.G, state.D, state.rng
+    fake = G(torch.randn(batch, G.z_dim, generator=rng, device=state.device), *y)
+    d_loss = d_loss_fn(D(real, *y), D(fake.detach(), *y), gan.real_label)
+    state.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    state.opt_d.step()
+    for k in range(gan.g_steps_per_d_step):
+        if k > 0:  # the first G step reuses this iteration's fakes, as DCGAN does
+            fake = G(torch.randn(batch, G.z_dim, generator=rng, device=state.device), *y)
+        g_loss = g_loss_fn(D(fake, *y))
+        state.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        state.opt_g.step()
+    return torch.stack([d_loss.detach(), g_loss.detach()])
+
+
 def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: int,
               checkpoint_path: Optional[Path] = None, data_weights: Optional[torch.Tensor] = None,
               device: Optional[torch.device] = None,
@@ -153,49 +241,18 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
     G, D = build_gan(gan, shape, n_classes=n_classes)
     G, D = G.to(device), D.to(device)
     betas = (gan.beta1, gan.beta2)
-    opt_g = torch.optim.Adam(G.parameters(), lr=gan.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=gan.lr_d, betas=betas)
     rng = torch.Generator(device=device).manual_seed(seed)
-    weights = None
-    if data_weights is not None:
-        weights = torch.as_tensor(data_weights, dtype=torch.float32, device=device)
-        if weights.shape != (n,) or (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError(f"data_weights must be {n} non-negative numbers with a positive sum")
-    sampler = BatchSampler(n, train.batch_size, rng, weights)
-    losses = torch.zeros(train.steps, 2, device=device)
-    identity = _identity(gan, train, seed, n, weights is not None, n_classes)
-
-    start = 0
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if ckpt["identity"] != identity:
-            raise CheckpointMismatchError(
-                f"{checkpoint_path} was written with different settings ({ckpt['identity']}); "
-                "use a new output.run name or delete the member folder to start over")
-        G.load_state_dict(ckpt["G"]); D.load_state_dict(ckpt["D"])
-        opt_g.load_state_dict(ckpt["opt_g"]); opt_d.load_state_dict(ckpt["opt_d"])
-        rng.set_state(ckpt["rng"].cpu())
-        torch.set_rng_state(ckpt["torch_rng"].cpu())
-        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
-        sampler.load_state(ckpt["sampler"], device)
-        start = min(ckpt["step"], train.steps)
-        losses[:start] = ckpt["losses"][:start].to(device)
-
-    def save(step: int) -> None:
-        _atomic_save({
-            "identity": identity, "step": step, "G": G.state_dict(), "D": D.state_dict(),
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "sampler": sampler.state(), "losses": losses[:step].cpu(),
-            "sample_shape": shape, "gan": dataclasses.asdict(gan), "n_classes": n_classes,
-        }, Path(checkpoint_path))
-
-    d_loss_fn, g_loss_fn = LOSSES[gan.loss]
-    batch, z_dim = train.batch_size, G.z_dim
+    weights = _data_weights(data_weights, n, device)
+    state = _Training(G=G, D=D, opt_g=torch.optim.Adam(G.parameters(), lr=gan.lr_g, betas=betas),
+                      opt_d=torch.optim.Adam(D.parameters(), lr=gan.lr_d, betas=betas), rng=rng,
+                      sampler=BatchSampler(n, train.batch_size, rng, weights),
+                      losses=torch.zeros(train.steps, 2, device=device),
+                      identity=_identity(gan, train, seed, n, weights is not None, n_classes), device=device)
+    start = state.resume(checkpoint_path, train.steps)
+    losses, batch = state.losses, train.batch_size
     growing = pg_resolutions(gan.pg_start_size, shape[-1]) if gan.family in PROGRESSIVE else None
-    G.train(); D.train()
+    G.train()
+    D.train()
     t0 = time.perf_counter()
     checked = start
     y: tuple = ()  # extra model inputs: (labels,) for a conditional GAN
@@ -204,45 +261,23 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
             resolution, alpha = pg_schedule(step, train.steps, growing, gan.pg_fade_fraction)
             G.set_progress(resolution, alpha)
             D.set_progress(resolution, alpha)
-        idx = sampler.next()
+        idx = state.sampler.next()
         real = data[idx]
         if labels is not None:
             y = (labels[idx],)  # the fakes get the real batch's classes
-        fake = G(torch.randn(batch, z_dim, generator=rng, device=device), *y)
-        d_loss = d_loss_fn(D(real, *y), D(fake.detach(), *y), gan.real_label)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-
-        for k in range(gan.g_steps_per_d_step):
-            if k > 0:  # the first G step reuses this iteration's fakes, as DCGAN does
-                fake = G(torch.randn(batch, z_dim, generator=rng, device=device), *y)
-            g_loss = g_loss_fn(D(fake, *y))
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-
-        losses[step, 0] = d_loss.detach()
-        losses[step, 1] = g_loss.detach()
+        losses[step] = _adversarial_step(state, real, y, gan=gan, batch=batch)
         done = step + 1
         log_now = done % train.log_every == 0 or done == train.steps
         save_now = checkpoint_path is not None and (done % train.checkpoint_every == 0
                                                     or done == train.steps)
         if log_now or save_now:
-            # One host sync per interval, not per step; a diverged model is never checkpointed.
-            if not torch.isfinite(losses[checked:done]).all():
-                bad = checked + int(torch.nonzero(~torch.isfinite(losses[checked:done]).all(1))[0])
-                d_bad, g_bad = losses[bad].tolist()
-                raise GANDivergedError(
-                    f"GAN training diverged at step {bad}: d_loss={d_bad}, g_loss={g_bad}. "
-                    f"Lower gan.lr_d / gan.lr_g (now {gan.lr_d} / {gan.lr_g}) or try another seed; "
-                    f"the last good checkpoint is kept.")
+            _check_finite(losses, checked, done, gan)
             checked = done
         if log_now and on_log is not None:
             mean = losses[max(0, done - train.log_every):done].mean(0).tolist()
             on_log(done, mean[0], mean[1])
         if save_now:
-            save(done)
+            state.save(done, checkpoint_path, shape=shape, gan=gan, n_classes=n_classes)
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
