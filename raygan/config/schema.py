@@ -118,7 +118,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class EnsembleConfig:
     method: str = _f("independent", "How members are made: independent (bagging, seed 000's EnsGAN), "
-                     "adagan (boosting, reference/adagan.md) or reweight (seed 001's Algorithm 1).",
+                     "adagan (boosting, Tolstikhin et al.'s AdaGAN) or reweight (seed 001's Algorithm 1).",
                      choices=("independent", "adagan", "reweight"))
     members: int = _f(5, "Members per class, T (T_max: any first T <= T_max are usable later).",
                       minimum=1)
@@ -130,7 +130,8 @@ class EnsembleConfig:
 
 @dataclass(frozen=True)
 class BoostingConfig:
-    rule: str = _f("theory_star", "AdaGAN data-weight rule (reference/adagan.md step 3).",
+    rule: str = _f("theory_star", "AdaGAN data-weight rule: theory_star (Tolstikhin et al., "
+                   "Theorem 1), theory_dagger (Theorem 2) or topk.",
                    choices=("theory_star", "theory_dagger", "topk"))
     beta_schedule: str = _f("uniform", "Mixture weight of the new member: uniform (beta_t = 1/t) or "
                             "constant (beta_t = beta_constant for t > 1).", choices=("uniform", "constant"))

@@ -60,7 +60,7 @@ class BatchSampler:
     """Minibatch indices: shuffled epochs for uniform data, weighted draws with replacement otherwise.
 
     Weighted draws use replacement so that AdaGAN steps where fewer than batch_size points keep a
-    non-zero weight still work (the reference implementation fails there, see reference/adagan.md).
+    non-zero weight still work (AdaGAN's published implementation, tolstikhin/adagan, fails there).
     """
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator,
