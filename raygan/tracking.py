@@ -1,7 +1,8 @@
 """MLflow helpers (no Ray): one parent run per job, a child run per (class, member).
 
 Only the job's driver process writes to MLflow: tasks return what they did and the driver logs it, so
-a brand-new sqlite store is never created by several processes at once (reference/ray.md).
+a brand-new sqlite store is never created by several processes at once (MLflow 3.17: most of
+them fail on its schema creation).
 The tracking URI is tracking.tracking_uri, else MLFLOW_TRACKING_URI, else a sqlite file in
 output.root; artifacts of a local store go next to it, not into the current directory.
 """

@@ -1,7 +1,7 @@
 """Synthetic shards read back as tensors, without Ray.
 
 Owns the reading side of <run>/shards/: the parquet files raygan.cluster.shards writes, one row per
-synthetic sample with columns ``image`` (PNG bytes from raygan.synthesis.encode_png) or ``point`` (a list of
+synthetic sample with columns ``image`` (PNG bytes from raygan.synthesis.records.encode_png) or ``point`` (a list of
 floats), ``label``, ``class_name``, ``member``, ``method``, ``seed`` and ``index``. Rows come back
 sorted by (label, member, index), so the tensors do not depend on how many files Ray wrote or in
 which order they are listed; ``max_member=T`` keeps members 0..T-1, the synthetic set of an ensemble
