@@ -6,8 +6,8 @@ to Tune, and is stopped early by ASHA on the real validation accuracy. The resul
 ``<run>/tune/<sweep.name>`` (Tune's storage), ``<run>/eval/sweep_best.json`` and
 ``<run>/eval/sweep_trials.json``.
 
-MLflow: trials never write to the tracking store (several processes racing on a sqlite store fail,
-reference/ray.md); the driver logs every trial through Ray's ``MLflowLoggerCallback`` as one MLflow
+MLflow: trials never write to the tracking store (several processes racing on a new sqlite store
+fail); the driver logs every trial through Ray's ``MLflowLoggerCallback`` as one MLflow
 run tagged ``raygan.sweep=<name>`` and ``raygan.trial_id=<Tune trial id>``, with the trial's
 parameters (lr, batch_size, weight_decay, epochs, arch, mixing_ratio, T, seed, synthetic_only) and
 per-epoch metrics (val_acc, test_acc, train_loss, best_val_acc, test_acc_at_best_val).
@@ -16,7 +16,7 @@ Resuming: a rerun with the same ``sweep.name`` restores the Tune experiment
 (``Tuner.restore(resume_errored=True)``) instead of starting over; finished trials are kept and
 unfinished ones start again from epoch 1 (a trial holds no checkpoint: trials are short). Stock
 ``MLflowLoggerCallback`` would open a *second* MLflow run for a restored trial (one left RUNNING or
-FAILED, one FINISHED; reference/ray.md). Here the callback first looks the trial up by its
+FAILED, one FINISHED, as seen with Ray 2.60). Here the callback first looks the trial up by its
 ``raygan.trial_id`` tag and keeps logging into the run it already has, so a sweep holds one MLflow run
 per trial; a restarted trial's metric history then shows its early epochs twice (the latest values
 are the ones of the finished trial). The returned dict says whether the sweep was restored.
@@ -39,6 +39,7 @@ from ray.tune.schedulers import ASHAScheduler
 from raygan.cluster.runtime import connect
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, load_dataset
+from raygan.ensemble.boosting_loop import state_path
 from raygan.runs import RunFolder, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def _check_trained(cfg: Config, dataset: RealDataset, run: RunFolder, t_max: int
             raise ConfigError(f"run folder {run.path} has {have} of the {t_max} trained members of "
                               f"class {name} the sweep needs; {fix}")
         if cfg.ensemble.method != "independent":
-            state = run.path / "boosting" / name / "state.json"
+            state = state_path(run, name)
             steps = len(json.loads(state.read_text())["steps"]) if state.exists() else 0
             if steps < t_max:
                 raise ConfigError(f"run folder {run.path} has {steps} of the {t_max} "
