@@ -255,6 +255,35 @@ def trial_row(result, index: int) -> dict:
     return row
 
 
+def _summarise(cfg: Config, run: RunFolder, grid, *, storage: str, restored: bool
+               ) -> tuple[dict, list[dict], dict]:
+    """The sweep's rows, its best trial (written to eval/sweep_best.json) and the closing lines."""
+    trials = [trial_row(result, i) for i, result in enumerate(grid)]
+    finished = [t for t in trials if t["best_val_acc"] is not None]
+    if not finished:
+        raise RuntimeError(f"sweep {cfg.sweep.name}: no trial reported a result; see {storage} "
+                           f"({trials[0].get('error', '') if trials else 'no trials'})")
+    best = max(finished, key=lambda t: t["best_val_acc"])  # first of equals: trial order
+    counts = {"TERMINATED": grid.num_terminated, "ERROR": grid.num_errors, "total": len(trials)}
+    summary = {"sweep": cfg.sweep.name, "metric": "best_val_acc (real validation split)",
+               "best": best, "storage": storage, "restored": restored, "counts": counts}
+    atomic_write_text(run.path / "eval" / "sweep_best.json", json.dumps(summary, indent=2))
+    atomic_write_text(run.path / "eval" / "sweep_trials.json",
+                      json.dumps({"sweep": cfg.sweep.name, "storage": storage, "trials": trials},
+                                 indent=2))
+    for t in trials:
+        if t["status"] == "ERROR":
+            logger.info(f"sweep: trial {t['trial_id']} {t['config']} failed: "
+                f"{t['error'].strip().splitlines()[-1] if t['error'].strip() else '?'}")
+    shown = {k: best["config"].get(k) for k in (*_GRID_KEYS, "seed")}
+    logger.info(f"sweep {cfg.sweep.name}: {counts['TERMINATED']}/{counts['total']} trials terminated, "
+        f"{counts['ERROR']} errored{' (restored)' if restored else ''}; best {shown}: val "
+        f"{best['best_val_acc']:.3f} at epoch {best['best_val_epoch']}, test "
+        f"{best['test_acc_at_best_val']:.3f} (last epoch {best['epochs_run']}: val "
+        f"{best['val_acc']:.3f}, test {best['test_acc']:.3f}); {run.path / 'eval' / 'sweep_best.json'}")
+    return best, trials, counts
+
+
 def run_sweep(cfg: Config, address: str | None = None) -> dict:
     """Run (or resume) the sweep of cfg.sweep over the trained run folder of cfg.
 
@@ -317,28 +346,6 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
         else:
             os.environ["MLFLOW_TRACKING_URI"] = before
 
-    trials = [trial_row(result, i) for i, result in enumerate(grid)]
-    finished = [t for t in trials if t["best_val_acc"] is not None]
-    if not finished:
-        raise RuntimeError(f"sweep {cfg.sweep.name}: no trial reported a result; see {storage} "
-                           f"({trials[0].get('error', '') if trials else 'no trials'})")
-    best = max(finished, key=lambda t: t["best_val_acc"])  # first of equals: trial order
-    counts = {"TERMINATED": grid.num_terminated, "ERROR": grid.num_errors, "total": len(trials)}
-    summary = {"sweep": cfg.sweep.name, "metric": "best_val_acc (real validation split)",
-               "best": best, "storage": storage, "restored": restored, "counts": counts}
-    atomic_write_text(run.path / "eval" / "sweep_best.json", json.dumps(summary, indent=2))
-    atomic_write_text(run.path / "eval" / "sweep_trials.json",
-                      json.dumps({"sweep": cfg.sweep.name, "storage": storage, "trials": trials},
-                                 indent=2))
-    for t in trials:
-        if t["status"] == "ERROR":
-            logger.info(f"sweep: trial {t['trial_id']} {t['config']} failed: "
-                f"{t['error'].strip().splitlines()[-1] if t['error'].strip() else '?'}")
-    shown = {k: best["config"].get(k) for k in (*_GRID_KEYS, "seed")}
-    logger.info(f"sweep {cfg.sweep.name}: {counts['TERMINATED']}/{counts['total']} trials terminated, "
-        f"{counts['ERROR']} errored{' (restored)' if restored else ''}; best {shown}: val "
-        f"{best['best_val_acc']:.3f} at epoch {best['best_val_epoch']}, test "
-        f"{best['test_acc_at_best_val']:.3f} (last epoch {best['epochs_run']}: val "
-        f"{best['val_acc']:.3f}, test {best['test_acc']:.3f}); {run.path / 'eval' / 'sweep_best.json'}")
+    best, trials, counts = _summarise(cfg, run, grid, storage=storage, restored=restored)
     return {"best": best, "trials": trials, "storage": storage, "restored": restored,
             "counts": counts, "mlflow": MLFLOW_NOTE if cfg.tracking.enabled else "tracking disabled"}
