@@ -16,10 +16,10 @@ from typing import Callable, Optional
 import ray
 import torch
 
+from raygan.cluster.runtime import task_setup
 from raygan.config import Config
 from raygan.ensemble.members import CONDITIONAL_DIR, train_conditional_member, train_member
 from raygan.runs import RunFolder
-from raygan.cluster.runtime import task_setup
 
 
 def device_for_task(requested: str, gpu_ids: list, cuda_available: bool) -> torch.device:
@@ -44,23 +44,32 @@ def _device_for_task(requested: str = "auto") -> torch.device:
     return device_for_task(requested, [str(g) for g in ray.get_gpu_ids()], torch.cuda.is_available())
 
 
+def _member_task(cfg_dict: dict, run_location: str, folder_class: str, member: int,
+                 train: Callable[[Config, RunFolder, torch.device], list[dict]]) -> list[dict]:
+    """What every training task does around its member: open the run folder, resume from storage,
+    train on the device Ray assigned (``train(cfg, run, device)``), upload, and say where it ran."""
+    cfg = task_setup(cfg_dict)
+    t0, started = time.perf_counter(), time.time()
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    run = RunFolder.at(run_location)
+    folder = run.member_dir(folder_class, member)
+    run.pull(folder)  # a URI run: resume from the last uploaded checkpoint, whichever node ran it
+    entries = train(cfg, run, device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
+    run.push(folder)  # what was not written through atomic_write_* (the sample grid)
+    where = _placement(gpu_ids, t0, started)
+    return [{**e, **where} for e in entries]
+
+
 @ray.remote
 def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, class_name: str,
                       class_index: int, member: int,
                       data_weights: Optional[torch.Tensor] = None) -> dict:
     """Train (or resume) one member; `data` arrives as the class's shared object-store tensor."""
-    cfg = task_setup(cfg_dict)
-    t0 = time.perf_counter()
-    started = time.time()
-    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-    run = RunFolder.at(run_location)
-    folder = run.member_dir(class_name, member)
-    run.pull(folder)  # a URI run: resume from the last uploaded checkpoint, whichever node ran it
-    entry = train_member(data, cfg, run, class_name=class_name, class_index=class_index,
-                         member=member, data_weights=data_weights,
-                         device=device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
-    run.push(folder)  # what was not written through atomic_write_* (the sample grid)
-    entry.update(_placement(gpu_ids, t0, started))
+    def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
+        return [train_member(data, cfg, run, class_name=class_name, class_index=class_index,
+                             member=member, data_weights=data_weights, device=device)]
+
+    [entry] = _member_task(cfg_dict, run_location, class_name, member, train)
     return entry
 
 
@@ -68,18 +77,10 @@ def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, cla
 def train_conditional_task(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
                            cfg_dict: dict, run_location: str, member: int) -> list[dict]:
     """One conditional member (every class at once): the task grid of gan.family=ccgan."""
-    cfg = task_setup(cfg_dict)
-    t0, started = time.perf_counter(), time.time()
-    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-    run = RunFolder.at(run_location)
-    folder = run.member_dir(CONDITIONAL_DIR, member)
-    run.pull(folder)  # a URI run folder: resume from storage on any node (a no-op locally)
-    entries = train_conditional_member(
-        data, labels, classes, cfg, run, member=member,
-        device=device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
-    run.push(folder)  # the sample grid, written without atomic_write_*
-    where = _placement(gpu_ids, t0, started)
-    return [{**e, **where} for e in entries]
+    def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
+        return train_conditional_member(data, labels, classes, cfg, run, member=member, device=device)
+
+    return _member_task(cfg_dict, run_location, CONDITIONAL_DIR, member, train)
 
 
 def _placement(gpu_ids: list[str], t0: float, started: float) -> dict:
@@ -95,6 +96,13 @@ def submit_member(data_ref, cfg: Config, run: RunFolder, resources: dict, *, cla
     return train_member_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                      name=f"train_member:{class_name}/{member}").remote(
         data_ref, cfg.to_dict(), run.location, class_name, class_index, member, data_weights)
+
+
+def submit_conditional(data_ref, labels_ref, classes: list[str], cfg: Config, run: RunFolder,
+                       resources: dict, *, member: int):
+    return train_conditional_task.options(**resources, max_retries=cfg.cluster.max_retries,
+                                          name=f"train_member:{CONDITIONAL_DIR}/{member}").remote(
+        data_ref, labels_ref, list(classes), cfg.to_dict(), run.location, member)
 
 
 def wait_all(refs: dict, on_done: Callable[[object, dict], None]) -> list[dict]:

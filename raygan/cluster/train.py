@@ -7,16 +7,15 @@ the manifest and of MLflow, records each member as soon as it is done.
 from __future__ import annotations
 
 import logging
-
 import time
 
 import ray
 
 from raygan.cluster.runtime import member_resources
-from raygan.cluster.tasks import submit_member, train_conditional_task, wait_all
+from raygan.cluster.tasks import submit_conditional, submit_member, wait_all
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble.members import conditional_data, member_grid
+from raygan.ensemble.members import member_grid
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
@@ -72,14 +71,12 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
             "skipped")
     if not todo:
         return done
-    data, labels = conditional_data(dataset)
+    data, labels = dataset.train_split()
     data_ref, labels_ref = ray.put(data), ray.put(labels)
     logger.info(f"submitting {len(todo)} conditional member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each), each for all {len(dataset.classes)} classes")
-    refs = {train_conditional_task.options(**resources, max_retries=cfg.cluster.max_retries,
-                                           name=f"train_member:_conditional/{t}").remote(
-        data_ref, labels_ref, list(dataset.classes), cfg.to_dict(), run.location, t): t
-        for t in todo}
+    refs = {submit_conditional(data_ref, labels_ref, dataset.classes, cfg, run, resources, member=t): t
+            for t in todo}
     t0, counter = time.perf_counter(), [len(members) - len(todo)]
 
     def record(t, entries: list[dict]) -> None:

@@ -5,11 +5,22 @@ from the defaults; ``--set section.key=value`` overrides apply on top. Unknown k
 impossible values raise :class:`ConfigError` naming the key and what is allowed, before any work starts.
 """
 from __future__ import annotations
+
 import dataclasses
 import types
 import typing
 from typing import Any
+
 from raygan.config.schema import _SECTIONS, Config, ConfigError, _section_class
+
+# data.name values whose samples are 2-D points, not images (RealDataset.kind "points"). It lives in
+# the config layer, which imports no torch, so that config checks can use it; raygan.data re-exports it.
+POINT_DATASETS = frozenset({"grid2d"})
+
+
+def is_points(data_name: str) -> bool:
+    """Whether data.name ``data_name`` gives 2-D points (no images, labels or test split)."""
+    return data_name in POINT_DATASETS
 
 
 def _type_name(tp) -> str:
@@ -99,10 +110,10 @@ def _check_relations(cfg: Config) -> None:
                 abs(sum(e.weights) - 1.0) > 1e-6:
             raise ConfigError(f"ensemble.weights must be non-negative numbers summing to 1, got "
                               f"{e.weights}")
-    if d.name == "grid2d" and cfg.gan.family != "mlp2d":
+    if is_points(d.name) and cfg.gan.family != "mlp2d":
         raise ConfigError(f"gan.family {cfg.gan.family!r} cannot model 2D points; use gan.family=mlp2d "
-                          "with data.name=grid2d")
-    if d.name != "grid2d" and cfg.gan.family == "mlp2d":
+                          f"with data.name={d.name}")
+    if not is_points(d.name) and cfg.gan.family == "mlp2d":
         raise ConfigError("gan.family mlp2d is for data.name=grid2d; use dcgan or fc for images")
     g, t = cfg.gan, cfg.train
     if g.family == "ccgan" and cfg.ensemble.method != "independent":

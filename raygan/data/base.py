@@ -32,6 +32,13 @@ class RealDataset:
     def train_sizes(self) -> dict[str, int]:
         return {k: int(v.shape[0]) for k, v in self.train.items()}
 
+    def train_split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every class's training samples in class order, with their class indices: (x, y), what a
+        conditional member or a classifier of the real training split sees."""
+        xs = [self.train[name] for name in self.classes]
+        ys = [torch.full((len(x),), k, dtype=torch.int64) for k, x in enumerate(xs)]
+        return torch.cat(xs), torch.cat(ys)
+
     def summary(self) -> str:
         sizes = ", ".join(f"{k}: {n}" for k, n in self.train_sizes().items())
         return (f"{self.name} ({self.kind}, shape {self.sample_shape}); train per class {{{sizes}}}; "

@@ -18,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raygan.evaluation.classifiers import build_boost_classifier
+from raygan.evaluation.protocols import batched, softmax_of
+from raygan.metrics.neighbours import search
 
 DATA_WEIGHT_RULES = ("theory_star", "theory_dagger", "topk")
 BETA_SCHEDULES = ("uniform", "constant")
@@ -148,26 +150,10 @@ def update_mixture_weights(weights, beta: float) -> np.ndarray:
 def reduced_distances(queries, references, *, reduction: str = "nearest", chunk_size: int = 2048,
                       device: str = "cpu") -> np.ndarray:
     """Per query, the Euclidean distance to its nearest reference ("nearest") or the mean distance to all
-    references ("mean"), with torch.cdist over chunk_size x chunk_size blocks so that 50K x 50K never
-    holds the full matrix."""
-    if reduction not in ("nearest", "mean"):
-        raise ValueError(f"unknown reduction {reduction!r}; expected 'nearest' or 'mean'")
-    q = torch.as_tensor(np.asarray(queries), dtype=torch.float32).flatten(start_dim=1)
-    ref = torch.as_tensor(np.asarray(references), dtype=torch.float32).flatten(start_dim=1).to(device)
-    out = np.empty(len(q))
-    for q_start in range(0, len(q), chunk_size):
-        q_chunk = q[q_start:q_start + chunk_size].to(device)
-        acc = None
-        for r_start in range(0, len(ref), chunk_size):
-            dist = torch.cdist(q_chunk, ref[r_start:r_start + chunk_size])
-            if reduction == "nearest":
-                part = dist.min(dim=1).values
-                acc = part if acc is None else torch.minimum(acc, part)
-            else:
-                part = dist.sum(dim=1, dtype=torch.float64)
-                acc = part if acc is None else acc + part
-        out[q_start:q_start + len(q_chunk)] = acc.double().cpu().numpy()
-    return out if reduction == "nearest" else out / len(ref)
+    references ("mean"), over chunk_size x chunk_size blocks (raygan.metrics.neighbours) so that
+    50K x 50K never holds the full matrix."""
+    found = search(queries, references, reduction=reduction, chunk_size=chunk_size, device=device)
+    return found.distances[:, 0, 0].double().numpy()
 
 
 # Seed 001, Section 5.1, weight transforms f(w; mu_k, sigma_k) of the normalised distances w in [0, 1].
@@ -268,15 +254,15 @@ def train_boost_classifier(real, fake, *, epochs: int = 4, batch_size: int = 64,
     return model.eval()
 
 
-@torch.no_grad()
+def _p_real(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    return softmax_of(model, xb)[:, 1]
+
+
 def real_probabilities(model: nn.Module, real, batch_size: int = 1024) -> np.ndarray:
-    """D(x) = P(real | x), the softmax of the classifier's "real" logit (class 1), per sample."""
-    model.eval()
-    dev = next(model.parameters()).device
+    """D(x) = P(real | x), the softmax of the classifier's "real" logit (class 1), per sample; the
+    model runs where it is."""
     x = torch.as_tensor(np.asarray(real), dtype=torch.float32)
-    probs = [F.softmax(model(x[i:i + batch_size].to(dev)), dim=1)[:, 1].double().cpu()
-             for i in range(0, len(x), batch_size)]
-    return torch.cat(probs).numpy()
+    return batched(model, x, apply=_p_real, batch_size=batch_size).double().numpy()
 
 
 def _accuracy(p_real: np.ndarray, p_fake: np.ndarray) -> float:

@@ -5,26 +5,33 @@ class k; a synthetic set of N_g samples holds p_t N_g samples from member t (N_g
 """
 from __future__ import annotations
 
-import logging
 import csv
 import io
+import logging
 import time
 from typing import Callable, Optional
+
 import numpy as np
 import torch
+import torch.nn as nn
+
+from raygan import seeds
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.gan.train import load_generator, resolve_device, save_generator, train_gan
 from raygan.runs import RunFolder, atomic_write_text, sha256_file
 from raygan.synthesis.generate import generate
 from raygan.synthesis.grids import save_sample_grid
-from raygan.gan.train import load_generator, resolve_device, save_generator, train_gan
 
 logger = logging.getLogger(__name__)
 
 
-def member_seed(base_seed: int, class_index: int, member: int) -> int:
-    """An independent, reproducible seed per (class, member)."""
-    return int(np.random.SeedSequence([base_seed, class_index, member]).generate_state(1)[0])
+# The old name of seeds.member; raygan.cluster.driver and tests still import it from here.
+member_seed = seeds.member
+
+# Called once a member's generator.pt is written, with the trained generator and the device: draws
+# the member folder's samples.png.
+SampleGrid = Callable[[nn.Module, torch.device], None]
 
 
 def _train_rounds(data: torch.Tensor, cfg: Config, folder, seed: int, *, labels=None,
@@ -43,18 +50,45 @@ def _train_rounds(data: torch.Tensor, cfg: Config, folder, seed: int, *, labels=
         ckpt = folder / ("checkpoint.pt" if last else f"round{r}.pt")
         kwargs = {"labels": labels, "n_classes": n_classes} if labels is not None else {}
         result = train_gan(data, gan=cfg.gan, train=cfg.train,
-                           seed=seed if r == 0 else member_seed(seed % (2 ** 31), 1_000 + r, 0),
+                           seed=seed if r == 0 else seeds.recursive_round(seed, r),
                            checkpoint_path=ckpt, data_weights=data_weights if r == 0 else None,
                            device=device, on_log=on_log if last else None, **kwargs)
         if last:
             return result, sizes
         extra = max(1, int(round(cfg.train.recursive_fraction * data.shape[0])))
-        synthetic = generate(result.generator, extra, seed=member_seed(seed % (2 ** 31), 2_000 + r, 0),
-                             device=device)
+        synthetic = generate(result.generator, extra, seed=seeds.recursive_samples(seed, r), device=device)
         data = torch.cat([data.cpu(), synthetic.to(data.dtype)])
         sizes.append(int(data.shape[0]))
         logger.info(f"recursive round {r}: trained on {sizes[-2]}, +{extra} synthetic -> {sizes[-1]}")
     raise AssertionError("unreachable")
+
+
+def _train_into(folder, data: torch.Tensor, cfg: Config, run: RunFolder, *, seed: int,
+                heads: list[tuple[dict, dict]], sample_grid: SampleGrid, labels=None,
+                n_classes: Optional[int] = None, data_weights: Optional[torch.Tensor] = None,
+                device: Optional[torch.device] = None, on_log=None) -> list[dict]:
+    """Train (or resume) one model into its member folder and return the manifest entries it makes.
+
+    Writes generator.pt, losses.csv and (through ``sample_grid``) samples.png. ``heads`` holds, per
+    entry, the fields that name it (class, class index, member) and those that only it has (the
+    condition of a conditional member); the rest of every entry describes the shared model.
+    """
+    if cfg.train.num_threads is not None:
+        torch.set_num_threads(cfg.train.num_threads)
+    device = device or resolve_device(cfg.train.device)
+    result, sizes = _train_rounds(data, cfg, folder, seed, labels=labels, n_classes=n_classes,
+                                  data_weights=data_weights, device=device, on_log=on_log)
+    save_generator(result.generator, cfg.gan, tuple(data.shape[1:]), folder / "generator.pt")
+    _write_losses(result.losses, folder / "losses.csv")
+    sample_grid(result.generator, device)
+    tail = result.losses[-max(1, cfg.train.log_every):].mean(0)
+    model = {"seed": seed, "status": "complete", "steps": result.steps,
+             "resumed_from": result.resumed_from, "seconds": round(result.seconds, 3),
+             "final_d_loss": float(tail[0]), "final_g_loss": float(tail[1]),
+             "generator": str((folder / "generator.pt").relative_to(run.path)),
+             "generator_sha256": sha256_file(folder / "generator.pt")}
+    rounds = {"recursive_train_sizes": sizes} if cfg.train.recursive_rounds else {}
+    return [{**who, **model, **own, "device": str(device), **rounds} for who, own in heads]
 
 
 def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name: str,
@@ -62,41 +96,22 @@ def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name:
                  device: Optional[torch.device] = None,
                  on_log: Optional[Callable[[int, float, float], None]] = None) -> dict:
     """Train (or resume) one member into members/<class>/<member>/ and return its manifest entry."""
-    if cfg.train.num_threads is not None:
-        torch.set_num_threads(cfg.train.num_threads)
-    device = device or resolve_device(cfg.train.device)
     folder = run.member_dir(class_name, member)
-    seed = member_seed(cfg.train.seed, class_index, member)
-    result, sizes = _train_rounds(data, cfg, folder, seed, data_weights=data_weights, device=device,
-                                  on_log=on_log)
-    sample_shape = tuple(data.shape[1:])
-    save_generator(result.generator, cfg.gan, sample_shape, folder / "generator.pt")
-    _write_losses(result.losses, folder / "losses.csv")
-    n_show = cfg.output.sample_grid if data.dim() > 2 else 2000
-    samples = generate(result.generator, n_show, seed=seed, device=device)
-    real = data[:2000].cpu() if data.dim() == 2 else None
-    save_sample_grid(samples, folder / "samples.png", real=real,
-                     title=f"class {class_name}, member {member}")
-    tail = result.losses[-max(1, cfg.train.log_every):].mean(0)
-    entry = {"class": class_name, "class_index": class_index, "member": member, "seed": seed,
-             "status": "complete", "steps": result.steps, "resumed_from": result.resumed_from,
-             "seconds": round(result.seconds, 3), "final_d_loss": float(tail[0]),
-             "final_g_loss": float(tail[1]),
-             "generator": str((folder / "generator.pt").relative_to(run.path)),
-             "generator_sha256": sha256_file(folder / "generator.pt"), "device": str(device)}
-    if cfg.train.recursive_rounds:
-        entry["recursive_train_sizes"] = sizes
+    seed = seeds.member(cfg.train.seed, class_index, member)
+
+    def sample_grid(generator: nn.Module, device: torch.device) -> None:
+        points = data.dim() == 2  # 2-D points: a scatter of 2000 over the real points, not a grid
+        samples = generate(generator, 2000 if points else cfg.output.sample_grid, seed=seed, device=device)
+        save_sample_grid(samples, folder / "samples.png", real=data[:2000].cpu() if points else None,
+                         title=f"class {class_name}, member {member}")
+
+    who = {"class": class_name, "class_index": class_index, "member": member}
+    [entry] = _train_into(folder, data, cfg, run, seed=seed, heads=[(who, {})], sample_grid=sample_grid,
+                          data_weights=data_weights, device=device, on_log=on_log)
     return entry
 
 
 CONDITIONAL_DIR = "_conditional"
-
-
-def conditional_data(dataset: RealDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All classes' training images with their class indices: what one conditional member sees."""
-    xs = [dataset.train[name] for name in dataset.classes]
-    ys = [torch.full((len(x),), k, dtype=torch.int64) for k, x in enumerate(xs)]
-    return torch.cat(xs), torch.cat(ys)
 
 
 def train_conditional_member(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
@@ -110,30 +125,22 @@ def train_conditional_member(data: torch.Tensor, labels: torch.Tensor, classes: 
     members/_conditional/<member>/; the manifest gets one entry per class pointing at it with the class
     index as its ``condition``, so synthesis, curves and the audit treat it like K per-class members.
     """
-    if cfg.train.num_threads is not None:
-        torch.set_num_threads(cfg.train.num_threads)
-    device = device or resolve_device(cfg.train.device)
     folder = run.member_dir(CONDITIONAL_DIR, member)
-    seed = member_seed(cfg.train.seed, 1_000_000, member)
-    result, _ = _train_rounds(data, cfg, folder, seed, labels=labels, n_classes=len(classes),
-                              device=device, on_log=on_log)
-    sample_shape = tuple(data.shape[1:])
-    save_generator(result.generator, cfg.gan, sample_shape, folder / "generator.pt")
-    _write_losses(result.losses, folder / "losses.csv")
+    seed = seeds.conditional_member(cfg.train.seed, member)
     per_class = max(1, cfg.output.sample_grid // len(classes))
-    grid = torch.cat([generate(load_generator(folder / "generator.pt", device=device, condition=k),
-                               per_class, seed=seed + k, device=device) for k in range(len(classes))])
-    save_sample_grid(grid, folder / "samples.png", title=f"conditional member {member}: "
-                     f"{per_class} per class, classes in order")
-    tail = result.losses[-max(1, cfg.train.log_every):].mean(0)
-    generator = str((folder / "generator.pt").relative_to(run.path))
-    digest = sha256_file(folder / "generator.pt")
-    return [{"class": name, "class_index": k, "member": member, "seed": seed, "status": "complete",
-             "steps": result.steps, "resumed_from": result.resumed_from,
-             "seconds": round(result.seconds, 3), "final_d_loss": float(tail[0]),
-             "final_g_loss": float(tail[1]), "generator": generator, "generator_sha256": digest,
-             "condition": k, "conditional": True, "device": str(device)}
-            for k, name in enumerate(classes)]
+
+    def sample_grid(_generator: nn.Module, device: torch.device) -> None:
+        # Each class's row comes from the saved file fixed to that class, as synthesis loads it.
+        grid = torch.cat([generate(load_generator(folder / "generator.pt", device=device, condition=k),
+                                   per_class, seed=seeds.offset(seed, k), device=device)
+                          for k in range(len(classes))])
+        save_sample_grid(grid, folder / "samples.png", title=f"conditional member {member}: "
+                         f"{per_class} per class, classes in order")
+
+    heads = [({"class": name, "class_index": k, "member": member}, {"condition": k, "conditional": True})
+             for k, name in enumerate(classes)]
+    return _train_into(folder, data, cfg, run, seed=seed, heads=heads, sample_grid=sample_grid,
+                       labels=labels, n_classes=len(classes), device=device, on_log=on_log)
 
 
 def _write_losses(losses: np.ndarray, path) -> None:
@@ -150,41 +157,41 @@ def member_grid(dataset: RealDataset, members: int) -> list[tuple[int, str, int]
     return [(k, name, t) for k, name in enumerate(dataset.classes) for t in range(members)]
 
 
+def _training_units(cfg: Config, dataset: RealDataset, run: RunFolder
+                    ) -> list[tuple[str, list[tuple[str, int]], Callable[[], list[dict]]]]:
+    """What train_independent trains, one model at a time: (what to call it in the log, the manifest
+    (class, member) keys it completes, a call that trains it and returns their entries)."""
+    if cfg.gan.family == "ccgan":  # a conditional member covers every class
+        data, labels = dataset.train_split()
+        return [(f"conditional member {t}", [(name, t) for name in dataset.classes],
+                 lambda t=t: train_conditional_member(data, labels, dataset.classes, cfg, run, member=t))
+                for t in range(cfg.ensemble.members)]
+    return [(f"class {name} member {t}", [(name, t)],
+             lambda k=k, name=name, t=t: [train_member(dataset.train[name], cfg, run, class_name=name,
+                                                       class_index=k, member=t)])
+            for k, name, t in member_grid(dataset, cfg.ensemble.members)]
+
+
 def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder) -> list[dict]:
     """Train the K x T independent ensemble in this process, skipping members already complete.
 
-    The Ray layer (raygan.cluster) runs the same `train_member` calls as tasks instead. A conditional
-    family (gan.family=ccgan) trains T members, each covering every class.
+    The Ray layer (raygan.cluster) runs the same `train_member` and `train_conditional_member` calls
+    as tasks instead. A conditional family (gan.family=ccgan) trains T members, each covering every
+    class.
     """
     entries = []
-    if cfg.gan.family == "ccgan":
-        data, labels = conditional_data(dataset)
-        for t in range(cfg.ensemble.members):
-            done = [run.member_entry(name, t) for name in dataset.classes]
-            if all(done):
-                logger.info(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: complete, skipped")
-                entries += done
-                continue
-            t0 = time.perf_counter()
-            new = train_conditional_member(data, labels, dataset.classes, cfg, run, member=t)
-            run.record_member(*new)
-            entries += new
-            logger.info(f"[{t + 1}/{cfg.ensemble.members}] conditional member {t}: {new[0]['steps']} steps in "
-                f"{time.perf_counter() - t0:.1f}s, d_loss {new[0]['final_d_loss']:.3f}")
-        return entries
-    grid = member_grid(dataset, cfg.ensemble.members)
-    for i, (k, name, t) in enumerate(grid, start=1):
-        done = run.member_entry(name, t)
-        if done is not None:
-            logger.info(f"[{i}/{len(grid)}] class {name} member {t}: complete, skipped")
-            entries.append(done)
+    units = _training_units(cfg, dataset, run)
+    for i, (label, keys, train) in enumerate(units, start=1):
+        done = [run.member_entry(name, t) for name, t in keys]
+        if all(done):
+            logger.info(f"[{i}/{len(units)}] {label}: complete, skipped")
+            entries += done
             continue
         t0 = time.perf_counter()
-        entry = train_member(dataset.train[name], cfg, run, class_name=name, class_index=k, member=t)
-        run.record_member(entry)
-        entries.append(entry)
-        logger.info(f"[{i}/{len(grid)}] class {name} member {t}: {entry['steps']} steps in "
-            f"{time.perf_counter() - t0:.1f}s, d_loss {entry['final_d_loss']:.3f}, "
-            f"g_loss {entry['final_g_loss']:.3f}")
+        new = train()
+        run.record_member(*new)
+        entries += new
+        logger.info(f"[{i}/{len(units)}] {label}: {new[0]['steps']} steps in "
+                    f"{time.perf_counter() - t0:.1f}s, d_loss {new[0]['final_d_loss']:.3f}, "
+                    f"g_loss {new[0]['final_g_loss']:.3f}")
     return entries
-

@@ -4,14 +4,18 @@ Seed 000 Section 2: the ensemble of T GANs is the mixture G_T = sum_t p_t G_t, t
 class k; a synthetic set of N_g samples holds p_t N_g samples from member t (N_g = N real by default).
 """
 from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Optional, Sequence
+
 import numpy as np
 import torch
 import torch.nn as nn
+
+from raygan import seeds
+from raygan.gan.train import load_generator
 from raygan.runs import RunFolder
 from raygan.synthesis.generate import generate
-from raygan.gan.train import load_generator
 
 
 def allocate(weights: Sequence[float], n: int) -> list[int]:
@@ -51,7 +55,7 @@ class Mixture:
         extra = {"truncation": self.truncation} if self.truncation is not None else {}
         for t, (G, count) in enumerate(zip(self.generators, counts)):
             if count:
-                xs.append(generate(G, count, seed=seed * 1_000_003 + t, device=device, **extra))
+                xs.append(generate(G, count, seed=seeds.mixture_member(seed, t), device=device, **extra))
                 ids.append(np.full(count, t))
         return torch.cat(xs), np.concatenate(ids)
 

@@ -7,19 +7,27 @@ Figure 3: test accuracy over classifier training epochs for each T.
 """
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from raygan import seeds
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.ensemble.boosting_loop import state_path
 from raygan.ensemble.mixture import Mixture, load_mixture
-from raygan.evaluation.protocols import (ProtocolResult, Split, filter_by_classifier, mix_real_synthetic,
-                                         repeat, train_classifier, trts)
+from raygan.evaluation.protocols import (
+    ProtocolResult,
+    Split,
+    filter_by_classifier,
+    mix_real_synthetic,
+    repeat,
+    train_classifier,
+    trts,
+)
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -29,7 +37,7 @@ def mixture_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> Mixture:
     """The class's mixture of size T: first T independent members, or boosting after step T."""
     weights = None
     if cfg.ensemble.method != "independent":
-        state = json.loads((run.path / "boosting" / class_name / "state.json").read_text())
+        state = json.loads(state_path(run, class_name).read_text())
         weights = state["steps"][T - 1]["mixture_weights"]
     elif cfg.ensemble.weights is not None:
         weights = cfg.ensemble.weights[:T]
@@ -41,16 +49,16 @@ def synthetic_set(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, see
     xs, ys = [], []
     for k, name in enumerate(dataset.classes):
         n = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
-        x, _ = mixture_at(run, cfg, name, T).sample(n, seed=seed * 1009 + k)
+        x, _ = mixture_at(run, cfg, name, T).sample(n, seed=seeds.per_class(seed, k))
         xs.append(x)
         ys.append(torch.full((n,), k, dtype=torch.int64))
     return torch.cat(xs), torch.cat(ys)
 
 
 def real_train(dataset: RealDataset) -> Split:
-    xs = [dataset.train[name] for name in dataset.classes]
-    ys = [torch.full((len(x),), k, dtype=torch.int64) for k, x in enumerate(xs)]
-    return torch.cat(xs), torch.cat(ys)
+    """The real training split with class indices (RealDataset.train_split; raygan.cluster.sweep uses
+    this name)."""
+    return dataset.train_split()
 
 
 def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
@@ -69,7 +77,7 @@ def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
 def trtr(cfg: Config, dataset: RealDataset) -> ProtocolResult:
     """The reference line: train on the real training split, test on real."""
     train = real_train(dataset)
-    return repeat("TRTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed)
+    return repeat("TRTR", lambda s, train=train: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed)
 
 
 def on_the_fly(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, seed: int):
@@ -105,7 +113,7 @@ def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset) -> li
         if cfg.eval.on_the_fly:
             make = on_the_fly(run, cfg, dataset, T, seed=cfg.synth.seed)
             train = make(0)
-            result = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s, epoch_data=make),
+            result = repeat("TSTR", lambda s, train=train, make=make: _fit(cfg, dataset, train, s, epoch_data=make),
                             cfg.eval.repeats, cfg.eval.seed, on_the_fly=True, **extra)
         else:
             train = synthetic_set(run, cfg, dataset, T, seed=cfg.synth.seed)
@@ -113,7 +121,7 @@ def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset) -> li
                 keep = filter_by_classifier(filter_model, *train, rho=cfg.eval.filter_rho)
                 extra["kept_fraction"] = float(keep.float().mean())
                 train = (train[0][keep], train[1][keep])
-            result = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats,
+            result = repeat("TSTR", lambda s, train=train: _fit(cfg, dataset, train, s), cfg.eval.repeats,
                             cfg.eval.seed, **extra)
         summary = result.summary()
         summary["histories"] = [[h["test_acc"] for h in r.history] for r in result.runs]
@@ -137,7 +145,7 @@ def mixing_table(run: RunFolder, cfg: Config, dataset: RealDataset) -> list[dict
     rows = []
     for ratio in cfg.eval.mixing_ratios:
         train = mix_real_synthetic(real, synthetic, float(ratio), seed=cfg.synth.seed)
-        summary = repeat("mixed", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats,
+        summary = repeat("mixed", lambda s, train=train: _fit(cfg, dataset, train, s), cfg.eval.repeats,
                          cfg.eval.seed, ratio=float(ratio)).summary()
         rows.append(summary)
         logger.info(f"mixed ratio {ratio}: test {summary['test_acc_mean']:.3f} ± "
@@ -153,13 +161,13 @@ def write_json(path: Path, obj) -> None:
 def quality_curve(run: RunFolder, cfg: Config, dataset: RealDataset) -> dict:
     """The sample-quality metrics of cfg.eval.metrics for T = 1..T_max (and the PCA baseline when
     listed), each class's set drawn from its size-T mixture; see raygan.metrics.quality."""
-    from raygan.metrics.quality import compute_quality, samples_per_class
     from raygan.gan.train import resolve_device
+    from raygan.metrics.quality import compute_quality, samples_per_class
 
     def draw(T: int):
         def images() -> dict[str, torch.Tensor]:
             return {name: mixture_at(run, cfg, name, T).sample(
-                        samples_per_class(cfg, dataset, name), seed=cfg.synth.seed * 1009 + k)[0]
+                        samples_per_class(cfg, dataset, name), seed=seeds.per_class(cfg.synth.seed, k))[0]
                     for k, name in enumerate(dataset.classes)}
         return images
 
@@ -174,7 +182,7 @@ def pca_tstr(cfg: Config, dataset: RealDataset) -> dict:
     from raygan.evaluation.pca import pca_synthetic_set
 
     train = pca_synthetic_set(dataset, n_per_class=cfg.ensemble.samples_per_class, seed=cfg.synth.seed)
-    summary = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed,
+    summary = repeat("TSTR", lambda s, train=train: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed,
                      generator="pca").summary()
     logger.info(f"TSTR PCA baseline: test {summary['test_acc_mean']:.3f} ± {summary['test_acc_std']:.3f}")
     return summary
@@ -203,11 +211,12 @@ def recursive_curve(run: RunFolder, cfg: Config, dataset: RealDataset) -> list[d
                 gens.append(load_generator(folder / (f"round{r}.pt" if r < rounds else "generator.pt")))
                 sizes.append(entry.get("recursive_train_sizes", [None] * (rounds + 1))[r])
             n = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
-            x, _ = Mixture.uniform(gens, cfg.synth.truncation).sample(n, seed=cfg.synth.seed * 1009 + k)
+            mixture = Mixture.uniform(gens, cfg.synth.truncation)
+            x, _ = mixture.sample(n, seed=seeds.per_class(cfg.synth.seed, k))
             xs.append(x)
             ys.append(torch.full((n,), k, dtype=torch.int64))
         train = (torch.cat(xs), torch.cat(ys))
-        summary = repeat("TSTR", lambda s: _fit(cfg, dataset, train, s), cfg.eval.repeats,
+        summary = repeat("TSTR", lambda s, train=train: _fit(cfg, dataset, train, s), cfg.eval.repeats,
                          cfg.eval.seed, round=r).summary()
         known = [v for v in sizes if v is not None]
         summary.update({"round": r, "train_size_mean": float(np.mean(known)) if known else None})

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from raygan import seeds
 from raygan.data import RealDataset
 
 DEFAULT_VARIANCE = 0.95
@@ -79,7 +80,7 @@ def pca_samples(generators: dict[str, PCAGenerator], counts: dict[str, int], *, 
     """counts[class] samples per class (seeded per class), as {class: images}."""
     from raygan.synthesis.generate import generate
 
-    return {name: generate(G, counts[name], seed=seed * 1009 + k)
+    return {name: generate(G, counts[name], seed=seeds.per_class(seed, k))
             for k, (name, G) in enumerate(generators.items())}
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from raygan import seeds
 from raygan.evaluation.augment import augment as apply_augmentation
 from raygan.evaluation.classifiers import build_classifier
 
@@ -57,14 +58,35 @@ class ProtocolResult:
                 **self.extra}
 
 
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 @torch.no_grad()
+def batched(model: torch.nn.Module, x: torch.Tensor, *,
+            apply: Optional[Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]] = None,
+            batch_size: int = 1024, device: Optional[str | torch.device] = None,
+            empty: tuple[int, ...] = (0,)) -> torch.Tensor:
+    """``apply(model, batch)`` (default: the model's output) over x, batch_size rows at a time, in eval
+    mode without gradients; concatenated on the CPU, ``torch.empty(empty)`` when x has no rows.
+
+    The model is moved to ``device`` (None: it stays where it is) and every batch goes to it.
+    """
+    dev = _device_of(model) if device is None else torch.device(device)
+    model = model.to(dev).eval()
+    out = [(model(xb) if apply is None else apply(model, xb)).cpu()
+           for xb in (x[i:i + batch_size].to(dev) for i in range(0, len(x), batch_size))]
+    return torch.cat(out) if out else torch.empty(empty)
+
+
+def softmax_of(model: torch.nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    return F.softmax(model(xb), dim=1)
+
+
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
-            device: str = "cpu") -> torch.Tensor:
+            device: str | torch.device = "cpu") -> torch.Tensor:
     """Softmax probabilities (N, K)."""
-    model.eval()
-    out = [F.softmax(model(x[i:i + batch_size].to(device)), dim=1).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0)
+    return batched(model, x, apply=softmax_of, batch_size=batch_size, device=device)
 
 
 def accuracy(model, x, y, device="cpu") -> float:
@@ -134,7 +156,7 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, val: Split
 def repeat(protocol: str, fn: Callable[[int], ClassifierRun], repeats: int, seed: int,
            **extra) -> ProtocolResult:
     """R independent classifier trainings (seeds seed, seed+1, ...): mean +- std over them."""
-    return ProtocolResult(protocol, [fn(seed + r) for r in range(repeats)], dict(extra))
+    return ProtocolResult(protocol, [fn(seeds.offset(seed, r)) for r in range(repeats)], dict(extra))
 
 
 def mix_real_synthetic(real: Split, synthetic: Split, ratio: float | dict, seed: int) -> Split:

@@ -21,17 +21,10 @@ import torch.nn as nn
 
 from raygan.data import RealDataset
 from raygan.evaluation.classifiers import SimpleCNN
+from raygan.evaluation.protocols import batched, softmax_of, train_classifier
 from raygan.runs import atomic_write_bytes
 
 DOMAIN_EPOCHS = 8
-
-
-def _train_split(dataset: RealDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for i, name in enumerate(dataset.classes):
-        xs.append(dataset.train[name])
-        ys.append(torch.full((len(dataset.train[name]),), i, dtype=torch.int64))
-    return torch.cat(xs), torch.cat(ys)
 
 
 def _key(dataset: RealDataset, epochs: int, seed: int) -> str:
@@ -48,8 +41,6 @@ def train_domain_classifier(dataset: RealDataset, *, cache: Optional[Path] = Non
     """SimpleCNN trained on the real training split (all classes); eval mode. Cached at ``cache``."""
     if dataset.kind != "image":
         raise ValueError(f"the domain feature space needs images; {dataset.name} holds {dataset.kind}")
-    from raygan.evaluation.protocols import train_classifier
-
     shape = dataset.sample_shape
     key = _key(dataset, epochs, seed)
     model = SimpleCNN(in_channels=shape[0], image_size=(shape[1], shape[2]),
@@ -59,7 +50,7 @@ def train_domain_classifier(dataset: RealDataset, *, cache: Optional[Path] = Non
         if saved.get("key") == key:
             model.load_state_dict(saved["state"])
             return model.to(device).eval()
-    x, y = _train_split(dataset)
+    x, y = dataset.train_split()
     run = train_classifier(x, y, val=dataset.val, test=dataset.test, n_classes=len(dataset.classes),
                            arch="simplecnn", epochs=epochs, seed=seed, device=device)
     model = run.model.to(device).eval()
@@ -71,22 +62,18 @@ def train_domain_classifier(dataset: RealDataset, *, cache: Optional[Path] = Non
     return model
 
 
-@torch.no_grad()
+def _features(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    # Flatten, Linear(->64), ReLU of the head; dropout and the logits layer are left out
+    return model.head[:3](model.features(xb))
+
+
 def embed(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024,
           device: str | torch.device = "cpu") -> torch.Tensor:
     """Penultimate-layer features (N, 64) of a SimpleCNN for images x (N, C, H, W); on the CPU."""
-    model = model.to(device).eval()
-    head = model.head[:3]  # Flatten, Linear(->64), ReLU; dropout and the logits layer are left out
-    out = [head(model.features(x[i:i + batch_size].to(device))).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, 64)
+    return batched(model, x, apply=_features, batch_size=batch_size, device=device, empty=(0, 64))
 
 
-@torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024,
             device: str | torch.device = "cpu") -> torch.Tensor:
     """Softmax probabilities (N, K) of the domain classifier."""
-    model = model.to(device).eval()
-    out = [torch.softmax(model(x[i:i + batch_size].to(device)), 1).cpu()
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, 0)
+    return batched(model, x, apply=softmax_of, batch_size=batch_size, device=device, empty=(0, 0))

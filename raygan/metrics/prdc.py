@@ -8,18 +8,19 @@ neighbour within its own set and B(x, r) the closed ball:
   density   = 1/(kM) sum_j sum_i 1[Y_j in B(X_i, r_k(X_i))]       (Naeem eq. 2; about 1 when Y ~ X)
   coverage  = 1/N  sum_i 1[the nearest Y to X_i lies in B(X_i, r_k(X_i))]   (Naeem eq. 3)
 raygan computes them in the domain feature space; distances are Euclidean in float64 and computed in
-blocks of chunk_size x chunk_size, so memory never holds an N x M matrix.
+blocks of chunk_size x chunk_size (raygan.metrics.neighbours), so memory never holds an N x M matrix.
 """
 from __future__ import annotations
 
 import torch
 
+from raygan.metrics.neighbours import as_rows, distance_blocks, search
+
 DEFAULT_K = 5  # Naeem et al.'s recommended k
 
 
 def _as_f64(x) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    return x.detach().to("cpu", torch.float64).reshape(len(x), -1)
+    return as_rows(x, torch.float64).cpu()
 
 
 def kth_neighbour_radii(x: torch.Tensor, k: int, *, chunk_size: int = 2048) -> torch.Tensor:
@@ -28,18 +29,8 @@ def kth_neighbour_radii(x: torch.Tensor, k: int, *, chunk_size: int = 2048) -> t
     n = len(x)
     if not 1 <= k < n:
         raise ValueError(f"k={k} needs 1 <= k < the number of samples ({n})")
-    radii = torch.empty(n, dtype=torch.float64)
-    for i in range(0, n, chunk_size):
-        rows = x[i:i + chunk_size]
-        best = torch.full((len(rows), 0), float("inf"), dtype=torch.float64)
-        for j in range(0, n, chunk_size):
-            d = torch.cdist(rows, x[j:j + chunk_size])
-            if i == j:  # rows and columns share the same tiling: this block holds each row itself
-                d.fill_diagonal_(float("inf"))
-            best = torch.cat([best, d], 1).topk(min(k, best.shape[1] + d.shape[1]), dim=1,
-                                                largest=False).values
-        radii[i:i + chunk_size] = best[:, k - 1]
-    return radii
+    found = search(x, x, k=k, dtype=torch.float64, chunk_size=chunk_size, exclude_self=True)
+    return found.distances[:, 0, k - 1]
 
 
 def prdc(real_features, fake_features, *, k: int = DEFAULT_K, chunk_size: int = 2048) -> dict:
@@ -58,14 +49,11 @@ def prdc(real_features, fake_features, *, k: int = DEFAULT_K, chunk_size: int = 
     inside_count = torch.zeros(len(fake), dtype=torch.float64)   # real balls containing fake j
     real_recalled = torch.zeros(len(real), dtype=torch.bool)     # real i inside some fake ball
     nearest_fake = torch.full((len(real),), float("inf"), dtype=torch.float64)
-    for i in range(0, len(real), chunk_size):
-        rows, r_rows = real[i:i + chunk_size], r_real[i:i + chunk_size]
-        for j in range(0, len(fake), chunk_size):
-            d = torch.cdist(rows, fake[j:j + chunk_size])             # (real block, fake block)
-            inside_count[j:j + chunk_size] += (d <= r_rows[:, None]).sum(0).to(torch.float64)
-            real_recalled[i:i + chunk_size] |= (d <= r_fake[None, j:j + chunk_size]).any(1)
-            block = slice(i, i + chunk_size)
-            nearest_fake[block] = torch.minimum(nearest_fake[block], d.min(1).values)
+    for i, j, d in distance_blocks(real, fake, chunk_size=chunk_size):  # d: (real block, fake block)
+        rows, cols = slice(i, i + d.shape[0]), slice(j, j + d.shape[1])
+        inside_count[cols] += (d <= r_real[rows, None]).sum(0).to(torch.float64)
+        real_recalled[rows] |= (d <= r_fake[None, cols]).any(1)
+        nearest_fake[rows] = torch.minimum(nearest_fake[rows], d.min(1).values)
     return {"precision": float((inside_count > 0).double().mean()),
             "recall": float(real_recalled.double().mean()),
             "density": float(inside_count.sum() / (k * len(fake))),

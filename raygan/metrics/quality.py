@@ -23,15 +23,15 @@ classifier_score). A "real (val)" set (the real validation split) gives the floo
 from __future__ import annotations
 
 import logging
-
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from raygan import seeds
 from raygan.config import Config, ConfigError
-from raygan.data import RealDataset
+from raygan.data import RealDataset, is_points
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,9 @@ def validate_metrics(cfg: Config) -> list[str]:
     unknown = [n for n in names if n not in ALLOWED]
     if unknown:
         raise ConfigError(f"eval.metrics: unknown metric(s) {unknown}; allowed: {', '.join(ALLOWED)}")
-    if names and cfg.data.name == "grid2d":
-        raise ConfigError("eval.metrics are image metrics; data.name=grid2d is scored by seed 000's "
-                          "Table 1 (raygan table1); set eval.metrics=[]")
+    if names and is_points(cfg.data.name):
+        raise ConfigError(f"eval.metrics are image metrics; data.name={cfg.data.name} is scored by seed "
+                          "000's Table 1 (raygan table1); set eval.metrics=[]")
     if "fid" in names or "kid" in names:
         from raygan.metrics.inception import check_weights
         check_weights(cfg.eval.inception_weights)
@@ -151,7 +151,7 @@ def _score_set(names, spaces: _Spaces, dataset: RealDataset, images: dict[str, t
         row = {"n": int(len(x))}
         row.update(_distances(names, ref_feats[name], feats[name], seed))
         if "msssim" in names:
-            diversity = intra_class_msssim(x, seed=seed + k)
+            diversity = intra_class_msssim(x, seed=seeds.offset(seed, k))
             row.update(msssim=diversity["msssim"], msssim_std=diversity["msssim_std"])
         if "classifier_score" in names:
             row["classifier_score"] = classifier_score(spaces.domain, x, k, device=spaces.device)

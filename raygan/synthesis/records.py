@@ -1,9 +1,13 @@
 """Generation from trained generators and what is written about it (sample grids, PNG records)."""
 from __future__ import annotations
+
 import io
+
 import numpy as np
 import torch
 import torch.nn as nn
+
+from raygan import seeds
 from raygan.synthesis.generate import generate
 
 
@@ -32,9 +36,9 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
-def chunk_seed(seed: int, class_index: int, member: int, chunk: int) -> int:
-    """The seed of one synthesis chunk: shards are reproducible chunk by chunk."""
-    return int(np.random.SeedSequence([seed, class_index, member, chunk, 7]).generate_state(1)[0])
+# The seed of one synthesis chunk, now the raygan.seeds stream; the name stays while raygan.cluster.shards
+# imports it from here.
+chunk_seed = seeds.synth_chunk
 
 
 def synth_records(G: nn.Module, *, count: int, seed: int, class_index: int, class_name: str,

@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 
 from raygan.config import Config, ConfigError
+from raygan.data import is_points
 
 # Ray starts a fresh worker process for every GPU task (reference: about 7 s with `import torch` on a
 # small machine); with the member's data arriving from the object store, count 10 s per task.
@@ -58,7 +59,7 @@ def _data(cfg: Config) -> tuple[dict[str, int], tuple[int, ...], Optional[torch.
         dataset = load_dataset(cfg.data)
     except (ConfigError, OSError) as err:
         if cfg.data.name not in KNOWN:
-            raise ConfigError(f"raygan plan needs the dataset to measure its shape and size: {err}")
+            raise ConfigError(f"raygan plan needs the dataset to measure its shape and size: {err}") from None
         sizes, shape = _stand_in(cfg)
         why = str(err).splitlines()[0][:100]
         return sizes, shape, None, f"random stand-in of {cfg.data.name}'s shape (not here: {why})"
@@ -71,8 +72,8 @@ def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
     """Time `steps` training steps of one member (after a short warm-up), synthesis and a classifier
     step on this machine; returns the measurements and what they were taken on."""
     from raygan.evaluation.classifiers import build_classifier
-    from raygan.synthesis.records import synth_records
     from raygan.gan.train import resolve_device, train_gan
+    from raygan.synthesis.records import synth_records
 
     if steps < 1:
         raise ConfigError(f"--probe-steps {steps}: probe at least 1 step")
@@ -193,7 +194,7 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
                                                         if cfg.eval.mixing else 0)
     classifier_steps = cfg.eval.epochs * math.ceil(n_train / cfg.eval.batch_size)
     eval_s = cfg.eval.repeats * runs_per_repeat * classifier_steps * measured["classifier_step_s"]
-    if cfg.data.name == "grid2d":
+    if is_points(cfg.data.name):
         eval_s = 0.0  # its evaluation is Table 1 (raygan grid2d), not a downstream classifier
     cost = gpu_hour_cost if gpu_hour_cost is not None else cfg.cluster.gpu_hour_cost
     total_s = wall_s + synth_cpu_s / cpus + eval_s
