@@ -32,8 +32,17 @@ class _LogLines:
     def __init__(self, caplog):
         self._caplog = caplog
 
+    def _lines(self) -> list[str]:
+        return [r.getMessage() for r in self._caplog.records if r.name.startswith("raygan")]
+
     def __iter__(self):
-        return iter([r.getMessage() for r in self._caplog.records if r.name.startswith("raygan")])
+        return iter(self._lines())
+
+    def __getitem__(self, i):
+        return self._lines()[i]
+
+    def __len__(self) -> int:
+        return len(self._lines())
 
     def clear(self) -> None:
         self._caplog.clear()

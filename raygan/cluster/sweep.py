@@ -41,6 +41,7 @@ from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, load_dataset
 from raygan.ensemble.boosting_loop import state_path
 from raygan.runs import RunFolder, atomic_write_text
+from raygan import seeds
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,8 @@ def param_space(cfg: Config, values: dict[str, list]) -> dict:
     seed = eval.seed + r (r < num_samples) is the same number of trials, each reproducible.
     """
     space = {k: tune.grid_search(v) if len(v) > 1 else v[0] for k, v in values.items()}
-    seeds = [cfg.eval.seed + r for r in range(cfg.sweep.num_samples)]
-    space["seed"] = tune.grid_search(seeds) if len(seeds) > 1 else seeds[0]
+    trial_seeds = [seeds.offset(cfg.eval.seed, r) for r in range(cfg.sweep.num_samples)]
+    space["seed"] = tune.grid_search(trial_seeds) if len(trial_seeds) > 1 else trial_seeds[0]
     space["synthetic_only"] = cfg.sweep.synthetic_only
     return space
 
@@ -136,7 +137,7 @@ def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, run_dir: str) -
     output.root would point elsewhere."""
     import torch
 
-    from raygan.evaluation.curves import real_train, synthetic_set
+    from raygan.evaluation.curves import synthetic_set
     from raygan.evaluation.protocols import mix_real_synthetic, train_classifier
 
     torch.set_num_threads(max(1, math.floor(cfg.sweep.cpus_per_trial)))
@@ -146,10 +147,10 @@ def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, run_dir: str) -
     if config["synthetic_only"]:
         train = synthetic_set(run, cfg, dataset, int(config["T"]), seed=cfg.synth.seed)
     elif ratio == 0:
-        train = real_train(dataset)
+        train = dataset.train_split()
     else:
         synthetic = synthetic_set(run, cfg, dataset, int(config["T"]), seed=cfg.synth.seed)
-        train = mix_real_synthetic(real_train(dataset), synthetic, ratio, seed=cfg.synth.seed)
+        train = mix_real_synthetic(dataset.train_split(), synthetic, ratio, seed=cfg.synth.seed)
     best = {"val_acc": -1.0, "test_acc": float("nan"), "epoch": 0}
 
     def report(record: dict) -> None:

@@ -26,9 +26,6 @@ from raygan.synthesis.grids import save_sample_grid
 logger = logging.getLogger(__name__)
 
 
-# The old name of seeds.member; raygan.cluster.driver and tests still import it from here.
-member_seed = seeds.member
-
 # Called once a member's generator.pt is written, with the trained generator and the device: draws
 # the member folder's samples.png.
 SampleGrid = Callable[[nn.Module, torch.device], None]

@@ -55,12 +55,6 @@ def synthetic_set(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, see
     return torch.cat(xs), torch.cat(ys)
 
 
-def real_train(dataset: RealDataset) -> Split:
-    """The real training split with class indices (RealDataset.train_split; raygan.cluster.sweep uses
-    this name)."""
-    return dataset.train_split()
-
-
 def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
     """One downstream classifier, on the device train.device resolves to here (a GPU when this
     process has one); the model comes back on the CPU."""
@@ -76,7 +70,7 @@ def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
 
 def trtr(cfg: Config, dataset: RealDataset) -> ProtocolResult:
     """The reference line: train on the real training split, test on real."""
-    train = real_train(dataset)
+    train = dataset.train_split()
     return repeat("TRTR", lambda s, train=train: _fit(cfg, dataset, train, s), cfg.eval.repeats, cfg.eval.seed)
 
 
@@ -140,7 +134,7 @@ def trts_score(run: RunFolder, cfg: Config, dataset: RealDataset, reference: Pro
 
 def mixing_table(run: RunFolder, cfg: Config, dataset: RealDataset) -> list[dict]:
     """Seed 002 Figure 2: accuracy of real + ratio x synthetic, for every configured ratio."""
-    real = real_train(dataset)
+    real = dataset.train_split()
     synthetic = synthetic_set(run, cfg, dataset, cfg.ensemble.members, seed=cfg.synth.seed)
     rows = []
     for ratio in cfg.eval.mixing_ratios:

@@ -23,6 +23,7 @@ from raygan.metrics.grid import Table1Row, nearest_modes, table1_bootstrap
 from raygan.runs import RunFolder, atomic_write_text
 from raygan.synthesis.generate import generate
 from raygan.figures import figure, save_figure
+from raygan import seeds
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def run_table1(cfg: Config) -> dict:
     means, sigma = grid_means(), cfg.data.grid_sigma
     pools, samples = [], []
     for m, G in enumerate(mixture.generators):
-        points = generate(G, cfg.grid_eval.points_per_gan, seed=cfg.train.seed + 7919 * (m + 1)).numpy()
+        points = generate(G, cfg.grid_eval.points_per_gan, seed=seeds.grid_gan_points(cfg.train.seed, m)).numpy()
         samples.append(points)
         pools.append(nearest_modes(points, means, sigma))
     rows = table1_bootstrap(pools, max_ensemble=cfg.grid_eval.max_ensemble,

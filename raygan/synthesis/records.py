@@ -7,7 +7,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from raygan import seeds
 from raygan.synthesis.generate import generate
 
 
@@ -36,9 +35,6 @@ def decode_png(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
-# The seed of one synthesis chunk, now the raygan.seeds stream; the name stays while raygan.cluster.shards
-# imports it from here.
-chunk_seed = seeds.synth_chunk
 
 
 def synth_records(G: nn.Module, *, count: int, seed: int, class_index: int, class_name: str,

@@ -144,7 +144,7 @@ def _val(ds, k):
     return x[y == k]
 
 
-def test_planted_copies_are_found_with_their_indices_and_the_verdict_warns(tmp_path, digits):
+def test_planted_copies_are_found_with_their_indices_and_the_verdict_warns(raygan_logs, tmp_path, digits):
     cfg = _cfg(tmp_path, "ensemble.members=2", "audit.pairs_in_figure=4")
     train0 = digits.train["0-4"]
     copied = [3, 100, 250, 629]
@@ -152,7 +152,8 @@ def test_planted_copies_are_found_with_their_indices_and_the_verdict_warns(tmp_p
     # member 0: real images no GAN saw; member 1: the same plus four training images at rows 10..13
     member1 = torch.cat([honest[:10], train0[copied], honest[10:60]])
     run = _write_run(cfg, {0: [honest[60:], member1], 1: [_val(digits, 1)[:60], _val(digits, 1)[60:]]})
-    logs = []
+    raygan_logs.clear()
+    logs = raygan_logs
     privacy = audit_run(cfg, run.path, device="cpu")
     assert privacy["verdict"] == "warn"
     c = privacy["classes"]["0-4"]
@@ -274,13 +275,14 @@ def test_bad_input_is_a_config_error_naming_the_path_and_the_fix(tmp_path):
         audit_run(load_config(overrides=["audit.spaces=[pixels]"]), tmp_path / "run")
 
 
-def test_points_are_not_applicable(tmp_path):
+def test_points_are_not_applicable(raygan_logs, tmp_path):
     cfg = load_config(overrides=["data.name=grid2d", "gan.family=mlp2d", f"output.root={tmp_path}"])
     run = tmp_path / "r"
     (run / "shards").mkdir(parents=True)
     (run / "config.yaml").write_text(cfg.to_yaml())
     (run / "shards" / "p.parquet").write_bytes(b"")
-    logs = []
+    raygan_logs.clear()
+    logs = raygan_logs
     assert audit_run(cfg, run) is None
     assert "not applicable" in logs[0] and not (run / "audit").exists()
 

@@ -6,7 +6,8 @@ import torch
 
 from raygan.data import load_dataset
 from raygan.ensemble.mixture import Mixture, allocate, load_mixture
-from raygan.ensemble.members import member_seed, train_independent
+from raygan.ensemble.members import train_independent
+from raygan.seeds import member as member_seed
 from raygan.runs import RunFolder
 
 
@@ -52,11 +53,12 @@ def test_mixture_draws_in_proportion_and_first_t_without_retraining():
         mix.first(5)
 
 
-def test_independent_ensemble_trains_k_by_t_members_and_a_rerun_skips_them(tiny_digits_cfg):
+def test_independent_ensemble_trains_k_by_t_members_and_a_rerun_skips_them(raygan_logs, tiny_digits_cfg):
     cfg = tiny_digits_cfg("data.grouping=II")
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
-    logs = []
+    raygan_logs.clear()
+    logs = raygan_logs
     entries = train_independent(cfg, ds, run)
     assert len(entries) == 4  # 2 classes x 2 members
     manifest = json.loads((run.path / "manifest.json").read_text())
@@ -84,13 +86,14 @@ def test_independent_ensemble_trains_k_by_t_members_and_a_rerun_skips_them(tiny_
         load_mixture(run, "0-4", 3)
 
 
-def test_rerun_after_interrupt_trains_only_what_is_missing(tiny_digits_cfg):
+def test_rerun_after_interrupt_trains_only_what_is_missing(raygan_logs, tiny_digits_cfg):
     cfg = tiny_digits_cfg("data.grouping=II", "ensemble.members=1")
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
     train_independent(cfg, ds, run)
     grown = cfg.replace(ensemble={"members": 2})
-    logs = []
+    raygan_logs.clear()
+    logs = raygan_logs
     train_independent(grown, ds, run)
     trained = [line for line in logs if "skipped" not in line]
     assert len(trained) == 2 and all("member 1" in line for line in trained)

@@ -4,7 +4,6 @@ import torch
 
 from raygan.config import load_config
 from raygan.data import load_dataset
-from raygan.evaluation.curves import real_train
 from raygan.evaluation.protocols import (ProtocolResult, filter_by_classifier, mix_real_synthetic, repeat,
                                          train_classifier, trts)
 
@@ -20,7 +19,7 @@ def _fit(ds, train, seed=0, epochs=6, **kw):
 
 
 def test_trtr_on_digits_learns_and_picks_the_epoch_on_validation(digits):
-    run = _fit(digits, real_train(digits))
+    run = _fit(digits, digits.train_split())
     assert run.test_acc > 0.9
     assert len(run.history) == 6
     best = max(run.history, key=lambda r: r["val_acc"])
@@ -32,13 +31,13 @@ def test_trtr_on_digits_learns_and_picks_the_epoch_on_validation(digits):
 
 
 def test_same_seed_same_classifier(digits):
-    a = _fit(digits, real_train(digits), seed=3, epochs=2)
-    b = _fit(digits, real_train(digits), seed=3, epochs=2)
+    a = _fit(digits, digits.train_split(), seed=3, epochs=2)
+    b = _fit(digits, digits.train_split(), seed=3, epochs=2)
     assert a.history == b.history
 
 
 def test_repeats_give_mean_and_std(digits):
-    result = repeat("TRTR", lambda s: _fit(digits, real_train(digits), seed=s, epochs=2), 3, seed=0)
+    result = repeat("TRTR", lambda s: _fit(digits, digits.train_split(), seed=s, epochs=2), 3, seed=0)
     summary = result.summary()
     accs = [r.test_acc for r in result.runs]
     assert summary["repeats"] == 3
@@ -60,7 +59,7 @@ def test_mixing_ratio_adds_ratio_times_real_per_class():
 
 
 def test_filtering_and_trts_use_a_real_trained_classifier(digits):
-    model = _fit(digits, real_train(digits), epochs=4).model
+    model = _fit(digits, digits.train_split(), epochs=4).model
     x, y = digits.test
     wrong = (y + 1) % 10
     assert trts(model, (x, y)) > 0.9

@@ -33,7 +33,7 @@ def test_recursive_rounds_grow_the_training_set_by_the_fraction_and_resume(tiny_
     assert again["generator_sha256"] == entry["generator_sha256"]
 
 
-def test_conditional_members_cover_every_class_from_one_model(tiny_digits_cfg):
+def test_conditional_members_cover_every_class_from_one_model(raygan_logs, tiny_digits_cfg):
     cfg = tiny_digits_cfg("gan.family=ccgan", "data.classes={zero: [0], one: [1]}")
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
@@ -54,8 +54,9 @@ def test_conditional_members_cover_every_class_from_one_model(tiny_digits_cfg):
     G = load_generator(run.path / manifest["one/0"]["generator"], condition=1)
     assert G.z_dim == cfg.gan.z_dim
     # A rerun trains nothing.
-    lines = []
-    train_independent(cfg, ds, run, log=lines.append)
+    raygan_logs.clear()
+    lines = raygan_logs
+    train_independent(cfg, ds, run)
     assert all("skipped" in line for line in lines)
 
 
@@ -70,7 +71,7 @@ def test_truncated_mixture_draws_differ_from_plain_and_repeat(tiny_digits_cfg):
     assert torch.equal(cut, load_mixture(run, "a", 1, truncation=0.5).sample(16, seed=3)[0])
 
 
-def test_recursive_rounds_are_evaluated_round_by_round_and_reported(tiny_digits_cfg):
+def test_recursive_rounds_are_evaluated_round_by_round_and_reported(raygan_logs, tiny_digits_cfg):
     from raygan.evaluation.curves import evaluate_run
     from raygan.reporting.report import write_report
 
@@ -80,8 +81,9 @@ def test_recursive_rounds_are_evaluated_round_by_round_and_reported(tiny_digits_
     run = RunFolder.for_config(cfg)
     run.write_config(cfg)
     train_independent(cfg, ds, run)
-    lines = []
-    result = evaluate_run(cfg, ds, run, log=lines.append)
+    raygan_logs.clear()
+    lines = raygan_logs
+    result = evaluate_run(cfg, ds, run)
     rounds = result["recursive"]
     assert [r["round"] for r in rounds] == [0, 1]
     n = ds.train_sizes()
