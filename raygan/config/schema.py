@@ -286,22 +286,15 @@ class OutputConfig:
     sample_grid: int = _f(64, "Images in each member's sample grid.", minimum=1)
 
 
-@dataclass(frozen=True)
-class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    gan: GANConfig = field(default_factory=GANConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
-    boosting: BoostingConfig = field(default_factory=BoostingConfig)
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    sweep: SweepConfig = field(default_factory=SweepConfig)
-    grid_eval: GridEvalConfig = field(default_factory=GridEvalConfig)
-    audit: AuditConfig = field(default_factory=AuditConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+# The sections of a run's config, in the order config.yaml lists them.
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "gan": GANConfig, "train": TrainConfig, "ensemble": EnsembleConfig,
+    "boosting": BoostingConfig, "synth": SynthConfig, "cluster": ClusterConfig, "tracking": TrackingConfig,
+    "eval": EvalConfig, "sweep": SweepConfig, "grid_eval": GridEvalConfig, "audit": AuditConfig,
+    "output": OutputConfig}
 
+
+class _ConfigMethods:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -317,12 +310,17 @@ class Config:
         return from_dict(merged)
 
 
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+# One field per section (cfg.data, cfg.gan, ...), each defaulting to its section's defaults; frozen.
+Config = dataclasses.make_dataclass(
+    "Config", [(name, cls, field(default_factory=cls)) for name, cls in SECTIONS.items()],
+    bases=(_ConfigMethods,), frozen=True)
+Config.__module__ = __name__  # pickled configs (Ray, Tune) name this module
+Config.__doc__ = "A whole run configuration: one frozen section per entry of SECTIONS."
+
+
+_SECTIONS = SECTIONS
 
 
 def _section_class(name: str):
-    return {"data": DataConfig, "gan": GANConfig, "train": TrainConfig, "ensemble": EnsembleConfig,
-            "boosting": BoostingConfig, "synth": SynthConfig, "cluster": ClusterConfig,
-            "tracking": TrackingConfig, "eval": EvalConfig, "sweep": SweepConfig, "grid_eval": GridEvalConfig, "audit": AuditConfig,
-            "output": OutputConfig}[name]
-
+    """The dataclass of a config section, e.g. "gan" -> GANConfig."""
+    return SECTIONS[name]

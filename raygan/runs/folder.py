@@ -1,27 +1,13 @@
-"""The run folder: resolved config, manifest of what is done, per-member folders; atomic writes.
-
-<root>/<experiment>/<run>/config.yaml, manifest.json, members/<class>/<member>/ ...
-A rerun of the same run reads the manifest and skips what it says is complete.
-
-The root may be a local path (used as it is) or any pyarrow filesystem URI (s3://bucket/prefix,
-gs://..., file:///...). A URI run folder is worked on through a local mirror, a plain folder at
-``mirror_root() / quote(<parent URI>) / <run>``, so every reader and writer keeps using ``run.path``:
-
-- ``atomic_write_bytes`` / ``atomic_write_text`` upload a file right after the local rename when it lies
-  in a mirror (manifest, checkpoints and generators reach storage as they are written). A mirror path
-  names its URI, so this works in any process of any node: no registration, nothing to pass around.
-- Readers pull what they need: the driver the bookkeeping (manifest, config, boosting state) when it
-  opens the run, a member task its member folder before training (a retry on another node resumes from
-  the last uploaded checkpoint), synthesis the generators, evaluation everything but checkpoints.
-- Files written other ways (images, plots) are pushed by the stage that wrote them.
-
-Local paths never touch pyarrow: the only extra work is one ``Path.relative_to`` test per write.
+"""The run folder: <root>/<experiment>/<run>/ with config.yaml, manifest.json (what is done) and
+members/<class>/<member>/. A rerun reads the manifest and skips what is complete; a rerun whose settings
+would change what was made is refused (``check_compatible``). A URI run folder is a local mirror that
+``pull`` and ``push`` keep equal to storage (raygan.runs.storage).
 """
 from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 import yaml
 from raygan.config import Config, ConfigError, from_dict
 from raygan.runs.storage import (_IN_SYNC, _download, _filesystem, _is_temporary, _mark_in_sync, _split_uri, _upload,
@@ -94,41 +80,35 @@ class RunFolder:
         temporaries of other writers excepted; file names in ``exclude`` are neither fetched nor removed.
         """
         remote = self.remote()
-        if remote is None:
-            return 0
+        return sum(self._pull_one(*remote, self._rel(i), set(exclude), delete) for i in items) if remote else 0
+
+    def _pull_one(self, fs, base: str, rel: str, exclude: set[str], delete: bool) -> int:
         from pyarrow import fs as pafs
-        fs, base = remote
-        exclude, fetched = set(exclude), 0
-        for item in items:
-            rel = self._rel(item)
-            src, dst = self._join(base, rel), self.path / rel
-            info = fs.get_file_info(src)
-            if info.type == pafs.FileType.File:
-                _download(fs, src, dst)
-                fetched += 1
-                continue
-            kept: set[Path] = set()
-            if info.type == pafs.FileType.NotFound:
-                if delete and dst.is_file() and dst.name not in exclude:
-                    dst.unlink()
-                    _IN_SYNC.pop(str(dst), None)
-            else:
-                for f in fs.get_file_info(pafs.FileSelector(src, recursive=True)):
-                    name = f.path.rsplit("/", 1)[-1]
-                    inside = f.path[len(src) + 1:]
-                    if f.type != pafs.FileType.File or name in exclude or _is_temporary(inside):
-                        continue
-                    local = dst / inside
-                    _download(fs, f.path, local)
-                    kept.add(local)
-                    fetched += 1
-            if delete and dst.is_dir():
-                for local in dst.rglob("*"):
-                    if local.is_file() and local not in kept and local.name not in exclude \
-                            and not _is_temporary(local.relative_to(dst).as_posix()):
-                        local.unlink()
-                        _IN_SYNC.pop(str(local), None)
-        return fetched
+
+        src, dst = self._join(base, rel), self.path / rel
+        info = fs.get_file_info(src)
+        if info.type == pafs.FileType.File:
+            _download(fs, src, dst)
+            return 1
+        kept: set[Path] = set()
+        if info.type == pafs.FileType.NotFound:
+            if delete and dst.is_file() and dst.name not in exclude:
+                dst.unlink()
+                _IN_SYNC.pop(str(dst), None)
+        else:
+            for f in fs.get_file_info(pafs.FileSelector(src, recursive=True)):
+                inside = f.path[len(src) + 1:]
+                if f.type != pafs.FileType.File or f.base_name in exclude or _is_temporary(inside):
+                    continue
+                _download(fs, f.path, dst / inside)
+                kept.add(dst / inside)
+        if delete and dst.is_dir():
+            for local in dst.rglob("*"):
+                if local.is_file() and local not in kept and local.name not in exclude \
+                        and not _is_temporary(local.relative_to(dst).as_posix()):
+                    local.unlink()
+                    _IN_SYNC.pop(str(local), None)
+        return len(kept)
 
     def push(self, *items: str | os.PathLike, only_changed: bool = True,
              exclude: Iterable[str] = ()) -> int:
@@ -140,22 +120,24 @@ class RunFolder:
         remote = self.remote()
         if remote is None:
             return 0
-        fs, base = remote
-        exclude, sent = set(exclude), 0
+        sent = 0
+        for path in self._local_files(items, set(exclude)):
+            if only_changed and _IN_SYNC.get(str(path)) == path.stat().st_mtime_ns:
+                continue
+            _upload(remote[0], f"{remote[1]}/{path.relative_to(self.path).as_posix()}", path.read_bytes())
+            _mark_in_sync(path)
+            sent += 1
+        return sent
+
+    def _local_files(self, items, exclude: set[str]) -> Iterator[Path]:
+        """The files under these items, temporaries and excluded folder names left out."""
         for item in items:
             local = self.path / self._rel(item)
-            files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file()) \
-                if local.is_dir() else []
+            files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
             for path in files:
                 rel = path.relative_to(self.path).as_posix()
-                if _is_temporary(rel) or any(part in exclude for part in Path(rel).parts):
-                    continue
-                if only_changed and _IN_SYNC.get(str(path)) == path.stat().st_mtime_ns:
-                    continue
-                _upload(fs, f"{base}/{rel}", path.read_bytes())
-                _mark_in_sync(path)
-                sent += 1
-        return sent
+                if not (_is_temporary(rel) or any(part in exclude for part in Path(rel).parts)):
+                    yield path
 
     def fetch(self, rel: str | os.PathLike, sha256: Optional[str] = None) -> Path:
         """The local path of a file of the run, downloaded first when remote (unless the local copy
