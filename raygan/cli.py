@@ -129,9 +129,10 @@ def cmd_audit(args) -> None:
     cfg = _resolve(args, run / "config.yaml").replace(  # MLflow and paths follow the folder given
         output={"root": remote.location.rstrip("/").rsplit("/", 2)[0] if remote else
                 str(run.parent.parent), "experiment": run.parent.name, "run": run.name})
-    from raygan.cluster.audit import run_audit
+    from raygan.cluster.entry import job_function
 
-    run_audit(cfg, args.address, run_dir=run, force=args.force)
+    # A local run folder with no cluster named is audited in this process, without importing ray.
+    job_function("audit", cfg, args.address)(cfg, run_dir=run, force=args.force)
     if remote is not None:
         remote.push_outputs()
 

@@ -22,6 +22,24 @@ class _Lines(logging.Formatter):
         return text if record.levelno == logging.INFO else f"{record.levelname.lower()}: {text}"
 
 
+class _Stdout(logging.StreamHandler):
+    """Writes to whatever sys.stdout is now (a test's capture, a redirected stream), not the stream
+    that was current when logging was configured."""
+
+    raygan = True
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure(level: str | None = None) -> None:
     """Send raygan's records at ``level`` (default: $RAYGAN_LOG_LEVEL, else info) to standard output."""
     level = (level or os.environ.get(LEVEL_ENV) or "info").lower()
@@ -30,9 +48,8 @@ def configure(level: str | None = None) -> None:
     os.environ[LEVEL_ENV] = level  # local Ray workers inherit it
     logger = logging.getLogger("raygan")
     if not any(getattr(h, "raygan", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _Stdout()
         handler.setFormatter(_Lines("%(message)s"))
-        handler.raygan = True
         logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False

@@ -1,8 +1,15 @@
 """The jobs behind `raygan train|synthesize|evaluate|pipeline|sweep|audit` (and `python -m raygan ...`,
-what `ray job submit` runs): resolve the config, check what can be checked, run one job function."""
+what `ray job submit` runs): resolve the config, check what can be checked, run one job function.
+
+Evaluate and audit on a local run folder with no cluster named run in this process
+(raygan.evaluation.job) and never import ray; every other job, and those two on a cluster or a URI
+run folder, run through the Ray modules beside this one. This module imports no Ray itself.
+"""
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import sys
 
 from raygan.config import ConfigError, load_config
@@ -11,12 +18,24 @@ JOBS = {"train": ("pipeline", "run_train"), "synthesize": ("pipeline", "run_synt
         "evaluate": ("pipeline", "run_evaluate"), "pipeline": ("pipeline", "run_pipeline"),
         "sweep": ("sweep", "run_sweep"),
         "audit": ("audit", "run_audit")}
+# The jobs that can run without Ray, and their function in raygan.evaluation.job.
+LOCAL_JOBS = {"evaluate": "evaluate_job", "audit": "audit_job"}
+
+
+def job_function(job: str, cfg, address: str | None):
+    """The function that runs ``job``, called as f(cfg, **options): in this process where nothing
+    needs Ray, else the Ray job with ``address``."""
+    if job in LOCAL_JOBS:
+        from raygan.evaluation import job as local
+
+        if local.runs_here(cfg, address, job=job):
+            return getattr(local, LOCAL_JOBS[job])
+    module, function = JOBS[job]
+    on_ray = getattr(importlib.import_module(f"raygan.cluster.{module}"), function)
+    return functools.partial(on_ray, address=address)
 
 
 def run_job(job: str, args: argparse.Namespace) -> int:
-    import importlib
-
-    module, function = JOBS[job]
     try:
         cfg = load_config(args.config, args.overrides, getattr(args, "config_preset", None))
         from raygan.metrics.quality import validate_metrics
@@ -24,7 +43,7 @@ def run_job(job: str, args: argparse.Namespace) -> int:
         print(f"# raygan {job}: resolved config\n{cfg.to_yaml()}", flush=True)
         if args.dry_run:
             return 0
-        getattr(importlib.import_module(f"raygan.cluster.{module}"), function)(cfg, address=args.address)
+        job_function(job, cfg, args.address)(cfg)
     except ConfigError as err:
         print(f"raygan: config error: {err}", file=sys.stderr)
         return 2

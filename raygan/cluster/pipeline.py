@@ -1,25 +1,27 @@
 """The jobs: train an ensemble, synthesize shards, or both, on a Ray cluster or a local Ray.
 
 Each job: validate config and data (before any work), connect, open the run folder and an MLflow
-parent run, do its part, print a summary. `jobs/*.py` and the `raygan` CLI call these.
+parent run, do its part, print a summary. `jobs/*.py` and the `raygan` CLI call these. Evaluation
+is raygan.evaluation.job's evaluate_job, given the Ray steps here (the evaluation as a task, the audit
+on Ray); `raygan evaluate` on a local run with no cluster named runs it without Ray (raygan.cluster.entry).
 """
 from __future__ import annotations
 
+import functools
 import logging
-
 import time
 
-import numpy as np
 import ray
 
-from raygan.cluster.runtime import connect, member_resources
+from raygan.cluster.runtime import connect, member_resources, task_setup
 from raygan.cluster.shards import write_shards
 from raygan.cluster.train import train_ensemble
-from raygan.config import Config, ConfigError
-from raygan.data import RealDataset, check_batch_fits, load_dataset
+from raygan.config import Config
+from raygan.data import RealDataset
+from raygan.evaluation.job import evaluate_job, prepare
 from raygan.runs import RunFolder
+from raygan.synthesis.shards import mixture_weights
 from raygan.tracking import Tracker
-from raygan.cluster.runtime import task_setup
 
 logger = logging.getLogger(__name__)
 
@@ -27,33 +29,6 @@ logger = logging.getLogger(__name__)
 def dataset_has_test_split(cfg: Config) -> bool:
     """The 2D grid has no labels to classify; its evaluation is Table 1 (raygan grid2d)."""
     return cfg.data.name != "grid2d"
-
-
-def prepare(cfg: Config) -> tuple[RealDataset, RunFolder]:
-    """Everything that can fail on bad input, before a cluster is touched or a file written."""
-    dataset = load_dataset(cfg.data)
-    check_batch_fits(dataset, cfg.train.batch_size)
-    run = RunFolder.for_config(cfg)
-    run.check_compatible(cfg)
-    return dataset, run
-
-
-def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[str, list[float]]:
-    """p_t per class: the configured/uniform weights for independent members, the boosted ones else."""
-    manifest = run.manifest()
-    T = cfg.ensemble.members
-    out = {}
-    for name in dataset.classes:
-        missing = [t for t in range(T) if f"{name}/{t}" not in manifest["members"]]
-        if missing:
-            raise ConfigError(f"class {name} has no trained member(s) {missing} in {run.path}; "
-                              "run the training job (raygan train) first")
-        if cfg.ensemble.method == "independent":
-            w = cfg.ensemble.weights or [1.0 / T] * T
-        else:
-            w = manifest["mixtures"][name][:T]
-        out[name] = (np.asarray(w) / np.sum(w)).tolist()
-    return out
 
 
 def run_train(cfg: Config, address: str | None = None,
@@ -103,47 +78,42 @@ def evaluation_resources(cfg: Config, address: str | None = None) -> dict | None
 @ray.remote
 def evaluate_task(cfg_dict: dict, run_location: str, dataset: RealDataset) -> dict:
     """evaluate_run on a worker (its GPU when it has one); the results land in the run folder."""
+    cfg = task_setup(cfg_dict)
 
     from raygan.evaluation.curves import evaluate_run
 
-    cfg = task_setup(cfg_dict)
     run = RunFolder.at(run_location)
     run.pull_outputs()
     return evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing)
 
 
+def _evaluate_on_ray(address: str | None):
+    def evaluate(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict:
+        from raygan.evaluation.curves import evaluate_run
+
+        resources = evaluation_resources(cfg, address)
+        if resources is None:
+            return evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing)
+        logger.info(f"evaluate: as a Ray task ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU); "
+                    "its lines appear in the job's log")
+        result = ray.get(evaluate_task.options(**resources, max_retries=cfg.cluster.max_retries)
+                         .remote(cfg.to_dict(), run.location, ray.put(dataset)))
+        run.pull("eval")  # what the task wrote (a no-op for a local run folder)
+        for r in result["tstr_curve"]:
+            logger.info(f"TSTR T={r['T']}: test {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}")
+        return result
+    return evaluate
+
+
 def run_evaluate(cfg: Config, address: str | None = None,
                  prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
-    memorisation audit, logged into the same MLflow run), then the report."""
-    from raygan.evaluation.curves import evaluate_run
-    from raygan.reporting.report import write_report
+    memorisation audit, logged into the same MLflow run), then the report: raygan.evaluation.job's
+    evaluate_job with the evaluation as a Ray task where members use GPUs and the audit on Ray."""
+    from raygan.cluster.audit import run_audit
 
-    dataset, run = prepared or prepare(cfg)
-    run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
-    resources = evaluation_resources(cfg, address)
-    tracker = Tracker(cfg, "evaluate")
-    with tracker.parent(run.path):
-        if resources is None:
-            result = evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing)
-        else:
-            logger.info(f"evaluate: as a Ray task ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU); "
-                "its lines appear in the job's log")
-            result = ray.get(evaluate_task.options(**resources, max_retries=cfg.cluster.max_retries)
-                             .remote(cfg.to_dict(), run.location, ray.put(dataset)))
-            run.pull("eval")  # what the task wrote (a no-op for a local run folder)
-            for r in result["tstr_curve"]:
-                logger.info(f"TSTR T={r['T']}: test {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}")
-        tracker.log_metrics({"trtr_test_acc": result["trtr"]["test_acc_mean"], "trts": result["trts"],
-                             **{f"tstr_test_acc_T{r['T']}": r["test_acc_mean"]
-                                for r in result["tstr_curve"]}})
-        if audit:  # before the report, which shows the privacy section when audit/privacy.json exists
-            from raygan.cluster.audit import run_audit
-            run_audit(cfg, address, run_dir=run.path, prepared=(dataset, run), tracker=tracker)
-        report = write_report(run.path, tracker)
-    run.push_outputs()  # plots and figures, written without atomic_write_* (a no-op locally)
-    logger.info(f"report: {report}")
-    return {"evaluation": result, "report": str(report)}
+    return evaluate_job(cfg, prepared=prepared, audit=audit, evaluate=_evaluate_on_ray(address),
+                        audit_with=functools.partial(run_audit, address=address))
 
 
 def run_pipeline(cfg: Config, address: str | None = None,
