@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from raygan.config import Config
 from raygan import provenance
+from raygan.config import Config
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -104,8 +104,9 @@ class Tracker:
     def _log_losses(self, path: Path, points: int = 200) -> None:
         if not path.exists():
             return
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
         with open(path) as f:
             rows = list(csv.DictReader(f))
         stride = max(1, len(rows) // points)

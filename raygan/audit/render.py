@@ -2,9 +2,12 @@
 verdict and the report's privacy section.
 """
 from __future__ import annotations
+
 from pathlib import Path
 from typing import Optional
+
 import torch
+
 from raygan.audit.inputs import ClassInputs
 from raygan.audit.statistics import BOOSTED
 from raygan.figures import figure, save_figure

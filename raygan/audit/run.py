@@ -3,18 +3,28 @@ search, then privacy.json, the figure and the verdict (``finish`` is shared with
 """
 from __future__ import annotations
 
-import logging
 import json
+import logging
 from pathlib import Path
 from typing import Optional
+
 import torch
-from raygan.config import Config
-from raygan.runs import RunFolder, atomic_write_text
-from raygan.gan.train import resolve_device
-from raygan.audit.inputs import (ClassInputs, applicable, check_config, check_run, domain_model, inputs_key,
-                                 load_inputs, up_to_date)
+
+from raygan.audit.inputs import (
+    ClassInputs,
+    applicable,
+    check_config,
+    check_run,
+    domain_model,
+    inputs_key,
+    load_inputs,
+    up_to_date,
+)
 from raygan.audit.render import format_verdict, plot_closest_pairs
 from raygan.audit.statistics import ClassAudit, audit_class, closest_pairs, summarise
+from raygan.config import Config
+from raygan.gan.train import resolve_device
+from raygan.runs import RunFolder, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

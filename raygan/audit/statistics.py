@@ -3,14 +3,16 @@ training image, DCR quantiles, fractions below the holdout's percentiles, near-d
 membership-inference AUROC; then the pooled summary and the PASS / WARN verdict with its reasons.
 """
 from __future__ import annotations
+
 from dataclasses import dataclass
 from typing import Optional
+
 import numpy as np
 import torch
-from raygan.config import Config
-from raygan.metrics.memorisation import member_segments, mia_auroc, nearest, null_fraction_below_p1
-from raygan.gan.train import resolve_device
 
+from raygan.config import Config
+from raygan.gan.train import resolve_device
+from raygan.metrics.memorisation import member_segments, mia_auroc, nearest, null_fraction_below_p1
 
 SPACES = ("pixel", "domain")
 

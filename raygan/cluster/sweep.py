@@ -23,11 +23,10 @@ are the ones of the finished trial). The returned dict says whether the sweep wa
 """
 from __future__ import annotations
 
-import logging
-
 import json
-import os
+import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -36,12 +35,12 @@ from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 
+from raygan import seeds
 from raygan.cluster.runtime import connect
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, load_dataset
 from raygan.ensemble.boosting_loop import state_path
 from raygan.runs import RunFolder, atomic_write_text
-from raygan import seeds
 
 logger = logging.getLogger(__name__)
 

@@ -5,10 +5,13 @@ from the defaults; ``--set section.key=value`` overrides apply on top. Unknown k
 impossible values raise :class:`ConfigError` naming the key and what is allowed, before any work starts.
 """
 from __future__ import annotations
+
 import dataclasses
 from pathlib import Path
 from typing import Any
+
 import yaml
+
 from raygan.config.checks import from_dict
 from raygan.config.schema import _SECTIONS, Config, ConfigError, _section_class
 

@@ -5,9 +5,11 @@ from the defaults; ``--set section.key=value`` overrides apply on top. Unknown k
 impossible values raise :class:`ConfigError` naming the key and what is allowed, before any work starts.
 """
 from __future__ import annotations
+
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
 import yaml
 
 

@@ -25,8 +25,7 @@ import torch.nn as nn
 
 from raygan.config import GANConfig, TrainConfig
 from raygan.gan.losses import LOSSES
-from raygan.gan.models import (CONDITIONAL, PROGRESSIVE, ConditionedGenerator, build_gan, pg_resolutions,
-                               pg_schedule)
+from raygan.gan.models import CONDITIONAL, PROGRESSIVE, ConditionedGenerator, build_gan, pg_resolutions, pg_schedule
 from raygan.runs import atomic_write_bytes
 
 

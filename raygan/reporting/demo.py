@@ -15,8 +15,8 @@ import torch
 
 from raygan.config import Config
 from raygan.runs import RunFolder, atomic_write_text
-from raygan.synthesis.records import decode_png
 from raygan.synthesis.grids import save_sample_grid
+from raygan.synthesis.records import decode_png
 
 
 def overview_from_shards(shards_dir: Path, path: Path, per_class: int = 10) -> int:

@@ -6,24 +6,23 @@ a scatter coloured by member (Figure 1) into the run folder.
 """
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from raygan import seeds
 from raygan.config import Config
 from raygan.data import check_batch_fits, load_dataset
 from raygan.data.grid2d import grid_means
-from raygan.ensemble.mixture import load_mixture
 from raygan.ensemble.members import train_independent
+from raygan.ensemble.mixture import load_mixture
+from raygan.figures import figure, save_figure
 from raygan.metrics.grid import Table1Row, nearest_modes, table1_bootstrap
 from raygan.runs import RunFolder, atomic_write_text
 from raygan.synthesis.generate import generate
-from raygan.figures import figure, save_figure
-from raygan import seeds
 
 logger = logging.getLogger(__name__)
 

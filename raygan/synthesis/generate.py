@@ -1,5 +1,6 @@
 """Generation from trained generators and what is written about it (sample grids, PNG records)."""
 from __future__ import annotations
+
 import torch
 import torch.nn as nn
 

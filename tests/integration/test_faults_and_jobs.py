@@ -85,6 +85,7 @@ def test_killed_member_worker_is_retried_and_resumes(ray_session, ray_cfg):
 
 def test_killed_driver_actor_restarts_and_continues(ray_session, ray_cfg):
     import ray
+
     from raygan.cluster.driver import actor_name
 
     cfg = ray_cfg("grid", "ensemble.method=adagan", "ensemble.members=3", "train.steps=150",

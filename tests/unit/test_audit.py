@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from raygan.audit.statistics import audit_class, summarise
-from raygan.audit.run import audit_run
 from raygan.audit.inputs import check_run
-from raygan.metrics.memorisation import member_segments, nearest
+from raygan.audit.run import audit_run
+from raygan.audit.statistics import audit_class, summarise
 from raygan.config import ConfigError, load_config
 from raygan.data import load_dataset
+from raygan.metrics.memorisation import member_segments, nearest
 from raygan.synthesis.records import encode_png
 
 

@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from raygan.ensemble.boosting import (adagan_data_weights, adagan_step_weights, classifier_accuracy,
-                                      density_ratio, feature_distance_weights, mixture_beta,
-                                      real_probabilities, reduced_distances, train_boost_classifier,
-                                      update_mixture_weights)
+from raygan.ensemble.boosting import (
+    adagan_data_weights,
+    adagan_step_weights,
+    classifier_accuracy,
+    density_ratio,
+    feature_distance_weights,
+    mixture_beta,
+    real_probabilities,
+    reduced_distances,
+    train_boost_classifier,
+    update_mixture_weights,
+)
 from raygan.evaluation.classifiers import CLASSIFIERS, MLPClassifier, SimpleCNN, build_boost_classifier
 
 torch.set_num_threads(1)
@@ -39,7 +47,7 @@ def test_density_ratio_matches_its_definition():
 @pytest.mark.parametrize("rule", ["theory_star", "theory_dagger", "topk"])
 def test_weights_are_a_distribution_that_drops_the_best_covered_points(rule):
     rng = np.random.default_rng(0)
-    for trial in range(50):
+    for _ in range(50):
         n = int(rng.integers(5, 200))
         r = density_ratio(rng.uniform(0.01, 0.99, size=n))
         beta = float(rng.uniform(0.05, 0.6))
@@ -58,7 +66,7 @@ def test_theory_star_never_needs_its_fallback_and_its_lambda_normalises_exactly(
     # For finite r >= 0 the lambda-search always succeeds, so check the invariant it rests on instead:
     # the un-normalised closed form (lambda* - (1 - beta) r)_+ / (N beta) already sums to 1.
     rng = np.random.default_rng(1)
-    for trial in range(200):
+    for _ in range(200):
         n = int(rng.integers(1, 300))
         r = rng.exponential(scale=rng.uniform(0.1, 10), size=n) * (rng.random(n) < 0.9)
         beta = float(rng.uniform(0.01, 1.0))
@@ -175,11 +183,11 @@ def test_simple_cnn_follows_supplement_b():
     assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == 3
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 3
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(64, 64), (64, 2)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(64, 64), (64, 2)]
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.75]
-    assert all(torch.all(l.bias == 0) for l in linears)  # Glorot weights, zero biases
+    assert all(torch.all(lin.bias == 0) for lin in linears)  # Glorot weights, zero biases
     mlp = MLPClassifier(in_features=2)
-    assert [l.out_features for l in mlp.modules() if isinstance(l, torch.nn.Linear)] == [64, 64, 2]
+    assert [lin.out_features for lin in mlp.modules() if isinstance(lin, torch.nn.Linear)] == [64, 64, 2]
 
 
 def _bright_vs_dark(n_real=256, n_fake=256, n_dark_real=16, seed=0):

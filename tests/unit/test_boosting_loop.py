@@ -12,9 +12,9 @@ import torch.nn as nn
 from raygan.config import load_config
 from raygan.ensemble import boosting
 from raygan.ensemble.boosting_loop import data_weights_path, load_state, run_boosting, state_path, step_weights
-from raygan.seeds import member as member_seed
 from raygan.ensemble.mixture import Mixture
 from raygan.runs import RunFolder
+from raygan.seeds import member as member_seed
 
 N = 8  # real points of the fake class
 

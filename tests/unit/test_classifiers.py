@@ -74,7 +74,7 @@ def test_simplecnn_learns_an_easy_two_class_problem():
     torch.manual_seed(0)
     model = build_classifier("simplecnn", (1, 8, 8), 2)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for epoch in range(5):
+    for _ in range(5):
         model.train()
         for idx in torch.randperm(n, generator=gen).split(32):
             loss = F.cross_entropy(model(x[idx]), y[idx])

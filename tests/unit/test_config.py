@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from raygan.config import Config, ConfigError, describe, load_config, parse_override
@@ -64,7 +66,7 @@ def test_missing_config_file_is_named(tmp_path):
 
 def test_config_is_frozen_and_round_trips_through_yaml(tmp_path):
     cfg = load_config(overrides=["train.steps=11"])
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.steps = 5
     path = tmp_path / "resolved.yaml"
     path.write_text(cfg.to_yaml())

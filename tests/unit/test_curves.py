@@ -1,9 +1,9 @@
 """The ensemble-size curve's options on a tiny trained run, without Ray."""
 import torch
 
-from raygan.evaluation.curves import ensemble_size_curve, on_the_fly, synthetic_set
 from raygan.data import load_dataset
 from raygan.ensemble.members import train_independent
+from raygan.evaluation.curves import ensemble_size_curve, on_the_fly, synthetic_set
 from raygan.runs import RunFolder
 
 

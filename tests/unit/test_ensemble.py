@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from raygan.data import load_dataset
-from raygan.ensemble.mixture import Mixture, allocate, load_mixture
 from raygan.ensemble.members import train_independent
-from raygan.seeds import member as member_seed
+from raygan.ensemble.mixture import Mixture, allocate, load_mixture
 from raygan.runs import RunFolder
+from raygan.seeds import member as member_seed
 
 
 def test_member_seeds_are_distinct_and_reproducible():

@@ -4,8 +4,14 @@ import torch
 
 from raygan.config import load_config
 from raygan.data import load_dataset
-from raygan.evaluation.protocols import (ProtocolResult, filter_by_classifier, mix_real_synthetic, repeat,
-                                         train_classifier, trts)
+from raygan.evaluation.protocols import (
+    ProtocolResult,
+    filter_by_classifier,
+    mix_real_synthetic,
+    repeat,
+    train_classifier,
+    trts,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from raygan.config import ConfigError, GANConfig, TrainConfig
 from raygan.gan.models import build_gan, pg_schedule
 from raygan.gan.models.ccgan import CCGANGenerator, ConditionedGenerator
 from raygan.gan.models.pggan import PGDiscriminator, PGGenerator
-from raygan.synthesis.generate import generate, truncated_normal
 from raygan.gan.train import CheckpointMismatchError, load_generator, save_generator, train_gan
+from raygan.synthesis.generate import generate, truncated_normal
 
 CPU = torch.device("cpu")
 FEW = TrainConfig(steps=3, batch_size=4, checkpoint_every=3, log_every=3)
@@ -259,8 +259,8 @@ def test_truncation_changes_the_samples_of_a_trained_generator():
 
 
 def test_bench_dcgan_is_a_cli_choice():
-    from raygan.tools.bench import BENCHMARKS
     from raygan.cli import build_parser
+    from raygan.tools.bench import BENCHMARKS
 
     args = build_parser().parse_args(["bench", "dcgan", "--steps", "30", "--repeats", "3"])
     assert args.name == "dcgan" and "dcgan" in BENCHMARKS

@@ -2,9 +2,10 @@
 recorded in every manifest, and the commands find their configs from any folder."""
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
+
+import tomllib
 
 import raygan
 from raygan.runs import RunFolder

@@ -8,8 +8,8 @@ import torch
 from raygan.config import load_config
 from raygan.data import load_dataset
 from raygan.ensemble.mixture import Mixture
-from raygan.evaluation.protocols import train_classifier
 from raygan.evaluation.pca import fit_pca_generator, fit_pca_generators, pca_samples, pca_synthetic_set
+from raygan.evaluation.protocols import train_classifier
 from raygan.synthesis.generate import generate
 
 

@@ -4,10 +4,10 @@ import json
 import torch
 
 from raygan.data import load_dataset
-from raygan.ensemble.mixture import load_mixture
 from raygan.ensemble.members import train_independent, train_member
-from raygan.runs import RunFolder
+from raygan.ensemble.mixture import load_mixture
 from raygan.gan.train import load_generator
+from raygan.runs import RunFolder
 
 
 def test_recursive_rounds_grow_the_training_set_by_the_fraction_and_resume(tiny_digits_cfg):

@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from raygan.config import GANConfig, TrainConfig
-from raygan.gan.train import (BatchSampler, CheckpointMismatchError, GANDivergedError, load_generator,
-                              train_gan)
+from raygan.gan.train import BatchSampler, CheckpointMismatchError, GANDivergedError, load_generator, train_gan
 
 GRID = GANConfig(family="mlp2d", z_dim=2, lr_g=1e-3, lr_d=1e-3)
 CPU = torch.device("cpu")
