@@ -91,9 +91,8 @@ def cmd_report(args) -> None:
         print(f"report: {write_report(remote.path if remote else args.run)}")
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from err
-    if remote is not None:
-        remote.push_outputs()
-        print(f"report pushed to {remote.location}/report.md")
+    if remote is not None:  # written through the mirror, so already in storage
+        print(f"report written to {remote.location}/report.md")
 
 
 def _pull_remote_run(location: str):
@@ -133,8 +132,6 @@ def cmd_audit(args) -> None:
 
     # A local run folder with no cluster named is audited in this process, without importing ray.
     job_function("audit", cfg, args.address)(cfg, run_dir=run, force=args.force)
-    if remote is not None:
-        remote.push_outputs()
 
 
 def cmd_bench(args) -> None:

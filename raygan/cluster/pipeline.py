@@ -128,7 +128,6 @@ def run_pipeline(cfg: Config, address: str | None = None,
     elif cfg.audit.enabled:  # the memorisation audit (raygan.cluster.audit); points: "not applicable"
         from raygan.cluster.audit import run_audit
         run_audit(cfg, address, run_dir=prepared[1].path, prepared=prepared)
-    prepared[1].push_outputs()  # a URI run folder: what the stages wrote without atomic_write_*
     counts = synth["shards"]["counts"]
     logger.info(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
         f"({', '.join(f'{k}: {sum(v.values())}' for k, v in counts.items())}) in "

@@ -55,7 +55,6 @@ def _member_task(cfg_dict: dict, run_location: str, folder_class: str, member: i
     folder = run.member_dir(folder_class, member)
     run.pull(folder)  # a URI run: resume from the last uploaded checkpoint, whichever node ran it
     entries = train(cfg, run, device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
-    run.push(folder)  # what was not written through atomic_write_* (the sample grid)
     where = _placement(gpu_ids, t0, started)
     return [{**e, **where} for e in entries]
 

@@ -110,7 +110,6 @@ def evaluate_job(cfg: Config, *, prepared: Optional[tuple[RealDataset, RunFolder
         if audit:  # before the report, which shows the privacy section when audit/privacy.json exists
             (audit_with or audit_job)(cfg, run_dir=run.path, prepared=(dataset, run), tracker=tracker)
         report = write_report(run.path, tracker)
-    run.push_outputs()  # plots and figures, written without atomic_write_* (a no-op locally)
     logger.info(f"report: {report}")
     return {"evaluation": result, "report": str(report)}
 

@@ -157,10 +157,6 @@ class RunFolder:
         """Everything a later stage (evaluate, report, audit, sweep) may read; not the checkpoints."""
         self.pull(".", exclude=("checkpoint.pt",), delete=False)
 
-    def push_outputs(self) -> None:
-        """What a stage wrote without atomic_write_* (plots, figures); members and shards excluded."""
-        self.push(".", exclude=("members", "shards"))
-
     # --- config -----------------------------------------------------------------------------------
     def check_compatible(self, cfg: Config) -> None:
         """Refuse to resume a run folder that was made with settings its members depend on."""

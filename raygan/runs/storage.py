@@ -13,7 +13,9 @@ gs://..., file:///...). A URI run folder is worked on through a local mirror, a 
 - Readers pull what they need: the driver the bookkeeping (manifest, config, boosting state) when it
   opens the run, a member task its member folder before training (a retry on another node resumes from
   the last uploaded checkpoint), synthesis the generators, evaluation everything but checkpoints.
-- Files written other ways (images, plots) are pushed by the stage that wrote them.
+- Every file raygan writes into a run folder goes through these writers (figures and sample grids
+  too, raygan.figures), so no stage pushes anything afterwards; ``RunFolder.push`` is for files put there
+  by hand.
 
 Local paths never touch pyarrow: the only extra work is one ``Path.relative_to`` test per write.
 """
