@@ -157,6 +157,34 @@ def cmd_plan(args) -> None:
     print(json.dumps(plan, indent=2) if args.json else format_plan(plan, str(args.config)))
 
 
+def _bench_parser(sub) -> None:
+    """`raygan bench NAME` and the options of every benchmark (raygan.tools.bench.BENCHMARKS)."""
+    p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
+    p.add_argument("name", choices=["train-step", "dcgan", "ray-scaling", "pack", "gpu"],
+                   help="dcgan: one DCGAN-32 member at batch 64 against a plain loop, with seed 000's "
+                        "50K steps projected; pack: P members one after another against one pack of P; "
+                        "gpu: every GPU check in one table (no Ray, no MLflow)")
+    p.add_argument("--steps", type=int, default=300, help="timed steps per repeat (per member for pack)")
+    p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--family", default=None, choices=["mlp2d", "dcgan", "ccgan", "pggan", "fc"],
+                   help="train-step: mlp2d (the grid GAN at batch 100, default) or dcgan (DCGAN-32 at "
+                        "batch 64); pack: the members' family (default dcgan, the demo member)")
+    p.add_argument("--members", type=int, default=None,
+                   help="ray-scaling: members per class, 2 classes (default 4); pack: P (default 30)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="pack: image size (default 8: the digits; other sizes use random images)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of pack's two arms (default 1) and of gpu (default torch's; 1 with "
+                        "--quick)")
+    p.add_argument("--sweep", action="store_true", help="pack: P = 1, 2, 4, ..., 64 within --budget")
+    p.add_argument("--budget", type=float, default=None, help="pack --sweep: seconds (default 600)")
+    p.add_argument("--quick", action="store_true", help="gpu: tiny sizes (with --device cpu: a test)")
+    p.add_argument("--workers", type=int, default=2, help="ray-scaling: CPUs of the local Ray")
+    p.add_argument("--output", default=None, help="also write the result as markdown to this file")
+    p.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raygan", description="Per-class GAN ensembles for "
                                      "synthetic training data.")
@@ -209,19 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute even if audit/privacy.json is up to date with the shards")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
-    p.add_argument("name", choices=["train-step", "dcgan", "ray-scaling"],
-                   help="dcgan: one DCGAN-32 member at batch 64 against a plain loop, with seed 000's "
-                        "50K steps projected")
-    p.add_argument("--steps", type=int, default=300, help="timed steps per repeat")
-    p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--family", default="mlp2d", choices=["mlp2d", "dcgan"],
-                   help="mlp2d: the grid GAN at batch 100; dcgan: DCGAN-32 at batch 64")
-    p.add_argument("--members", type=int, default=4, help="ray-scaling: members per class (2 classes)")
-    p.add_argument("--workers", type=int, default=2, help="ray-scaling: CPUs of the local Ray")
-    p.add_argument("--output", default=None, help="also write the result as markdown to this file")
-    p.set_defaults(func=cmd_bench)
+    _bench_parser(sub)
     p = sub.add_parser("plan", parents=[config_options(config=False, dry_run=False)],
                        help="GPU-hours, waves, wall time and cost of a config from a short measured "
                             "probe; launches nothing")

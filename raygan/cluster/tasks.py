@@ -1,7 +1,9 @@
-"""Remote wrappers: one Ray task per (class, member) GAN, and the boosting-weights task.
+"""Remote wrappers: one Ray task per (class, member) GAN or per pack of them, and the pack probe.
 
 Tasks train on the device Ray assigned them and write into the run folder; a retried task (worker or
 node lost) resumes from the member's last checkpoint, so a crash costs at most one checkpoint interval.
+A pack task (cluster.members_per_task > 1) trains its members as one packed model; retried, every
+member it holds resumes from its own checkpoint.
 A task opens the run folder by its location (a path, or a URI whose checkpoints are uploaded as they are
 written): it pulls its member folder first, so a retry on another node resumes from storage.
 Only the driver writes the manifest and MLflow: tasks return what they did.
@@ -16,9 +18,10 @@ from typing import Callable, Optional
 import ray
 import torch
 
+from raygan.cluster.packing import pack_fit
 from raygan.cluster.runtime import task_setup
 from raygan.config import Config
-from raygan.ensemble.members import CONDITIONAL_DIR, train_conditional_member, train_member
+from raygan.ensemble.members import CONDITIONAL_DIR, train_conditional_member, train_member, train_members
 from raygan.runs import RunFolder
 
 
@@ -44,16 +47,18 @@ def _device_for_task(requested: str = "auto") -> torch.device:
     return device_for_task(requested, [str(g) for g in ray.get_gpu_ids()], torch.cuda.is_available())
 
 
-def _member_task(cfg_dict: dict, run_location: str, folder_class: str, member: int,
+def _member_task(cfg_dict: dict, run_location: str, folders: list[tuple[str, int]],
                  train: Callable[[Config, RunFolder, torch.device], list[dict]]) -> list[dict]:
-    """What every training task does around its member: open the run folder, resume from storage,
-    train on the device Ray assigned (``train(cfg, run, device)``), upload, and say where it ran."""
+    """What every training task does around its members: open the run folder, resume from storage,
+    train on the device Ray assigned (``train(cfg, run, device)``), upload, and say where it ran.
+    ``folders``: the (folder class, member) of each member folder the task writes."""
     cfg = task_setup(cfg_dict)
     t0, started = time.perf_counter(), time.time()
     gpu_ids = [str(g) for g in ray.get_gpu_ids()]
     run = RunFolder.at(run_location)
-    folder = run.member_dir(folder_class, member)
-    run.pull(folder)  # a URI run: resume from the last uploaded checkpoint, whichever node ran it
+    for folder_class, member in folders:
+        # A URI run: resume from the last uploaded checkpoint, whichever node ran it.
+        run.pull(run.member_dir(folder_class, member))
     entries = train(cfg, run, device_for_task(cfg.train.device, gpu_ids, torch.cuda.is_available()))
     where = _placement(gpu_ids, t0, started)
     return [{**e, **where} for e in entries]
@@ -68,7 +73,7 @@ def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, cla
         return [train_member(data, cfg, run, class_name=class_name, class_index=class_index,
                              member=member, data_weights=data_weights, device=device)]
 
-    [entry] = _member_task(cfg_dict, run_location, class_name, member, train)
+    [entry] = _member_task(cfg_dict, run_location, [(class_name, member)], train)
     return entry
 
 
@@ -79,7 +84,40 @@ def train_conditional_task(data: torch.Tensor, labels: torch.Tensor, classes: li
     def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
         return train_conditional_member(data, labels, classes, cfg, run, member=member, device=device)
 
-    return _member_task(cfg_dict, run_location, CONDITIONAL_DIR, member, train)
+    return _member_task(cfg_dict, run_location, [(CONDITIONAL_DIR, member)], train)
+
+
+@ray.remote
+def train_pack_task(cfg_dict: dict, run_location: str, pack: int, heads: list[tuple[int, str, int]],
+                    classes: list[str], *data: torch.Tensor) -> list[dict]:
+    """Train (or resume) the members ``heads`` ((class index, class name, member), member_grid's
+    order) as one packed model; ``data`` holds each of ``classes``' shared object-store tensor (top-
+    level arguments, so Ray hands the tensors over, once per class however many members use it).
+
+    Returns one entry per member, in the order of ``heads``: complete, or diverged with its error
+    (a diverged member does not stop the others); every entry says which pack it trained in.
+    """
+    by_class = dict(zip(classes, data))
+
+    def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
+        units = [{"class_name": name, "class_index": k, "member": t, "data": by_class[name],
+                  "data_weights": None} for k, name, t in heads]
+        entries = train_members(units, cfg, run, device=device)
+        if len(entries) != len(heads):
+            raise RuntimeError(f"train_members returned {len(entries)} entries for {len(heads)} units")
+        # A diverged entry may carry no more than its status and error: name its member.
+        return [{"class": name, "class_index": k, "member": t, **e, "pack": pack}
+                for (k, name, t), e in zip(heads, entries)]
+
+    return _member_task(cfg_dict, run_location, [(name, t) for _, name, t in heads], train)
+
+
+@ray.remote
+def pack_fit_task(data: torch.Tensor, cfg_dict: dict, gpu_share: float) -> int:
+    """raygan.cluster.packing.pack_fit on a worker with a pack's resources (its GPU when it has one,
+    as the packs will have): how many members of ``data``'s size a pack may hold."""
+    cfg = task_setup(cfg_dict)
+    return pack_fit(cfg, data, _device_for_task(cfg.train.device), gpu_share)
 
 
 def _placement(gpu_ids: list[str], t0: float, started: float) -> dict:
@@ -95,6 +133,21 @@ def submit_member(data_ref, cfg: Config, run: RunFolder, resources: dict, *, cla
     return train_member_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                      name=f"train_member:{class_name}/{member}").remote(
         data_ref, cfg.to_dict(), run.location, class_name, class_index, member, data_weights)
+
+
+def pack_name(heads: list[tuple[int, str, int]]) -> str:
+    """The Ray task name of a pack: train_pack:<class>/<member>,<class>/<member>,..."""
+    return "train_pack:" + ",".join(f"{name}/{t}" for _, name, t in heads)
+
+
+def submit_pack(data_refs: dict, cfg: Config, run: RunFolder, resources: dict, *, pack: int,
+                heads: list[tuple[int, str, int]]):
+    """One pack task; ``data_refs`` maps class names to their object refs (ray.put once each)."""
+    classes = list(dict.fromkeys(name for _, name, _ in heads))
+    return train_pack_task.options(**resources, max_retries=cfg.cluster.max_retries,
+                                   name=pack_name(heads)).remote(
+        cfg.to_dict(), run.location, pack, [list(h) for h in heads], classes,
+        *[data_refs[name] for name in classes])
 
 
 def submit_conditional(data_ref, labels_ref, classes: list[str], cfg: Config, run: RunFolder,

@@ -2,7 +2,10 @@
 
 Real data enters the object store once per class (ray.put) and every member task gets the reference.
 Progress is reported member by member as tasks finish (ray.wait), and the driver, the only writer of
-the manifest and of MLflow, records each member as soon as it is done.
+the manifest and of MLflow, records each member as soon as it is done. Independent members may train
+packed, cluster.members_per_task of them to a task (raygan.cluster.packing): all packs are submitted
+at once, each pack's members are recorded when it finishes, and a member that diverged is reported
+at the end and left out of the manifest while the others go on.
 """
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import time
 
 import ray
 
+from raygan.cluster.packing import choose_pack_size, group_packs
 from raygan.cluster.runtime import member_resources
-from raygan.cluster.tasks import submit_conditional, submit_member, wait_all
+from raygan.cluster.tasks import pack_fit_task, submit_conditional, submit_member, submit_pack, wait_all
 from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.ensemble.members import member_grid
@@ -41,11 +45,13 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     if not todo:
         return done
     data_refs = {name: ray.put(dataset.train[name]) for name in {name for _, name, _ in todo}}
+    size = _pack_size(cfg, todo, resources, data_refs, dataset.train_sizes())
+    if size > 1:
+        return done + _train_packs(cfg, run, tracker, todo, size, resources, data_refs,
+                                   first=len(done), total=len(grid))
     logger.info(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each)")
-    if resources["num_gpus"] == 0 and cfg.cluster.gpus_per_member is None:
-        logger.info("note: the cluster has no GPU now, so members train on CPUs; on a cluster that adds GPU "
-            "workers on demand (cluster.yaml) set cluster.gpus_per_member=1 so that they ask for one")
+    _note_cpus(cfg, resources)
     refs = {submit_member(data_refs[name], cfg, run, resources, class_name=name, class_index=k,
                           member=t): (name, t) for k, name, t in todo}
     t0, counter = time.perf_counter(), [len(done)]
@@ -57,6 +63,63 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
         logger.info(_member_line(counter[0], len(grid), entry, t0))
 
     return done + wait_all(refs, record)
+
+
+def _note_cpus(cfg: Config, resources: dict) -> None:
+    if resources["num_gpus"] == 0 and cfg.cluster.gpus_per_member is None:
+        logger.info("note: the cluster has no GPU now, so members train on CPUs; on a cluster that adds GPU "
+            "workers on demand (cluster.yaml) set cluster.gpus_per_member=1 so that they ask for one")
+
+
+def _pack_size(cfg: Config, todo: list, resources: dict, data_refs: dict, sizes: dict) -> int:
+    """cluster.members_per_task, or auto's choice; a GPU's fit is probed by a task holding what a
+    pack will hold, on the largest class still to train (its members need the most memory)."""
+    def measure_fit() -> int:
+        biggest = max(data_refs, key=lambda name: sizes[name])
+        share = resources["num_gpus"] if resources["num_gpus"] < 1 else 1.0
+        return ray.get(pack_fit_task.options(**resources, max_retries=cfg.cluster.max_retries,
+                                             name="pack_fit").remote(
+            data_refs[biggest], cfg.to_dict(), share))
+
+    if cfg.cluster.members_per_task == 1:
+        return 1  # today's one task per member, without asking the cluster anything
+    size, why = choose_pack_size(cfg, len(todo), resources, ray.cluster_resources(), measure_fit)
+    logger.info(f"members per task: {size} ({why})")
+    return size
+
+
+def _train_packs(cfg: Config, run: RunFolder, tracker: Tracker, todo: list, size: int,
+                 resources: dict, data_refs: dict, *, first: int, total: int) -> list[dict]:
+    """Submit every pack of ``size`` members at once; record each pack's members as it finishes."""
+    packs = group_packs(todo, size)
+    logger.info(f"submitting {len(todo)} members as {len(packs)} pack tasks of up to {size} "
+                f"({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each)")
+    _note_cpus(cfg, resources)
+    refs = {submit_pack(data_refs, cfg, run, resources, pack=i, heads=heads): i
+            for i, heads in enumerate(packs)}
+    t0, counter, complete, diverged = time.perf_counter(), [first], [], []
+
+    def record(i: int, entries: list[dict]) -> None:
+        ok = [e for e in entries if e.get("status") == "complete"]
+        diverged.extend(e for e in entries if e.get("status") != "complete")
+        if ok:
+            run.record_member(*ok)  # one manifest write per pack
+        for entry in ok:
+            counter[0] += 1
+            tracker.log_member(entry, run.path)
+            logger.info(f"{_member_line(counter[0], total, entry, t0)} "
+                        f"[pack {i + 1}/{len(packs)}, {entry.get('pack_size', len(entries))} members]")
+        complete.extend(ok)
+
+    wait_all(refs, record)
+    for e in diverged:
+        logger.warning(f"class {e['class']} member {e['member']} (pack {e['pack'] + 1}) "
+                       f"{e.get('status', 'failed')}: {e.get('error', 'no error given')}; it is "
+                       "not recorded as complete, so synthesis will ask for it")
+    if diverged:
+        logger.warning(f"{len(diverged)} of {len(todo)} members did not complete; the "
+                       f"{len(complete)} others are recorded")
+    return complete
 
 
 def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:

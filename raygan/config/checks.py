@@ -23,6 +23,26 @@ def is_points(data_name: str) -> bool:
     return data_name in POINT_DATASETS
 
 
+# Per-class families whose members can train as one packed model (cluster.members_per_task): pggan
+# grows its layers on a schedule and ccgan is one model for every class, so they stay one per task.
+PACKABLE_FAMILIES = frozenset({"mlp2d", "dcgan", "fc"})
+
+
+def why_not_packable(cfg: Config) -> str | None:
+    """None when the members of ``cfg`` can be packed several to a task, else the reason (for messages).
+
+    Boosting (adagan, reweight) trains step t of a class on weights made from steps < t, through its
+    driver actor; recursive training changes each member's data between rounds.
+    """
+    if cfg.ensemble.method != "independent":
+        return f"ensemble.method={cfg.ensemble.method} trains members one step at a time"
+    if cfg.gan.family not in PACKABLE_FAMILIES:
+        return f"gan.family={cfg.gan.family} trains one member per task"
+    if cfg.train.recursive_rounds:
+        return "train.recursive_rounds > 0 retrains each member on its own growing data"
+    return None
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
@@ -46,7 +66,15 @@ def _check_type(key: str, value: Any, tp) -> Any:
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
+# Optional fields whose null means "auto": the word auto is refused with a pointer to null (no
+# sentinel strings in a config), before the generic "expected int".
+_NULL_IS_AUTO = frozenset({"cluster.members_per_task"})
+
+
 def _check_field(key: str, f: dataclasses.Field, value: Any, tp) -> Any:
+    if key in _NULL_IS_AUTO and isinstance(value, str):
+        raise ConfigError(f"{key}: {value!r} is not allowed; give a whole number >= 1, or null for "
+                          "auto")
     value = _check_type(key, value, tp)
     meta = f.metadata
     if meta.get("choices") is not None and value not in meta["choices"]:
@@ -138,6 +166,10 @@ def _check_relations(cfg: Config) -> None:
     if d.download and d.name in ("imagefolder", "parquet"):
         raise ConfigError(f"data.download applies to torchvision datasets, not {d.name}; "
                           "set data.download: false")
+    packs, why = cfg.cluster.members_per_task, why_not_packable(cfg)
+    if packs is not None and packs > 1 and why is not None:
+        raise ConfigError(f"cluster.members_per_task={packs} packs members into one task, but {why}; "
+                          "set cluster.members_per_task=1 (or null: auto packs only what it can)")
     if cfg.grid_eval.max_ensemble > cfg.grid_eval.gans:
         raise ConfigError(f"grid_eval.max_ensemble ({cfg.grid_eval.max_ensemble}) exceeds "
                           f"grid_eval.gans ({cfg.grid_eval.gans}); train at least as many GANs")

@@ -152,13 +152,26 @@ class BoostingConfig:
 class ClusterConfig:
     address: Optional[str] = _f(None, "Ray cluster to join (else RAY_ADDRESS; else a local Ray sized "
                                 "to this machine).")
-    gpus_per_member: Optional[float] = _f(None, "GPUs per (class, member) task; 0.25 packs four members "
-                                          "on a GPU; null means 1 if the cluster has GPUs, else 0.",
+    gpus_per_member: Optional[float] = _f(None, "GPUs per training task (one (class, member), or a pack "
+                                          "of cluster.members_per_task); 0.25 puts four tasks on a "
+                                          "GPU; null means 1 if the cluster has GPUs, else 0.",
                                           minimum=0.0)
-    cpus_per_member: float = _f(1.0, "CPUs per member task (also its torch thread count).",
+    cpus_per_member: float = _f(1.0, "CPUs per training task, a member or a pack (also its torch "
+                                "thread count).",
                                 minimum=0.0, exclusive_min=True)
     max_retries: int = _f(3, "Retries of a member task whose worker or node died; a retry resumes "
                           "from the member's last checkpoint.", minimum=0)
+    members_per_task: Optional[int] = _f(None, "Pack size: members trained together as one packed, "
+                                         "vectorised model in one Ray task (ensemble.method=independent "
+                                         "with a per-class family and no recursive rounds; ccgan, pggan, "
+                                         "boosting and recursive training keep one member per task). A "
+                                         "pack asks for what one member did (cluster.gpus_per_member, "
+                                         "cluster.cpus_per_member). 1 is one member per task; null "
+                                         "(auto) picks from the device: on CPUs the pack size `raygan "
+                                         "bench pack` measured fastest, on a GPU as many as fit in 80% "
+                                         "of its free memory (a short probe); and no more than spreads "
+                                         "the members over the task slots the cluster has now.",
+                                         minimum=1)
     evaluate_as_task: Optional[bool] = _f(None, "Run the evaluation (downstream classifiers, quality "
                                           "metrics) as one Ray task with a GPU of its own instead of in "
                                           "the job's driver; null: when members use GPUs (a GPU "

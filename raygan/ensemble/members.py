@@ -18,7 +18,9 @@ import torch.nn as nn
 from raygan import seeds
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.gan.train import load_generator, resolve_device, save_generator, train_gan
+from raygan.gan.models import CONDITIONAL, PROGRESSIVE
+from raygan.gan.pack import PackMember, train_pack
+from raygan.gan.train import GANDivergedError, TrainResult, load_generator, resolve_device, save_generator, train_gan
 from raygan.runs import RunFolder, atomic_write_text, sha256_file
 from raygan.synthesis.generate import generate
 from raygan.synthesis.grids import save_sample_grid
@@ -60,22 +62,21 @@ def _train_rounds(data: torch.Tensor, cfg: Config, folder, seed: int, *, labels=
     raise AssertionError("unreachable")
 
 
-def _train_into(folder, data: torch.Tensor, cfg: Config, run: RunFolder, *, seed: int,
-                heads: list[tuple[dict, dict]], sample_grid: SampleGrid, labels=None,
-                n_classes: Optional[int] = None, data_weights: Optional[torch.Tensor] = None,
-                device: Optional[torch.device] = None, on_log=None) -> list[dict]:
-    """Train (or resume) one model into its member folder and return the manifest entries it makes.
-
-    Writes generator.pt, losses.csv and (through ``sample_grid``) samples.png. ``heads`` holds, per
-    entry, the fields that name it (class, class index, member) and those that only it has (the
-    condition of a conditional member); the rest of every entry describes the shared model.
-    """
+def _device(cfg: Config, device: Optional[torch.device]) -> torch.device:
+    """The training device (train.num_threads applied to this process's torch first)."""
     if cfg.train.num_threads is not None:
         torch.set_num_threads(cfg.train.num_threads)
-    device = device or resolve_device(cfg.train.device)
-    result, sizes = _train_rounds(data, cfg, folder, seed, labels=labels, n_classes=n_classes,
-                                  data_weights=data_weights, device=device, on_log=on_log)
-    save_generator(result.generator, cfg.gan, tuple(data.shape[1:]), folder / "generator.pt")
+    return device or resolve_device(cfg.train.device)
+
+
+def _write_member(folder, result: TrainResult, cfg: Config, run: RunFolder, *, seed: int, shape: tuple,
+                  heads: list[tuple[dict, dict]], sample_grid: SampleGrid, device: torch.device,
+                  sizes: Optional[list[int]] = None) -> list[dict]:
+    """Write a trained model's member folder (generator.pt, losses.csv and, through ``sample_grid``,
+    samples.png) and return the manifest entries it makes. ``heads`` holds, per entry, the fields that
+    name it (class, class index, member) and those that only it has (the condition of a conditional
+    member); the rest of every entry describes the shared model."""
+    save_generator(result.generator, cfg.gan, shape, folder / "generator.pt")
     _write_losses(result.losses, folder / "losses.csv")
     sample_grid(result.generator, device)
     tail = result.losses[-max(1, cfg.train.log_every):].mean(0)
@@ -88,6 +89,31 @@ def _train_into(folder, data: torch.Tensor, cfg: Config, run: RunFolder, *, seed
     return [{**who, **model, **own, "device": str(device), **rounds} for who, own in heads]
 
 
+def _train_into(folder, data: torch.Tensor, cfg: Config, run: RunFolder, *, seed: int,
+                heads: list[tuple[dict, dict]], sample_grid: SampleGrid, labels=None,
+                n_classes: Optional[int] = None, data_weights: Optional[torch.Tensor] = None,
+                device: Optional[torch.device] = None, on_log=None) -> list[dict]:
+    """Train (or resume) one model into its member folder and return the manifest entries it makes
+    (see _write_member)."""
+    device = _device(cfg, device)
+    result, sizes = _train_rounds(data, cfg, folder, seed, labels=labels, n_classes=n_classes,
+                                  data_weights=data_weights, device=device, on_log=on_log)
+    return _write_member(folder, result, cfg, run, seed=seed, shape=tuple(data.shape[1:]), heads=heads,
+                         sample_grid=sample_grid, device=device, sizes=sizes)
+
+
+def _class_grid(data: torch.Tensor, cfg: Config, folder, seed: int, class_name: str,
+                member: int) -> SampleGrid:
+    """samples.png of a per-class member: a grid, or for 2-D points a scatter of 2000 over the real
+    points."""
+    def sample_grid(generator: nn.Module, device: torch.device) -> None:
+        points = data.dim() == 2
+        samples = generate(generator, 2000 if points else cfg.output.sample_grid, seed=seed, device=device)
+        save_sample_grid(samples, folder / "samples.png", real=data[:2000].cpu() if points else None,
+                         title=f"class {class_name}, member {member}")
+    return sample_grid
+
+
 def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name: str,
                  class_index: int, member: int, data_weights: Optional[torch.Tensor] = None,
                  device: Optional[torch.device] = None,
@@ -95,17 +121,73 @@ def train_member(data: torch.Tensor, cfg: Config, run: RunFolder, *, class_name:
     """Train (or resume) one member into members/<class>/<member>/ and return its manifest entry."""
     folder = run.member_dir(class_name, member)
     seed = seeds.member(cfg.train.seed, class_index, member)
-
-    def sample_grid(generator: nn.Module, device: torch.device) -> None:
-        points = data.dim() == 2  # 2-D points: a scatter of 2000 over the real points, not a grid
-        samples = generate(generator, 2000 if points else cfg.output.sample_grid, seed=seed, device=device)
-        save_sample_grid(samples, folder / "samples.png", real=data[:2000].cpu() if points else None,
-                         title=f"class {class_name}, member {member}")
-
     who = {"class": class_name, "class_index": class_index, "member": member}
-    [entry] = _train_into(folder, data, cfg, run, seed=seed, heads=[(who, {})], sample_grid=sample_grid,
+    [entry] = _train_into(folder, data, cfg, run, seed=seed, heads=[(who, {})],
+                          sample_grid=_class_grid(data, cfg, folder, seed, class_name, member),
                           data_weights=data_weights, device=device, on_log=on_log)
     return entry
+
+
+def _unit(unit, name: str):
+    """A field of a train_members unit: a dict or an object with attributes; data_weights optional."""
+    if isinstance(unit, dict):
+        return unit.get(name) if name == "data_weights" else unit[name]
+    return getattr(unit, name, None) if name == "data_weights" else getattr(unit, name)
+
+
+def _train_one_by_one(units: list, cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
+    entries = []
+    for u in units:
+        who = {k: _unit(u, f) for k, f in (("class", "class_name"), ("class_index", "class_index"),
+                                           ("member", "member"))}
+        try:
+            entry = train_member(_unit(u, "data"), cfg, run, class_name=who["class"],
+                                 class_index=who["class_index"], member=who["member"],
+                                 data_weights=_unit(u, "data_weights"), device=device)
+        except GANDivergedError as err:
+            entry = {**who, "seed": seeds.member(cfg.train.seed, who["class_index"], who["member"]),
+                     "status": "diverged", "error": str(err), "device": str(device)}
+        entries.append({**entry, "pack_size": 1})
+    return entries
+
+
+def train_members(units: list, cfg: Config, run: RunFolder, *,
+                  device: Optional[torch.device] = None) -> list[dict]:
+    """Train (or resume) per-class members as one pack (raygan.gan.pack) and write each member's
+    folder as train_member does; returns their manifest entries, in the order of ``units``.
+
+    A unit (a dict or an object) has class_name, class_index, member, data and optionally
+    data_weights. Every entry also says ``pack_size``. A diverged member does not stop the others:
+    its entry has status "diverged" and the error, and no generator. The progressive family (pggan)
+    and recursive training (train.recursive_rounds > 0) cannot be packed: their units train one by
+    one with train_member (pack_size 1).
+    """
+    device = _device(cfg, device)
+    if cfg.gan.family in CONDITIONAL:
+        raise ValueError(f"gan.family={cfg.gan.family} is class-conditional: its members cover every "
+                         "class; train them with train_conditional_member")
+    if cfg.gan.family in PROGRESSIVE or cfg.train.recursive_rounds > 0:
+        return _train_one_by_one(units, cfg, run, device)
+    heads, packed = [], []
+    for u in units:
+        name, k, t = _unit(u, "class_name"), _unit(u, "class_index"), _unit(u, "member")
+        heads.append(({"class": name, "class_index": k, "member": t}, seeds.member(cfg.train.seed, k, t)))
+        packed.append(PackMember(data=_unit(u, "data"), seed=heads[-1][1],
+                                 checkpoint_path=run.member_dir(name, t) / "checkpoint.pt",
+                                 data_weights=_unit(u, "data_weights")))
+    results = train_pack(packed, gan=cfg.gan, train=cfg.train, device=device)
+    entries = []
+    for u, (who, seed), result in zip(units, heads, results):
+        if isinstance(result, GANDivergedError):
+            entry = {**who, "seed": seed, "status": "diverged", "error": str(result), "device": str(device)}
+        else:
+            data, folder = _unit(u, "data"), run.member_dir(who["class"], who["member"])
+            [entry] = _write_member(folder, result, cfg, run, seed=seed, shape=tuple(data.shape[1:]),
+                                    heads=[(who, {})], device=device,
+                                    sample_grid=_class_grid(data, cfg, folder, seed, who["class"],
+                                                            who["member"]))
+        entries.append({**entry, "pack_size": len(units)})
+    return entries
 
 
 CONDITIONAL_DIR = "_conditional"

@@ -26,6 +26,7 @@ import torch.nn as nn
 from raygan.config import GANConfig, TrainConfig
 from raygan.gan.losses import LOSSES
 from raygan.gan.models import CONDITIONAL, PROGRESSIVE, ConditionedGenerator, build_gan, pg_resolutions, pg_schedule
+from raygan.gan.models.pggan import PGGenerator
 from raygan.runs import atomic_write_bytes
 
 
@@ -150,14 +151,20 @@ class _Training:
     losses: torch.Tensor
     identity: dict
     device: torch.device
+    # Generators that stand in for torch's default CPU and CUDA generators (what dropout draws from),
+    # for a member that trains beside others (raygan.gan.pack); None: the default generators.
+    cpu_rng: Optional[torch.Generator] = None
+    cuda_rng: Optional[torch.Generator] = None
 
     def save(self, step: int, path: Path, *, shape: tuple, gan: GANConfig, n_classes) -> None:
         cuda = self.device.type == "cuda"
         _atomic_save({
             "identity": self.identity, "step": step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            "rng": self.rng.get_state(),
+            "torch_rng": self.cpu_rng.get_state() if self.cpu_rng is not None else torch.get_rng_state(),
+            "cuda_rng": (self.cuda_rng.get_state() if self.cuda_rng is not None else torch.cuda.get_rng_state(self.device))
+            if cuda else None,
             "sampler": self.sampler.state(), "losses": self.losses[:step].cpu(),
             "sample_shape": shape, "gan": dataclasses.asdict(gan), "n_classes": n_classes,
         }, Path(path))
@@ -176,9 +183,12 @@ class _Training:
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
         self.rng.set_state(ckpt["rng"].cpu())
-        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        (self.cpu_rng.set_state if self.cpu_rng is not None else torch.set_rng_state)(ckpt["torch_rng"].cpu())
         if self.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), self.device)
+            if self.cuda_rng is not None:
+                self.cuda_rng.set_state(ckpt["cuda_rng"].cpu())
+            else:
+                torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), self.device)
         self.sampler.load_state(ckpt["sampler"], self.device)
         start = min(ckpt["step"], steps)
         self.losses[:start] = ckpt["losses"][:start].to(self.device)
@@ -217,18 +227,24 @@ def _adversarial_step(state: _Training, real: torch.Tensor, y: tuple, *, gan: GA
     return torch.stack([d_loss.detach(), g_loss.detach()])
 
 
-def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: int,
-              checkpoint_path: Optional[Path] = None, data_weights: Optional[torch.Tensor] = None,
-              device: Optional[torch.device] = None,
-              on_log: Optional[Callable[[int, float, float], None]] = None,
-              labels: Optional[torch.Tensor] = None, n_classes: Optional[int] = None) -> TrainResult:
-    """Train one GAN on ``data`` (N, *sample_shape) for ``train.steps`` discriminator steps.
+@dataclass
+class _Member:
+    """One GAN set up to train (or resume): its data on the device, its state, where it starts."""
+    state: _Training
+    data: torch.Tensor
+    labels: Optional[torch.Tensor]
+    n_classes: Optional[int]
+    shape: tuple
+    start: int
+    checkpoint: Optional[Path]
 
-    ``on_log(step, mean_d_loss, mean_g_loss)`` is called every ``train.log_every`` steps.
-    ``labels`` (N,) int64 class indices in [0, n_classes) and ``n_classes`` are required by the
-    class-conditional families (gan.family=ccgan) and refused by the others.
-    """
-    device = device or resolve_device(train.device)
+
+def _prepare(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: int,
+             checkpoint_path: Optional[Path], data_weights: Optional[torch.Tensor], device: torch.device,
+             labels: Optional[torch.Tensor], n_classes: Optional[int], own_rngs: bool = False) -> _Member:
+    """Seeded models, optimizers, sampler and losses of one GAN, resumed from ``checkpoint_path`` if
+    it exists. ``own_rngs``: dropout gets generators of its own, in the state the default ones would
+    have here (for a member trained beside others)."""
     data = data.to(device)  # the whole class lives on the training device; batches are index lookups
     n, shape = data.shape[0], tuple(data.shape[1:])
     labels = _check_labels(gan, labels, n_classes, n)
@@ -239,6 +255,12 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
     torch.manual_seed(seed)
     G, D = build_gan(gan, shape, n_classes=n_classes)
     G, D = G.to(device), D.to(device)
+    own = {}
+    if own_rngs:
+        own["cpu_rng"] = torch.Generator()
+        own["cpu_rng"].set_state(torch.get_rng_state())
+        if device.type == "cuda":
+            own["cuda_rng"] = torch.Generator(device=device).manual_seed(seed)
     betas = (gan.beta1, gan.beta2)
     rng = torch.Generator(device=device).manual_seed(seed)
     weights = _data_weights(data_weights, n, device)
@@ -246,9 +268,29 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
                       opt_d=torch.optim.Adam(D.parameters(), lr=gan.lr_d, betas=betas), rng=rng,
                       sampler=BatchSampler(n, train.batch_size, rng, weights),
                       losses=torch.zeros(train.steps, 2, device=device),
-                      identity=_identity(gan, train, seed, n, weights is not None, n_classes), device=device)
+                      identity=_identity(gan, train, seed, n, weights is not None, n_classes), device=device,
+                      **own)
     start = state.resume(checkpoint_path, train.steps)
-    losses, batch = state.losses, train.batch_size
+    return _Member(state, data, labels, n_classes, shape, start,
+                   Path(checkpoint_path) if checkpoint_path else None)
+
+
+def _result(member: _Member, train: TrainConfig, seconds: float) -> TrainResult:
+    G, D = member.state.G, member.state.D
+    if isinstance(G, PGGenerator):  # a trained progressive GAN samples at its full size
+        G.set_progress(member.shape[-1], 1.0)
+        D.set_progress(member.shape[-1], 1.0)
+    G.eval()
+    return TrainResult(generator=G, losses=member.state.losses.cpu().numpy(), steps=train.steps,
+                       seconds=seconds, resumed_from=member.start, checkpoint=member.checkpoint)
+
+
+def _train_alone(member: _Member, *, gan: GANConfig, train: TrainConfig,
+                 on_log: Optional[Callable[[int, float, float], None]]) -> TrainResult:
+    """train_gan's loop over steps start..train.steps, then its result."""
+    state, data, labels, shape = member.state, member.data, member.labels, member.shape
+    checkpoint_path, start, device = member.checkpoint, member.start, state.device
+    G, D, losses, batch = state.G, state.D, state.losses, train.batch_size
     growing = pg_resolutions(gan.pg_start_size, shape[-1]) if gan.family in PROGRESSIVE else None
     G.train()
     D.train()
@@ -276,17 +318,28 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
             mean = losses[max(0, done - train.log_every):done].mean(0).tolist()
             on_log(done, mean[0], mean[1])
         if save_now:
-            state.save(done, checkpoint_path, shape=shape, gan=gan, n_classes=n_classes)
+            state.save(done, checkpoint_path, shape=shape, gan=gan, n_classes=member.n_classes)
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - t0
-    if growing is not None:  # a trained progressive GAN samples at its full size
-        G.set_progress(shape[-1], 1.0)
-        D.set_progress(shape[-1], 1.0)
-    G.eval()
-    return TrainResult(generator=G, losses=losses.cpu().numpy(), steps=train.steps, seconds=seconds,
-                       resumed_from=start, checkpoint=Path(checkpoint_path) if checkpoint_path else None)
+    return _result(member, train, time.perf_counter() - t0)
+
+
+def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: int,
+              checkpoint_path: Optional[Path] = None, data_weights: Optional[torch.Tensor] = None,
+              device: Optional[torch.device] = None,
+              on_log: Optional[Callable[[int, float, float], None]] = None,
+              labels: Optional[torch.Tensor] = None, n_classes: Optional[int] = None) -> TrainResult:
+    """Train one GAN on ``data`` (N, *sample_shape) for ``train.steps`` discriminator steps.
+
+    ``on_log(step, mean_d_loss, mean_g_loss)`` is called every ``train.log_every`` steps.
+    ``labels`` (N,) int64 class indices in [0, n_classes) and ``n_classes`` are required by the
+    class-conditional families (gan.family=ccgan) and refused by the others.
+    """
+    device = device or resolve_device(train.device)
+    member = _prepare(data, gan=gan, train=train, seed=seed, checkpoint_path=checkpoint_path,
+                      data_weights=data_weights, device=device, labels=labels, n_classes=n_classes)
+    return _train_alone(member, gan=gan, train=train, on_log=on_log)
 
 
 def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu",

@@ -4,6 +4,8 @@ train-step: steps per second of `train_gan` against a plain hand-written PyTorch
 G, D, batch size and Adam optimisers, in alternating repeats; the ratio should be >= 0.95.
 dcgan: the same comparison for one DCGAN-32 member at batch 64, with the time that seed 000's 50K
 steps would take at the measured rate beside its "around 70-75 min" per class (Supplement B).
+pack: P members one after another against the same P as one vectorised pack (raygan.tools.bench_pack).
+gpu: every GPU check in one command and one table, without Ray or MLflow (raygan.tools.bench_gpu).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
-from raygan.config import GANConfig, TrainConfig
+from raygan.config import ConfigError, GANConfig, TrainConfig
 from raygan.gan.models import build_gan
 from raygan.gan.train import resolve_device, train_gan
 
@@ -95,7 +97,10 @@ def _dcgan32_data(device: torch.device) -> torch.Tensor:
 
 def bench_train_step(args) -> str:
     device = resolve_device(args.device)
-    if args.family == "mlp2d":
+    family = args.family or "mlp2d"
+    if family not in ("mlp2d", "dcgan"):
+        raise ConfigError(f"bench train-step --family {family}: mlp2d or dcgan")
+    if family == "mlp2d":
         from raygan.data.grid2d import sample_grid
         gan, batch = GANConfig(family="mlp2d", z_dim=2), 100
         data = sample_grid(100_000, 0.05, seed=0).to(device)
@@ -107,7 +112,7 @@ def bench_train_step(args) -> str:
     text = "\n".join([
         f"### train-step ({date.today().isoformat()}, {_device_name(device)})",
         "",
-        f"Command: `raygan bench train-step --family {args.family} --steps {args.steps} "
+        f"Command: `raygan bench train-step --family {family} --steps {args.steps} "
         f"--repeats {args.repeats} --device {args.device}`",
         f"Setting: {setting}; {args.repeats} alternating repeats of {args.steps} steps, medians.",
         "",
@@ -154,6 +159,20 @@ def bench_dcgan(args) -> str:
 def bench_ray_scaling(args) -> str:
     from raygan.cluster.bench_scaling import bench_ray_scaling as run
 
+    if args.members is None:
+        args.members = 4
+    return run(args)
+
+
+def bench_pack(args) -> str:
+    from raygan.tools.bench_pack import bench_pack as run
+
+    return run(args)
+
+
+def bench_gpu(args) -> str:
+    from raygan.tools.bench_gpu import bench_gpu as run
+
     return run(args)
 
 
@@ -171,4 +190,6 @@ def _with_output(fn):
 
 BENCHMARKS = {"train-step": _with_output(bench_train_step),
               "dcgan": _with_output(bench_dcgan),
-              "ray-scaling": _with_output(bench_ray_scaling)}
+              "ray-scaling": _with_output(bench_ray_scaling),
+              "pack": _with_output(bench_pack),
+              "gpu": _with_output(bench_gpu)}

@@ -4,14 +4,17 @@ The probe trains one member with the real ``train_gan`` for a few steps on this 
 the config's real data (or random stand-in data of the real shape when the dataset is not here), and
 times synthesis and a classifier step the same way. The rest is arithmetic (``make_plan``, pure):
 
-- GPU-hours of work = members x steps x step time (K x T x steps x step_time for per-class families);
-- members at once: N GPUs x floor(1 / gpus_per_member) when members share a GPU, N / gpus_per_member
-  when they take whole GPUs; waves = ceil(members / members at once) (boosting: T steps in sequence,
-  each with the K classes in waves); wall time = waves x (member time + task start);
+- tasks = ceil(members / cluster.members_per_task) where members pack (independent per-class
+  members; auto: what fit the probe's GPU, see raygan.cluster.packing), else one member per task;
+- GPU-hours of work = tasks x steps x step time (K x T x steps x step time unpacked);
+- tasks at once: N GPUs x floor(1 / gpus_per_member) when tasks share a GPU, N / gpus_per_member
+  when they take whole GPUs; waves = ceil(tasks / tasks at once) (boosting: T steps in sequence,
+  each with the K classes in waves); wall time = waves x (task time + task start);
 - billed GPU-hours = per wave, the GPUs busy x the wave's length (idle GPUs of a last, partial wave
   are released by the autoscaler); cost = billed GPU-hours x cluster.gpu_hour_cost.
 Members that share a GPU are assumed to run at the probe's speed (small models leave a GPU mostly
-idle) up to a GPU saturated by them (then each runs 1 / members-per-GPU as fast): both are shown.
+idle) up to a GPU saturated by them (then each runs 1 / members-per-GPU as fast): both are shown; a
+pack of P members likewise takes one member's time up to P times it.
 Nothing is launched and Ray is not imported.
 """
 from __future__ import annotations
@@ -24,7 +27,9 @@ from typing import Optional
 
 import torch
 
+from raygan.cluster.packing import pack_fit, plan_pack_size  # imports no ray
 from raygan.config import Config, ConfigError
+from raygan.config.checks import why_not_packable
 from raygan.data import is_points
 
 # Ray starts a fresh worker process for every GPU task (reference: about 7 s with `import torch` on a
@@ -102,6 +107,9 @@ def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
         result = train_gan(data, gan=cfg.gan, train=dataclasses.replace(
             cfg.train, steps=steps, log_every=steps, recursive_rounds=0), seed=1, device=dev, **kwargs)
         step_s = result.seconds / steps
+        fit = None  # members per pack on this GPU, for auto (a CPU says nothing about a GPU's fit)
+        if dev.type == "cuda" and cfg.cluster.members_per_task is None and not why_not_packable(cfg):
+            fit = pack_fit(cfg, data, dev, min(1.0, cfg.cluster.gpus_per_member or 1.0))
 
         # Synthesis runs in Ray Data tasks on CPUs: generation plus PNG encoding, per sample.
         torch.set_num_threads(1)
@@ -130,7 +138,7 @@ def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
     finally:
         torch.set_num_threads(threads)
     return {"device": str(dev), "cpu_threads": member_threads,
-            "steps": steps, "step_s": step_s, "sample_s": sample_s,
+            "steps": steps, "step_s": step_s, "sample_s": sample_s, "pack_fit": fit,
             "classifier_step_s": classifier_step_s, "data": source, "sample_shape": list(shape),
             "class_sizes": sizes, "family": cfg.gan.family, "batch_size": cfg.train.batch_size}
 
@@ -168,9 +176,11 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
     sizes = measured["class_sizes"]
     K, T = len(sizes), cfg.ensemble.members
     conditional = cfg.gan.family == "ccgan"
-    tasks = T if conditional else K * T
+    members = T if conditional else K * T
+    per_task, pack_note = plan_pack_size(cfg, members, pack["at_once"], measured.get("pack_fit"))
+    tasks = math.ceil(members / per_task)
     steps = cfg.train.steps * (1 + cfg.train.recursive_rounds)
-    member_s = steps * measured["step_s"]
+    member_s = steps * measured["step_s"]  # a pack's time too, on a GPU its members leave idle
     if cfg.ensemble.method != "independent" and not conditional:
         # Boosting: step t of every class needs step t - 1; the K members of one step run together.
         layout = [n for _ in range(T) for n in waves(K, pack["at_once"])]
@@ -179,8 +189,8 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
     share = pack["per_gpu"]
     wave_s = member_s + TASK_START_S
     wall_s = len(layout) * wave_s
-    wall_saturated_s = sum(min(n, share) * member_s + TASK_START_S for n in layout) if share > 1 \
-        else wall_s
+    wall_saturated_s = sum(min(n, share) * per_task * member_s + TASK_START_S for n in layout) \
+        if share > 1 or per_task > 1 else wall_s
 
     def busy_gpus(n: int) -> float:
         return math.ceil(n / share) if share > 1 else n * pack["gpus_per_member"]
@@ -200,7 +210,8 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
     total_s = wall_s + synth_cpu_s / cpus + eval_s
     return {
         "gpus": gpus, "gpus_per_member": pack["gpus_per_member"], "members_per_gpu": share,
-        "classes": K, "members_per_class": T, "tasks": tasks, "conditional": conditional,
+        "classes": K, "members_per_class": T, "members": members, "members_per_task": per_task,
+        "packing": pack_note, "tasks": tasks, "conditional": conditional,
         "method": cfg.ensemble.method, "steps_per_member": steps, "step_s": measured["step_s"],
         "member_s": member_s, "task_start_s": TASK_START_S,
         "gpu_hours": tasks * member_s / 3600, "at_once": pack["at_once"], "waves": len(layout),
@@ -225,16 +236,22 @@ def format_plan(plan: dict, config_name: str = "") -> str:
     share = plan["members_per_gpu"]
     grid = f"{plan['members_per_class']} conditional members (one per task, all classes)" \
         if plan["conditional"] else f"{plan['classes']} classes x {plan['members_per_class']} members"
-    wall = _dur(plan["train_wall_s"]) if share == 1 else \
-        f"{_dur(plan['train_wall_s'])} (up to {_dur(plan['train_wall_saturated_s'])} if sharing " \
-        "saturates the GPU)"
+    per_task = plan["members_per_task"]
+    wall = _dur(plan["train_wall_s"]) if share == 1 and per_task == 1 else \
+        f"{_dur(plan['train_wall_s'])} (up to {_dur(plan['train_wall_saturated_s'])} if " \
+        f"{'sharing' if per_task == 1 else 'packing'} saturates the GPU)"
+    unit = "member" if per_task == 1 else "pack"
     rows = [
-        ("members (tasks)", f"{plan['tasks']} ({grid}, {plan['method']})"),
+        ("members (tasks)", f"{plan['members']} ({grid}, {plan['method']}) in "
+                            f"{plan['tasks']} tasks"),
+        ("members per task", f"{per_task} ({plan['packing']})"),
         ("steps per member", f"{plan['steps_per_member']:,}"),
         ("step time (probe)", f"{p['step_s'] * 1000:.2f} ms on {p['device']}"),
-        ("member time", f"{_dur(plan['member_s'])} (+ {plan['task_start_s']:.0f} s task start)"),
-        ("GPU-hours of training", f"{plan['gpu_hours']:.3f} (members x steps x step time)"),
-        ("members at once", f"{plan['at_once']} ({share} per GPU x {plan['gpus']} GPUs)"
+        (f"{unit} time", f"{_dur(plan['member_s'])} (+ {plan['task_start_s']:.0f} s task start)"
+         + ("" if per_task == 1 else f"; up to {_dur(per_task * plan['member_s'])} if its "
+                                     f"{per_task} members saturate the GPU")),
+        ("GPU-hours of training", f"{plan['gpu_hours']:.3f} ({unit} tasks x steps x step time)"),
+        (f"{unit}s at once", f"{plan['at_once']} ({share} per GPU x {plan['gpus']} GPUs)"
          if share > 1 else f"{plan['at_once']} ({plan['gpus_per_member']:g} GPU each, "
                            f"{plan['gpus']} GPUs)"),
         ("waves", f"{plan['waves']} (sizes {_waves_text(plan['wave_sizes'])})"),
@@ -253,7 +270,7 @@ def format_plan(plan: dict, config_name: str = "") -> str:
     ]
     width = max(len(k) for k, _ in rows)
     head = [f"raygan plan{' for ' + config_name if config_name else ''}: {plan['gpus']} GPUs, "
-            f"{plan['gpus_per_member']:g} GPU per member (cluster.gpus_per_member; null plans 1); "
+            f"{plan['gpus_per_member']:g} GPU per {unit} (cluster.gpus_per_member; null plans 1); "
             "nothing launched",
             f"probe: {p['steps']} steps of {p['family']} at batch {p['batch_size']} on {p['device']}"
             f"{_threads(p['cpu_threads'])}; data: "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raygan.config import ConfigError, load_config
-from raygan.tools.plan import TASK_START_S, make_plan, packing, probe, waves
+from raygan.tools.plan import TASK_START_S, format_plan, make_plan, packing, probe, waves
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,3 +123,32 @@ def test_plan_command_prints_json_and_never_imports_ray():
     bad = subprocess.run([sys.executable, "-m", "raygan.cli", "plan", "configs/digits.yaml",
                           "--gpus", "0"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "at least one GPU" in bad.stderr
+
+
+def test_plan_counts_pack_tasks_where_members_pack():
+    packed = make_plan(_cfg("cluster.members_per_task=4", "cluster.gpus_per_member=1"), _measured(),
+                       gpus=8, gpu_hour_cost=1.0)
+    member_s = 2000 * 0.01
+    assert packed["members"] == 50 and packed["members_per_task"] == 4
+    assert packed["tasks"] == 13 and packed["wave_sizes"] == [8, 5]  # ceil(50 / 4) packs
+    assert packed["gpu_hours"] == pytest.approx(13 * member_s / 3600)
+    assert packed["train_wall_s"] == pytest.approx(2 * (member_s + TASK_START_S))
+    # at worst a pack's four members take four members' time on a GPU they saturate
+    assert packed["train_wall_saturated_s"] == pytest.approx(2 * (4 * member_s + TASK_START_S))
+    assert packed["billed_gpu_hours"] == pytest.approx(13 * (member_s + TASK_START_S) / 3600)
+    text = format_plan(packed)
+    assert "in 13 tasks" in text and "members per task" in text and "cluster.members_per_task=4" in text
+    assert "pack time" in text and "packs at once" in text
+    # auto: what fit the probe's GPU, spread over the GPUs (50 members on 8 GPUs: 7 a pack)
+    auto = make_plan(_cfg("cluster.gpus_per_member=1"), {**_measured(), "pack_fit": 37}, gpus=8)
+    assert auto["members_per_task"] == 7 and auto["tasks"] == 8 and auto["waves"] == 1
+    assert make_plan(_cfg(), {**_measured(), "pack_fit": 3}, gpus=8)["members_per_task"] == 3
+    # a probe without a GPU knows no GPU's fit: auto plans one member per task, and says so
+    cpu_probe = make_plan(_cfg(), _measured(), gpus=8)
+    assert cpu_probe["members_per_task"] == 1 and cpu_probe["tasks"] == 50
+    assert "measured on the GPU when the run starts" in format_plan(cpu_probe)
+    # boosting and conditional members never pack
+    boost = make_plan(_cfg("ensemble.method=adagan"), {**_measured(), "pack_fit": 37}, gpus=8)
+    assert boost["members_per_task"] == 1 and boost["wave_sizes"] == [8, 2] * 5
+    ccgan = make_plan(_cfg("gan.family=ccgan"), {**_measured(), "pack_fit": 37}, gpus=8)
+    assert ccgan["members_per_task"] == 1 and ccgan["tasks"] == 5
