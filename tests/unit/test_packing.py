@@ -48,8 +48,9 @@ def test_auto_spreads_members_over_the_slots_up_to_the_fit():
 def test_auto_on_cpus_packs_the_benchmarked_size_and_never_idles_a_cpu():
     cfg = load_config()  # the default is auto (null)
     assert cfg.cluster.members_per_task is None
-    size, why = choose_pack_size(cfg, 50, CPU, {"CPU": 2.0}, _never)
+    size, why = choose_pack_size(cfg, 200, CPU, {"CPU": 2.0}, _never)
     assert size == CPU_PACK_SIZE and "raygan bench pack" in why
+    assert choose_pack_size(cfg, 50, CPU, {"CPU": 2.0}, _never)[0] == 25  # spread over both CPUs
     assert choose_pack_size(cfg, 6, CPU, {"CPU": 2.0}, _never)[0] == 3  # 2 packs, one per CPU
     assert choose_pack_size(cfg, 2, CPU, {"CPU": 2.0}, _never)[0] == 1
     assert choose_pack_size(cfg, 50, CPU, {"CPU": 64.0}, _never)[0] == 1  # 64 CPUs: one each
