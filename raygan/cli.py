@@ -111,6 +111,18 @@ def _pull_remote_run(location: str):
     return run
 
 
+def audit_config(cfg, run: Path, uri: str | None):
+    """The config of `raygan audit RUN`: a local run's output names follow the folder given; a URI run
+    keeps the experiment and run of its stored config (its mirror folder's name is the quoted URI) under
+    the URI given as root, query (e.g. endpoint_override) kept."""
+    if uri is None:
+        return cfg.replace(output={"root": str(run.parent.parent), "experiment": run.parent.name,
+                                   "run": run.name})
+    from raygan.runs.storage import _split_uri
+
+    return cfg.replace(output={"root": _split_uri(_split_uri(uri)[0])[0]})
+
+
 def cmd_audit(args) -> None:
     if args.run is None:  # the run folder the config names (what jobs/audit.py submits)
         if args.config is None:
@@ -125,13 +137,13 @@ def cmd_audit(args) -> None:
         raise ConfigError(f"{', '.join(bad) or '--config/--preset'}: only audit.*, cluster.* and "
                           f"tracking.* may change when auditing an existing run (the rest is "
                           f"{run / 'config.yaml'})")
-    cfg = _resolve(args, run / "config.yaml").replace(  # MLflow and paths follow the folder given
-        output={"root": remote.location.rstrip("/").rsplit("/", 2)[0] if remote else
-                str(run.parent.parent), "experiment": run.parent.name, "run": run.name})
+    cfg = audit_config(_resolve(args, run / "config.yaml"), run, remote.location if remote else None)
     from raygan.cluster.entry import job_function
+    from raygan.runs.lock import run_lock
 
     # A local run folder with no cluster named is audited in this process, without importing ray.
-    job_function("audit", cfg, args.address)(cfg, run_dir=run, force=args.force)
+    with run_lock(run, job="audit"):
+        job_function("audit", cfg, args.address)(cfg, run_dir=run, force=args.force)
 
 
 def cmd_bench(args) -> None:
@@ -191,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"raygan {__version__}")
     parser.add_argument("--log-level", choices=logs.LEVELS, default=None,
                         help="how much raygan prints (default info; also $RAYGAN_LOG_LEVEL)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error (else one line)")
     sub = parser.add_subparsers(dest="command", required=True)
     configured = config_options()
 
@@ -254,14 +268,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_error_line(err: ConfigError) -> str:
+    """The one line a ConfigError is shown as (credentials redacted). Raised inside a Ray task it
+    arrives wrapped, with the task's traceback in its text: the original error is shown instead."""
+    from raygan.secrets import one_line
+
+    cause = getattr(err, "cause", None)
+    return f"raygan: config error: {one_line(cause if isinstance(cause, ConfigError) else err)}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 2 for bad input (one line naming the problem and the fix), 1 for anything
+    unexpected: one line naming the exception, its traceback only with --debug."""
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
     try:
         args.func(args)
     except ConfigError as err:
-        print(f"raygan: config error: {err}", file=sys.stderr)
+        print(config_error_line(err), file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 - the one place every unexpected error is shown
+        from raygan.secrets import one_line, redact
+
+        if args.debug:
+            import traceback
+            print(redact(traceback.format_exc()), end="", file=sys.stderr)
+        else:
+            cause = getattr(err, "cause", None)  # a Ray task's error: its own text, not the wrapper's
+            err = cause if isinstance(cause, Exception) else err
+            print(f"raygan: error: {type(err).__name__}: {one_line(err)[:500]} (rerun with --debug "
+                  "for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,16 +10,35 @@ import logging
 import os
 import sys
 
+from raygan.secrets import redact
+
 LEVEL_ENV = "RAYGAN_LOG_LEVEL"
 LEVELS = ("debug", "info", "warning", "error")
 
 
 class _Lines(logging.Formatter):
-    """Information as the message alone; anything else with its level in front."""
+    """Information as the message alone; anything else with its level in front; credentials in any
+    URI redacted (raygan.secrets)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        text = redact(super().format(record))
         return text if record.levelno == logging.INFO else f"{record.levelname.lower()}: {text}"
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts the records of other libraries' handlers (MLflow's, urllib3's retries quote URIs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+def redact_handlers(*names: str) -> None:
+    """Put a RedactingFilter on the handlers of these loggers (and of the root logger), once each."""
+    for name in ("", *names):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
 
 
 class _Stdout(logging.StreamHandler):
@@ -53,3 +72,4 @@ def configure(level: str | None = None) -> None:
         logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    redact_handlers("mlflow", "py.warnings")

@@ -5,6 +5,11 @@ a brand-new sqlite store is never created by several processes at once (MLflow 3
 them fail on its schema creation).
 The tracking URI is tracking.tracking_uri, else MLFLOW_TRACKING_URI, else a sqlite file in
 output.root; artifacts of a local store go next to it, not into the current directory.
+
+An http(s) tracking server that cannot be reached fails the job within seconds, before anything is
+written (``check_server``), rather than falling back to a local store: a cluster job's records would
+otherwise land on a head node that may be gone tomorrow. Credentials in the URI never reach a param,
+a tag or a message (raygan.secrets).
 """
 from __future__ import annotations
 
@@ -14,8 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from raygan import provenance
-from raygan.config import Config
+from raygan import logs, provenance
+from raygan.config import Config, ConfigError
+from raygan.secrets import one_line, redact, redact_tree
+
+# Seconds to open a TCP connection to the tracking server (MLflow itself retries for minutes).
+_CONNECT_TIMEOUT_S = 5.0
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -26,6 +35,28 @@ def tracking_uri(cfg: Config) -> str:
     root = Path(cfg.output.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def check_server(cfg: Config) -> None:
+    """Refuse, within seconds, an http(s) tracking server nothing answers on (a no-op for a local
+    store or with tracking.enabled=false)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not cfg.tracking.enabled:
+        return
+    uri = cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname or "", port), timeout=_CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise ConfigError(f"the MLflow tracking server {redact(uri)} cannot be reached ({reason}); start "
+                          "it, fix tracking.tracking_uri / MLFLOW_TRACKING_URI, or set "
+                          "tracking.enabled=false") from None
 
 
 def use_tracking_uri(mlflow, uri: str) -> None:
@@ -62,22 +93,29 @@ class Tracker:
         if self.enabled:
             import mlflow
             self.mlflow = mlflow
+            logs.redact_handlers("mlflow")  # its handlers exist once it is imported
+            check_server(cfg)
             use_tracking_uri(mlflow, tracking_uri(cfg))
-            self.experiment_id = ensure_experiment(mlflow, cfg)
+            try:
+                self.experiment_id = ensure_experiment(mlflow, cfg)
+            except mlflow.exceptions.MlflowException as err:  # its text quotes the URI
+                raise ConfigError(f"MLflow at {redact(tracking_uri(cfg))} refused the experiment: "
+                                  f"{one_line(err)[:300]}; check tracking.tracking_uri or set "
+                                  "tracking.enabled=false") from None
 
     @contextmanager
     def parent(self, run_dir: Path) -> Iterator["Tracker"]:
         if not self.enabled:
             yield self
             return
-        flat = {f"{section}.{k}": v for section, values in self.cfg.to_dict().items()
+        flat = {f"{section}.{k}": v for section, values in redact_tree(self.cfg.to_dict()).items()
                 for k, v in values.items()}
         with self.mlflow.start_run(experiment_id=self.experiment_id,
                                    run_name=f"{self.cfg.output.run}:{self.job}") as run:
             self.parent_id = run.info.run_id
             self.mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
             made_by = provenance()
-            self.mlflow.set_tags({"raygan.job": self.job, "raygan.run_dir": str(run_dir),
+            self.mlflow.set_tags({"raygan.job": self.job, "raygan.run_dir": redact(run_dir),
                                   "raygan.version": made_by["version"],
                                   "raygan.git_commit": made_by["git_commit"] or "none"})
             yield self

@@ -35,6 +35,22 @@ def job_function(job: str, cfg, address: str | None):
     return functools.partial(on_ray, address=address)
 
 
+def preflight(job: str, cfg, address: str | None) -> None:
+    """What can hang or fail on the network, checked before the job touches its run folder: the
+    MLflow server (within seconds), and a named Ray cluster, joined here (an unreachable address fails
+    within seconds; GPUs asked for are checked against it). SIGTERM ends the process while Ray
+    connects (raygan.cluster.runtime), so a job stopped then leaves nothing behind. A local Ray is
+    started by the job itself, after its data checks."""
+    from raygan.evaluation.job import cluster_named, runs_here
+    from raygan.tracking import check_server
+
+    check_server(cfg)
+    if cluster_named(cfg, address) and not (job in LOCAL_JOBS and runs_here(cfg, address, job=job)):
+        from raygan.cluster.runtime import connect
+
+        connect(cfg, address)
+
+
 def run_job(job: str, args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, args.overrides, getattr(args, "config_preset", None))
@@ -43,8 +59,13 @@ def run_job(job: str, args: argparse.Namespace) -> int:
         print(f"# raygan {job}: resolved config\n{cfg.to_yaml()}", flush=True)
         if args.dry_run:
             return 0
-        job_function(job, cfg, args.address)(cfg)
+        preflight(job, cfg, args.address)
+        from raygan.runs.lock import job_lock
+
+        with job_lock(job, cfg):  # this driver only, never its Ray tasks: a second job refuses at once
+            job_function(job, cfg, args.address)(cfg)
     except ConfigError as err:
-        print(f"raygan: config error: {err}", file=sys.stderr)
+        from raygan.cli import config_error_line
+        print(config_error_line(err), file=sys.stderr)
         return 2
     return 0

@@ -1,25 +1,203 @@
 """Connect to a Ray cluster (--address / RAY_ADDRESS) or start a local one, the same path for both."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from typing import Optional
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Optional
 
 import ray
 
 from raygan.config import Config, ConfigError, from_dict
+from raygan.secrets import redact
+
+logger = logging.getLogger(__name__)
 
 
 def connect(cfg: Config, address: Optional[str] = None) -> dict:
-    """Join the configured cluster, or start a local Ray sized to this machine; idempotent."""
+    """Join the configured cluster, or start a local Ray sized to this machine; idempotent. Then the
+    GPUs that cluster.gpus_per_member asks for are checked against the cluster (check_gpus), before
+    the job writes or submits anything."""
     if not ray.is_initialized():
         address = address or cfg.cluster.address or os.environ.get("RAY_ADDRESS")
         if address:
-            # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
-            ray.init(address=address)
+            check_reachable(address)
+            with _sigterm_ends_connect(address):
+                # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
+                ray.init(address=address)
         else:
             ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False,
                      runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+    check_gpus(cfg)
     return ray.cluster_resources()
+
+
+@contextlib.contextmanager
+def _sigterm_ends_connect(address: str) -> Iterator[None]:
+    """SIGTERM ends the process while Ray connects. ray.init installs a Python SIGTERM handler, which
+    runs only once its C++ retries return (on an address that accepts but never answers: never).
+    Python's C-level handler still writes the signal's number to the wakeup fd at once, so a thread
+    of ours reads it there and ends the process; nothing has been written yet (raygan.cluster.entry
+    joins a named cluster before the run folder is touched)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    done = threading.Event()
+
+    def watch() -> None:
+        while (got := reader.recv(1)) and not done.is_set():
+            if got[0] == signal.SIGTERM:
+                os.write(2, f"raygan: stopped by SIGTERM while joining the Ray cluster at "
+                            f"{redact(address)}\n".encode())
+                os._exit(128 + signal.SIGTERM)
+
+    previous = signal.set_wakeup_fd(writer.fileno())
+    watcher = threading.Thread(target=watch, name="raygan-sigterm", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous)
+        writer.close()  # the watcher's recv returns b"" and it ends
+        watcher.join(timeout=5)
+        reader.close()
+
+
+# Seconds to open a TCP connection to a Ray address: a live GCS answers in milliseconds, while
+# ray.init on a dead address retries for minutes.
+_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """Refuse, within seconds, a Ray address nothing listens on (ray.init would retry for minutes).
+
+    "auto" and "local" name no host and are left to ray.init; "ray://host:port" (Ray Client) and
+    "host:port" (the GCS) are probed with one TCP connection.
+    """
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"Ray address {redact(address)!r} is not host:port (or ray://host:port); "
+                          "fix --address / cluster.address / RAY_ADDRESS")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
+    except OSError as err:
+        raise ConfigError(f"cannot reach the Ray cluster at {redact(address)} "
+                          f"({err.strerror or type(err).__name__}); start it or fix --address / "
+                          "cluster.address / RAY_ADDRESS (unset all three for a local Ray)") from None
+
+
+# Where Ray's cluster launcher (`ray up`) puts the cluster config on the head node; the head's
+# autoscaler runs from it. A job's driver runs on the head (`ray job submit`), so it can read it.
+AUTOSCALER_CONFIG = "~/ray_bootstrap_config.yaml"
+# Seconds to look for the autoscaler's first status record on a cluster that has just started.
+_AUTOSCALER_GRACE_S = 10.0
+
+
+def _gpu_node_types(config: dict) -> list[str]:
+    types = config.get("available_node_types") or {}
+    return sorted(name for name, spec in types.items() if isinstance(spec, dict)
+                  and float((spec.get("resources") or {}).get("GPU", 0) or 0) > 0
+                  and int(spec.get("max_workers", 1) or 0) > 0)
+
+
+def _autoscaler_running() -> bool:
+    """Whether an autoscaler that launches nodes runs: read from Ray's status record (what `ray status`
+    prints), written by the head's monitor on every cluster.
+
+    The record's autoscaler_report names the node type of every node. A local Ray, or a cluster
+    started by hand with `ray start`, runs Ray's read-only provider, which never launches a node and
+    names each type node_<node id>; any other type name (`ray up`, KubeRay, an autoscaling config)
+    is an autoscaler that can add nodes.
+    """
+    import json
+    import re
+
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    deadline = time.monotonic() + _AUTOSCALER_GRACE_S
+    while True:
+        raw = _internal_kv_get("__autoscaling_status")
+        report = json.loads(raw).get("autoscaler_report") if raw else None
+        if report is not None:
+            types = {*(report.get("active_nodes") or {}), *(report.get("pending_launches") or {}),
+                     *(report.get("node_type_mapping") or {}).values()}
+            return any(not re.fullmatch(r"node_[0-9a-f]+", t) for t in types)
+        if time.monotonic() >= deadline:  # no report yet: a cluster that has just started, no autoscaler
+            return False
+        time.sleep(0.5)
+
+
+def autoscaler_gpu_types(path: str = AUTOSCALER_CONFIG) -> list[str] | None:
+    """What an autoscaler could add GPUs from: the GPU node types (resources.GPU > 0, max_workers > 0)
+    of the autoscaler's config where this machine holds it, ["(node types unknown)"] for a running
+    autoscaler whose config is elsewhere, [] for an autoscaler config with no GPU type, and None for
+    a cluster without an autoscaler (started by hand with `ray start`, a local Ray)."""
+    import yaml
+
+    file = Path(path).expanduser()
+    try:
+        config = yaml.safe_load(file.read_text()) if file.is_file() else None
+    except (OSError, yaml.YAMLError):
+        config = None
+    if not _autoscaler_running():
+        return None
+    if isinstance(config, dict):
+        return _gpu_node_types(config)
+    return ["(node types unknown)"]
+
+
+def _largest_gpu_node() -> float:
+    return max((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+
+
+def check_gpus(cfg: Config) -> None:
+    """Members that ask for GPUs (cluster.gpus_per_member > 0) need a node that has that many.
+
+    None there and no autoscaler that can add them (autoscaler_gpu_types): refused at once, instead
+    of tasks that wait forever. With such an autoscaler: the GPUs are requested from it
+    (ray.autoscaler.sdk.request_resources) and the job waits up to cluster.wait_timeout_s, saying
+    what it waits for.
+    """
+    want = cfg.cluster.gpus_per_member
+    if not want or _largest_gpu_node() >= want:
+        return
+    have = _largest_gpu_node()
+    types = autoscaler_gpu_types()
+    if not types:
+        why = "no autoscaler" if types is None else "an autoscaler with no GPU node type"
+        raise ConfigError(f"cluster.gpus_per_member={want:g} asks for GPUs, but the cluster's largest "
+                          f"node has {have:g} GPU and {why} can add one; set cluster.gpus_per_member=0 "
+                          "(CPU members) or join a cluster with GPUs")
+    from ray.autoscaler.sdk import request_resources
+
+    timeout_s = cfg.cluster.wait_timeout_s
+    logger.info(f"cluster: waiting up to {timeout_s:g}s (cluster.wait_timeout_s) for the autoscaler to "
+                f"add a node with {max(want, 1):g} GPU (cluster.gpus_per_member={want:g}; GPU node "
+                f"types: {', '.join(types)})")
+    request_resources(bundles=[{"GPU": max(want, 1.0)}])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while _largest_gpu_node() < want:
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"no node with {max(want, 1):g} GPU joined within cluster."
+                                  f"wait_timeout_s={timeout_s:g}s (GPU node types: {', '.join(types)}); "
+                                  "check the autoscaler's log (ray status), raise cluster."
+                                  "wait_timeout_s, or set cluster.gpus_per_member=0")
+            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    finally:
+        request_resources(bundles=[])  # the tasks' own demand keeps the nodes from here on
+    logger.info(f"cluster: {ray.cluster_resources().get('GPU', 0):g} GPU now")
 
 
 def member_resources(cfg: Config) -> dict:
@@ -29,13 +207,9 @@ def member_resources(cfg: Config) -> dict:
     zero, set cluster.gpus_per_member (1, or 0.25 to pack four) so that members ask for GPUs and the
     autoscaler adds the nodes.
     """
-    gpus = cfg.cluster.gpus_per_member
+    gpus = cfg.cluster.gpus_per_member  # a fraction above 1 was refused at load (raygan.config)
     if gpus is None:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    elif gpus > 1 and gpus != int(gpus):
-        # Ray accepts fractions of one GPU only: 1.5 GPUs cannot be scheduled.
-        raise ConfigError(f"cluster.gpus_per_member={gpus:g}: above 1 it must be a whole number of "
-                          "GPUs; use a fraction below 1 (0.5, 0.25) to share a GPU or 1, 2, ...")
     return {"num_cpus": cfg.cluster.cpus_per_member, "num_gpus": gpus}
 
 

@@ -31,12 +31,12 @@ PACKABLE_FAMILIES = frozenset({"mlp2d", "dcgan", "fc"})
 def why_not_packable(cfg: Config) -> str | None:
     """None when the members of ``cfg`` can be packed several to a task, else the reason (for messages).
 
-    Boosting (adagan, reweight) trains step t of a class on weights made from steps < t, through its
-    driver actor; recursive training changes each member's data between rounds.
+    Boosting (adagan, reweight) packs the K class members of one step (its driver steps every class in
+    lockstep); ccgan packs its conditional members (each one model for every class); recursive
+    training changes each member's data between rounds.
     """
-    if cfg.ensemble.method != "independent":
-        return f"ensemble.method={cfg.ensemble.method} trains members one step at a time"
-    if cfg.gan.family not in PACKABLE_FAMILIES:
+    # ccgan's members are not per class but pack all the same (raygan.gan.pack handles labels)
+    if cfg.gan.family not in PACKABLE_FAMILIES | {"ccgan"}:
         return f"gan.family={cfg.gan.family} trains one member per task"
     if cfg.train.recursive_rounds:
         return "train.recursive_rounds > 0 retrains each member on its own growing data"
@@ -115,7 +115,73 @@ def from_dict(raw: dict) -> Config:
         sections[name] = cls(**checked)
     cfg = Config(**sections)
     _check_relations(cfg)
+    _check_list_items(cfg)
+    _check_output_names(cfg)
     return cfg
+
+
+# The audit's search spaces (raygan.audit.inputs.SPACES), here so that a bad name is refused at load.
+AUDIT_SPACES = ("pixel", "domain")
+_SWEEP_ARCHS = ("simplecnn", "resnet18", "mlp")
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _whole(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_items(key: str, items: list, ok, want: str, *, empty: bool = False) -> None:
+    """Every item of the list at ``key`` passes ``ok``; ``want`` says what an item must be."""
+    if not items and not empty:
+        raise ConfigError(f"{key} is empty; give at least one item ({want})")
+    for i, item in enumerate(items):
+        if not ok(item):
+            raise ConfigError(f"{key}[{i}] = {item!r} is not allowed; every item must be {want}")
+
+
+def _check_list_items(cfg: Config) -> None:
+    """Every list item, and the cross-field rules that involve a list or a resource count."""
+    e, s = cfg.eval, cfg.sweep
+    _check_items("eval.mixing_ratios", e.mixing_ratios, lambda x: _number(x) and x >= 0,
+                 "a number >= 0 (synthetic per real example)", empty=not e.mixing)
+    _check_items("eval.metrics", e.metrics, lambda x: isinstance(x, str), "a metric name", empty=True)
+    if e.max_ensemble is not None and e.max_ensemble > cfg.ensemble.members:
+        raise ConfigError(f"eval.max_ensemble={e.max_ensemble} is above ensemble.members="
+                          f"{cfg.ensemble.members}; lower eval.max_ensemble (or null: all members)")
+    _check_items("audit.spaces", cfg.audit.spaces, lambda x: x in AUDIT_SPACES,
+                 f"one of {', '.join(AUDIT_SPACES)}")
+    if len(set(cfg.audit.spaces)) != len(cfg.audit.spaces):
+        raise ConfigError(f"audit.spaces {cfg.audit.spaces} names a space twice; list each once")
+    _check_items("sweep.lr", s.lr, lambda x: _number(x) and x > 0, "a learning rate > 0")
+    _check_items("sweep.batch_size", s.batch_size, lambda x: _whole(x) and x >= 2, "a whole number >= 2")
+    _check_items("sweep.weight_decay", s.weight_decay, lambda x: _number(x) and x >= 0, "a number >= 0")
+    _check_items("sweep.epochs", s.epochs, lambda x: _whole(x) and x >= 1, "a whole number >= 1")
+    _check_items("sweep.arch", s.arch, lambda x: x in _SWEEP_ARCHS, f"one of {', '.join(_SWEEP_ARCHS)}")
+    _check_items("sweep.mixing_ratio", s.mixing_ratio, lambda x: _number(x) and x >= 0,
+                 "a number >= 0")
+    _check_items("sweep.members", s.members, lambda x: _whole(x) and x >= 1, "a whole number >= 1",
+                 empty=True)
+    gpus = cfg.cluster.gpus_per_member
+    if gpus is not None and gpus > 1 and gpus != int(gpus):
+        # Ray schedules fractions of one GPU only: 1.5 GPUs cannot be placed on any node.
+        raise ConfigError(f"cluster.gpus_per_member={gpus:g}: above 1 it must be a whole number of "
+                          "GPUs; use a fraction below 1 (0.5, 0.25) to share a GPU or 1, 2, ...")
+
+
+def _check_output_names(cfg: Config) -> None:
+    """output.experiment, output.run and sweep.name are folder names below output.root, never a way
+    out of it (an absolute path, or a .. part)."""
+    for key, name in (("output.experiment", cfg.output.experiment), ("output.run", cfg.output.run),
+                      ("sweep.name", cfg.sweep.name)):
+        parts = name.replace("\\", "/").split("/")
+        if not name.strip() or name.startswith(("/", "~")) or (len(name) > 1 and name[1] == ":") \
+                or any(p in ("..", ".") for p in parts) or "" in parts:
+            raise ConfigError(f"{key}={name!r} would leave or blur the run folder below output.root; "
+                              "give a plain relative name such as my_run (no leading /, no . or .. "
+                              "parts)")
 
 
 def _check_relations(cfg: Config) -> None:
@@ -170,6 +236,11 @@ def _check_relations(cfg: Config) -> None:
     if packs is not None and packs > 1 and why is not None:
         raise ConfigError(f"cluster.members_per_task={packs} packs members into one task, but {why}; "
                           "set cluster.members_per_task=1 (or null: auto packs only what it can)")
+    # The speed levers' rules that the config alone decides, at load rather than inside a Ray task
+    # (raygan.gan imports raygan.config, hence the local import).
+    from raygan.gan.levers import check_levers
+
+    check_levers(cfg.gan, cfg.train, packed=why is None and packs != 1)
     if cfg.grid_eval.max_ensemble > cfg.grid_eval.gans:
         raise ConfigError(f"grid_eval.max_ensemble ({cfg.grid_eval.max_ensemble}) exceeds "
                           f"grid_eval.gans ({cfg.grid_eval.gans}); train at least as many GANs")

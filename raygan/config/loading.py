@@ -28,12 +28,48 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader (no tag builds a Python object) that also refuses a key given twice."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{self.name}: line {key_node.start_mark.line + 1}: key {key!r} is "
+                                  f"given twice (first on line {seen[key]}); keep one of them")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parse raygan YAML (a config file, a --set value): plain data only; a syntax error, a python tag
+    or a duplicate key is a ConfigError naming ``source`` and the line."""
+    loader = _StrictLoader(text)
+    loader.name = source
+    try:
+        return loader.get_single_data()
+    except yaml.constructor.ConstructorError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        raise ConfigError(f"{source}: line {line}: {err.problem}; raygan reads plain YAML only (no "
+                          "!!python/... or other tags): write the value as a number, string, list or "
+                          "mapping") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}: YAML syntax error at {where}: {problem}; fix the YAML (indent "
+                          "with spaces, quote values holding ': ' or '#')") from None
+    finally:
+        loader.dispose()
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """'gan.lr_g=2e-4' -> ('gan.lr_g', 0.0002); the value is parsed as YAML."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.steps=500")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    value = read_yaml(raw, f"--set {key.strip()}") if raw.strip() else None
     if isinstance(value, str):  # YAML reads 2e-4 as a string; numbers should be numbers
         try:
             value = float(value) if any(c in value for c in ".eE") else int(value)
@@ -64,7 +100,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass an existing YAML file "
                               f"(see configs/)")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path.read_text(), str(path)) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     presets = raw.pop("presets", None) or {}
@@ -77,7 +113,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     for text in overrides:
         key, value = parse_override(text)
         _set_dotted(raw, key, value)
-    return from_dict(raw)
+    cfg = from_dict(raw)
+    check_output_root(cfg.output.root)
+    return cfg
+
+
+def check_output_root(root: str) -> None:
+    """A local output.root must be (or be creatable as) a folder: refused when it, or a folder above
+    it, is a file (checked here, at load, so that no job starts work it could not save)."""
+    if "://" in root:
+        return  # a storage URI: its filesystem is opened (and checked) by raygan.runs
+    path = Path(root).expanduser()
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"output.root={root!r}: {p} is a file, so no run folder can be made "
+                                  "there; choose another output.root")
+            return
 
 
 def describe() -> str:

@@ -115,6 +115,22 @@ class TrainConfig:
                                    exclusive_min=True)
     num_threads: Optional[int] = _f(None, "torch CPU threads per member; null keeps torch's default.",
                                     minimum=1)
+    max_abs_loss: float = _f(1e4, "Divergence bound: a member whose d_loss or g_loss is NaN, inf or past "
+                             "this in absolute value (the BCE losses of a training GAN stay far "
+                             "below) has diverged.", minimum=0.0, exclusive_min=True)
+    divergence_retries: int = _f(2, "Times a diverged member is trained again from scratch with its next "
+                                 "seed (raygan.seeds.member_retry) before it is given up; a class left "
+                                 "with no member fails the job.", minimum=0)
+    # GPU speed levers (raygan.gan.levers), all off by default: `raygan bench gpu` measures each.
+    precision: str = _f("fp32", "Arithmetic of the forward passes: fp32, or bf16 (torch.autocast with "
+                        "bfloat16; weights, Adam state, checkpoints and logged losses stay fp32).",
+                        choices=("fp32", "bf16"))
+    channels_last: bool = _f(False, "Convolution weights (a pack) or modules (a member alone) in the "
+                             "channels-last memory format; dcgan, ccgan and pggan only.")
+    compile: bool = _f(False, "torch.compile the packed forward (alone: G and D); needs a C++ compiler "
+                       "on CPU, Triton on CUDA; the first step pays the compilation; not pggan.")
+    cuda_graphs: bool = _f(False, "Capture a pack's whole training step in a CUDA graph and replay it "
+                           "(CUDA only; packs only, so not pggan).")
 
 
 @dataclass(frozen=True)
@@ -172,12 +188,18 @@ class ClusterConfig:
                                          "of its free memory (a short probe); and no more than spreads "
                                          "the members over the task slots the cluster has now.",
                                          minimum=1)
-    evaluate_as_task: Optional[bool] = _f(None, "Run the evaluation (downstream classifiers, quality "
-                                          "metrics) as one Ray task with a GPU of its own instead of in "
-                                          "the job's driver; null: when members use GPUs (a GPU "
-                                          "cluster's head often has none).")
+    evaluate_as_task: Optional[bool] = _f(None, "Run the evaluation's units of work (each downstream "
+                                          "classifier (T, repeat), each set's quality metrics) as Ray "
+                                          "tasks with a member task's resources instead of one after "
+                                          "another in the job's driver; null: when members use GPUs (a "
+                                          "GPU cluster's head often has none).")
     num_cpus: Optional[int] = _f(None, "CPUs of a local Ray started by raygan; null means all.",
                                  minimum=1)
+    wait_timeout_s: float = _f(600.0, "Seconds a job waits, before submitting any task, for an "
+                               "autoscaler to add the GPUs cluster.gpus_per_member asks for (only on "
+                               "a cluster whose autoscaler has GPU node types; a cluster with no GPU "
+                               "and no such autoscaler is refused at once); then it fails with one "
+                               "line.", minimum=0.0)
     gpu_hour_cost: Optional[float] = _f(None, "Price of one GPU-hour in USD (a GPU node's hourly "
                                         "price, e.g. on-demand g5.xlarge), used by raygan plan for the "
                                         "cost; null shows no cost.", minimum=0.0)
@@ -314,7 +336,12 @@ class _ConfigMethods:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The config as YAML with the credentials of every URI redacted (raygan.secrets): what is
+        printed and saved as config.yaml. A run resumes from the command's own --config / --set (the
+        real URIs), never from config.yaml; ``raygan audit RUN`` takes tracking.* again with --set."""
+        from raygan.secrets import redact_tree
+
+        return yaml.safe_dump(redact_tree(self.to_dict()), sort_keys=False)
 
     def replace(self, **sections: dict) -> "Config":
         """A copy with some fields changed: cfg.replace(train={"steps": 10})."""

@@ -109,8 +109,12 @@ def decode_images(sources: Sequence, names: Sequence[str], *, channels: int | No
     rows = np.arange(len(sizes)) if rows is None else rows
     out = np.empty((len(rows), n_channels, height, width), dtype=np.uint8)
     for i, row in enumerate(rows.tolist()):
-        with _open(sources[row]) as image:
-            pixels = np.asarray(image.convert("L" if n_channels == 1 else "RGB"))
+        try:
+            with _open(sources[row]) as image:
+                pixels = np.asarray(image.convert("L" if n_channels == 1 else "RGB"))
+        except (OSError, ValueError) as err:  # a header that reads, pixels that do not (truncated)
+            raise ConfigError(f"{names[row]} is not a readable image ({err}); replace or remove the "
+                              "file") from None
         chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
         out[i] = resize_uint8(chw[None], image_size)[0]
     return out

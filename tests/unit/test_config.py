@@ -111,3 +111,54 @@ def test_image_datasets_need_a_root_and_ccgan_needs_independent_members():
         load_config(None, ["gan.family=ccgan", "ensemble.method=adagan"])
     with pytest.raises(ConfigError, match="recursive_rounds"):
         load_config(None, ["train.recursive_rounds=2", "ensemble.method=adagan"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["ensemble.members=3", "eval.max_ensemble=4"], "eval.max_ensemble=4 is above ensemble.members=3"),
+    (["eval.mixing_ratios=[0.5, -1]"], r"eval.mixing_ratios\[1\] = -1 is not allowed"),
+    (["audit.spaces=[pixel, bogus]"], r"audit.spaces\[1\] = 'bogus' is not allowed; every item must "
+                                      "be one of pixel, domain"),
+    (["audit.spaces=[]"], "audit.spaces is empty"),
+    (["sweep.lr=[0.001, zero]"], r"sweep.lr\[1\] = 'zero'"),
+    (["sweep.arch=[vit]"], r"sweep.arch\[0\] = 'vit'"),
+    (["cluster.gpus_per_member=1.5"], "above 1 it must be a whole number"),
+    (["output.run=/tmp/elsewhere"], "output.run='/tmp/elsewhere' would leave"),
+    (["output.experiment=../../x"], "output.experiment='../../x' would leave"),
+    (["sweep.name=../../x"], "sweep.name='../../x' would leave"),
+    (["train.steps=!!python/object/apply:os.system [true]"], "--set train.steps: line 1: .*python/"
+                                                             "object/apply:os.system.*plain YAML"),
+    (["train.steps=[1"], "--set train.steps: YAML syntax error at line 1"),
+])
+def test_list_items_relations_and_names_are_refused_at_load(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_whole_and_fractional_gpus_and_nested_run_names_still_load():
+    assert load_config(overrides=["cluster.gpus_per_member=2"]).cluster.gpus_per_member == 2
+    assert load_config(overrides=["cluster.gpus_per_member=0.25"]).cluster.gpus_per_member == 0.25
+    assert load_config(overrides=["output.run=ablation/lr_1e-3"]).output.run == "ablation/lr_1e-3"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  steps: 5\n  batch_size: 8\n  steps: 7\n",
+     r"c.yaml: line 4: key 'steps' is given twice \(first on line 2\)"),
+    ("train: {steps: 5}\ntrain: {steps: 6}\n", "c.yaml: line 2: key 'train' is given twice"),
+    ("train:\n  steps: !!python/object/apply:os.system ['touch pwned']\n",
+     "c.yaml: line 2: could not determine a constructor .*python/object/apply"),
+    ("train:\n  steps: 5\n batch_size: [\n", "c.yaml: YAML syntax error at line 3"),
+])
+def test_bad_yaml_files_name_the_file_and_the_line(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # the tag ran nothing
+
+
+def test_an_output_root_under_a_file_is_refused(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ConfigError, match="a_file is a file, so no run folder can be made there"):
+        load_config(overrides=[f"output.root={tmp_path}/a_file/runs"])
+    with pytest.raises(ConfigError, match="is a file"):
+        load_config(overrides=[f"output.root={tmp_path}/a_file"])

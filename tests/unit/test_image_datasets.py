@@ -353,3 +353,15 @@ def test_raygan_shards_load_back_equal(tmp_path):
         keep = [i for i in range(24) if labels[i] == label]
         keep.sort(key=lambda i: (rows["member"][i], i))
         assert torch.equal(ds.train[name], images[keep])
+
+
+def test_a_truncated_png_is_named_in_one_line(tmp_path):
+    write_folder(tmp_path, classes=("a", "b"), per_class=3)
+    bad = tmp_path / "b" / "cut.png"
+    data = png(np.random.default_rng(0).integers(0, 255, (12, 12, 3), dtype=np.uint8), "RGB")
+    bad.write_bytes(data[: len(data) // 2])  # the header reads, the pixels do not
+    cfg = ["data.name=imagefolder", f"data.root={tmp_path}", "data.val_fraction=0", "data.test_fraction=0"]
+    with pytest.raises(ConfigError) as err:
+        load_dataset(data_cfg(*cfg))
+    message = str(err.value)
+    assert str(bad) in message and "not a readable image" in message and "\n" not in message
