@@ -2,7 +2,8 @@
 
 Whether a run can be audited at all (images only), that its folder holds a config and synthetic
 shards, the per-class inputs (training split, real holdout split, synthetic rows sorted by member),
-the run's domain classifier, and the key that tells whether audit/privacy.json is up to date.
+the run's domain classifier, and the key that tells whether audit/privacy.json is up to date (the
+shards' sha256, checked against the manifest's record).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from raygan.audit.statistics import SPACES
 from raygan.config import Config, ConfigError
 from raygan.data import is_points
-from raygan.runs import RunFolder
+from raygan.runs import RunFolder, sha256_file
 
 
 # --- the run folder ---------------------------------------------------------------------------------
@@ -64,6 +65,7 @@ def load_inputs(cfg: Config, run: RunFolder, dataset=None) -> list[ClassInputs]:
     from raygan.data import load_dataset
     from raygan.data.shards import read_shards
 
+    shard_checksums(run)  # before reading them: the set audited is the set the manifest records
     dataset = dataset if dataset is not None else load_dataset(cfg.data)
     x, y, _ = read_shards(run.path / "shards", classes=dataset.classes)
     # read_shards sorts rows by (label, member, index) but returns no member column: read it, sorted alike
@@ -105,11 +107,24 @@ def domain_model(dataset, run: RunFolder, device: str | torch.device = "cpu") ->
                                    device=str(device)).cpu()
 
 
+def shard_checksums(run: RunFolder) -> dict[str, str]:
+    """sha256 of every shard file, checked against the manifest's record of the shards where it has one
+    (a shard changed, added or lost since synthesis is a ConfigError: the audit would certify another set)."""
+    files = {f.name: sha256_file(f) for f in sorted((run.path / "shards").glob("*.parquet"))}
+    recorded = {name: info.get("sha256") for name, info in
+                ((run.manifest().get("shards") or {}).get("files") or {}).items()}
+    if recorded and files != recorded:
+        bad = sorted(n for n in set(files) | set(recorded) if files.get(n) != recorded.get(n))
+        raise ConfigError(f"{run.path / 'shards'}: {', '.join(bad)} differ(s) from the manifest's record of "
+                          "the shards (changed, added or missing since synthesis); remake them with "
+                          "`raygan synthesize` for this run")
+    return files
+
+
 def inputs_key(cfg: Config, run: RunFolder) -> dict:
-    """What privacy.json was computed from: a rerun with the same key skips the audit."""
-    files = sorted((run.path / "shards").glob("*.parquet"))
-    return {"shards": {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files},
-            "audit": cfg.to_dict()["audit"], "data": cfg.to_dict()["data"]}
+    """What privacy.json was computed from (shard checksums, not mtimes, so a URI run's freshly pulled
+    copies still match): a rerun with the same key skips the audit."""
+    return {"shards": shard_checksums(run), "audit": cfg.to_dict()["audit"], "data": cfg.to_dict()["data"]}
 
 
 def up_to_date(cfg: Config, run: RunFolder) -> bool:

@@ -62,7 +62,9 @@ class Mixture:
 
 def load_member_generator(run: RunFolder, entry: dict, device: str | torch.device = "cpu") -> nn.Module:
     """The generator of a manifest entry; a conditional member comes back fixed to its class."""
-    path = run.path / entry["generator"]
+    # Checked against the manifest's sha256 (a swapped or truncated file is refused, never used) and
+    # downloaded first on a URI run whose mirror lacks it.
+    path = run.fetch(entry["generator"], sha256=entry.get("generator_sha256"))
     if entry.get("condition") is not None:
         return load_generator(path, device=device, condition=entry["condition"])
     return load_generator(path, device=device)

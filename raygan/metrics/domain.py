@@ -6,12 +6,13 @@ is the feature space of the domain Frechet distance, PRDC and the audit's featur
 neighbours. It is never called "FID": the numbers are not comparable with Inception FIDs.
 
 The classifier is trained once per run folder and cached at ``eval/domain_classifier.pt`` together
-with the settings it was trained with; a rerun with the same data settings loads it.
+with the settings it was trained with; a rerun with the same data settings loads it. The cache is read
+with torch.load(weights_only=True) (raygan.gan.checkpoints): one holding any other Python object is
+refused with its path, never used or overwritten.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Optional
@@ -22,7 +23,7 @@ import torch.nn as nn
 from raygan.data import RealDataset
 from raygan.evaluation.classifiers import SimpleCNN
 from raygan.evaluation.protocols import batched, softmax_of, train_classifier
-from raygan.runs import atomic_write_bytes
+from raygan.gan.checkpoints import load_torch_file, save_torch_file
 
 DOMAIN_EPOCHS = 8
 
@@ -46,7 +47,9 @@ def train_domain_classifier(dataset: RealDataset, *, cache: Optional[Path] = Non
     model = SimpleCNN(in_channels=shape[0], image_size=(shape[1], shape[2]),
                       n_outputs=len(dataset.classes))
     if cache is not None and Path(cache).exists():
-        saved = torch.load(cache, map_location="cpu", weights_only=False)
+        # Read safely or refused: a cache holding a pickle is never run, used or silently replaced.
+        saved = load_torch_file(Path(cache), fix="delete it (it is retrained from the real data on the next "
+                                "run) or rerun with a new output.run")
         if saved.get("key") == key:
             model.load_state_dict(saved["state"])
             return model.to(device).eval()
@@ -55,10 +58,8 @@ def train_domain_classifier(dataset: RealDataset, *, cache: Optional[Path] = Non
                            arch="simplecnn", epochs=epochs, seed=seed, device=device)
     model = run.model.to(device).eval()
     if cache is not None:
-        buf = io.BytesIO()
-        torch.save({"key": key, "state": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "val_acc": run.val_acc, "test_acc": run.test_acc}, buf)
-        atomic_write_bytes(Path(cache), buf.getvalue())
+        save_torch_file({"key": key, "state": {k: v.cpu() for k, v in model.state_dict().items()},
+                         "val_acc": float(run.val_acc), "test_acc": float(run.test_acc)}, Path(cache))
     return model
 
 

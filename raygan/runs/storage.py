@@ -20,14 +20,15 @@ gs://..., file:///...). A URI run folder is worked on through a local mirror, a 
 Local paths never touch pyarrow: the only extra work is one ``Path.relative_to`` test per write.
 """
 from __future__ import annotations
+
 import functools
 import hashlib
 import os
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
-from raygan.config import ConfigError
 
+from raygan.config import ConfigError
 
 MIRROR_ENV = "RAYGAN_MIRROR_DIR"
 
@@ -163,8 +164,13 @@ def _download(fs, remote: str, path: Path) -> None:
     _mark_in_sync(path)
 
 
+# The run-folder lock (raygan.runs.lock): it names a process of this machine, so it never syncs.
+LOCK_FILE = "raygan.lock"
+
+
 def _is_temporary(name: str) -> bool:
-    return ".tmp" in name  # atomic writes' temporaries and shards.tmp/
+    """Files that never sync: atomic writes' temporaries, shards.tmp/ and the run-folder lock."""
+    return ".tmp" in name or name.rsplit("/", 1)[-1] == LOCK_FILE
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

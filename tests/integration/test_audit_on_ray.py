@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from raygan.cli import main
 from raygan.cluster.pipeline import prepare, run_pipeline, run_synth, run_train
 from raygan.config import load_config
+from raygan.runs import RunFolder, sha256_file
 from raygan.synthesis.records import encode_png
 
 
@@ -105,7 +106,15 @@ def test_planted_copies_are_flagged_through_ray(digits_run, ray_session, tmp_pat
     rows = [{"image": png, "label": 1, "class_name": "5-9", "member": 1, "method": "independent",
              "seed": 0, "index": 10_000 + i} for i, png in enumerate(encode_png(train[planted]))]
     schema = pq.read_schema(next((copy / "shards").glob("*.parquet")))
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), copy / "shards" / "zz-copies.parquet")
+    planted_file = copy / "shards" / "zz-copies.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), planted_file)
+    # The audit reads only shards the manifest records (checked by sha256): register the planted file
+    # as a writer would, so the test is of the search, not of the checksum check.
+    folder = RunFolder(copy)
+    shards = folder.manifest()["shards"]
+    shards["files"]["zz-copies.parquet"] = {"rows": len(rows), "sha256": sha256_file(planted_file),
+                                            "bytes": planted_file.stat().st_size}
+    folder.update_manifest(shards=shards)
     assert main(["audit", str(copy), "--address", ray_session["gcs"], "--set", "audit.spaces=[pixel]",
                  "--set", "tracking.enabled=false"]) == 0
     assert "audit verdict: WARN" in capsys.readouterr().out

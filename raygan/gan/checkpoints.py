@@ -1,0 +1,110 @@
+"""raygan's torch files (checkpoints, generator files, cached classifiers): written as tensors and plain
+data only, read with ``torch.load(weights_only=True)``, so that no file raygan reads can run code.
+
+A file that this safe loader refuses (a pickle of other Python objects, a truncated or foreign file) is a
+one-line ConfigError naming the file and the fix; raygan never falls back to unsafe loading. Generator
+files are rebuilt into modules here (``load_generator``); a generator inside a local run folder is checked
+against the sha256 its manifest records before it is read (a URI run's files are checked as they are
+fetched, raygan.runs.folder.RunFolder.fetch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from raygan.config import ConfigError, GANConfig
+from raygan.gan.models import ConditionedGenerator, build_gan
+from raygan.runs import atomic_write_bytes
+from raygan.runs.manifest import member_fix, verify_member_file
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def check_plain(obj: Any, where: str = "") -> None:
+    """Raise TypeError unless ``obj`` is tensors inside dicts, lists and tuples of plain values:
+    what torch.load(weights_only=True) reads back without unpickling any other class."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN:  # np.float64 is a float, not plain
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            check_plain(key, where)
+            check_plain(value, f"{where}.{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            check_plain(value, f"{where}[{i}]")
+    else:
+        raise TypeError(f"{where or 'the object'} is a {type(obj).__name__}: raygan's torch files hold "
+                        "only tensors, dicts, lists, str, numbers, bool and None (store it as those)")
+
+
+def save_torch_file(obj: dict, path: Path) -> None:
+    """``obj`` (plain data and tensors, checked) written atomically with torch.save."""
+    check_plain(obj)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds Python objects besides tensors and plain data, which could run code"
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return f"truncated or not a torch file: {first[:160]}"
+
+
+def load_torch_file(path: Path, *, fix: str, map_location: str | torch.device = "cpu") -> dict:
+    """The dict in a raygan torch file, loaded with weights_only=True, or a one-line ConfigError
+    naming ``path``, why and ``fix`` (never an unsafe retry)."""
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        raise ConfigError(f"{path} was not read ({_reason(err)}); {fix}") from err
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path} was not read (it holds a {type(obj).__name__}, not raygan's dict); {fix}")
+    return obj
+
+
+def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu",
+                   condition: Optional[int] = None) -> nn.Module:
+    """Rebuild a trained generator (eval mode) from a member checkpoint or generator file.
+
+    A class-conditional generator needs ``condition`` (a class index k): it comes back as a
+    :class:`ConditionedGenerator` whose forward(z) is G(z, [k] * B), so it samples like a per-class one.
+    A file of a local run folder whose manifest records its sha256 must match it (else ConfigError).
+    """
+    verify_member_file(Path(checkpoint_path))
+    fix = member_fix(Path(checkpoint_path))
+    ckpt = load_torch_file(checkpoint_path, map_location=device, fix=fix)
+    n_classes = ckpt.get("n_classes")
+    if n_classes is None and condition is not None:
+        raise ValueError(f"{checkpoint_path} holds an unconditional generator; load it with "
+                         f"condition=None (got condition={condition})")
+    if n_classes is not None and condition is None:
+        raise ValueError(f"{checkpoint_path} holds a class-conditional generator of {n_classes} "
+                         "classes; pass condition=k (the class index to sample)")
+    try:
+        G, _ = build_gan(GANConfig(**ckpt["gan"]), tuple(ckpt["sample_shape"]), n_classes=n_classes)
+        G.load_state_dict(ckpt["G"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise ConfigError(f"{checkpoint_path} does not hold a raygan generator ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:120] if str(err) else ''}); {fix}") from err
+    if n_classes is not None:
+        G = ConditionedGenerator(G, condition)
+    return G.to(device).eval()
+
+
+def save_generator(G: nn.Module, gan: GANConfig, sample_shape: tuple, path: Path) -> None:
+    """The generator alone (what synthesis needs), written atomically; a conditional G's n_classes
+    is recorded so that load_generator can rebuild it."""
+    if isinstance(G, ConditionedGenerator):  # save the model, not its fixed-class view
+        G = G.generator
+    save_torch_file({"G": G.state_dict(), "gan": dataclasses.asdict(gan), "sample_shape": sample_shape,
+                     "n_classes": getattr(G, "n_classes", None)}, Path(path))
