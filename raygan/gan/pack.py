@@ -36,13 +36,19 @@ match their solo runs like the other families (up to float rounding, not only st
 resume exactly.
 
 Divergence: every step a member's non-finite loss is masked out of the summed loss (``torch.where``);
-at each check (train_gan's: log and checkpoint steps, one host sync) a member whose losses went NaN or
-inf leaves the pack: it is never updated again, its last good checkpoint stays, and its result is the
-GANDivergedError train_gan raises. Per member the arithmetic does not depend on the pack's other
-members or size (see pack_layers), so the others finish exactly as a pack without it would (on CPU).
+at each check (train_gan's: log and checkpoint steps, one host sync) a member whose losses went NaN,
+inf or past train.max_abs_loss leaves the pack: it is never updated again, its last good checkpoint
+stays, and its result is the GANDivergedError train_gan raises (raygan.ensemble.members retries it).
+Per member the arithmetic does not depend on the pack's other members or size (see pack_layers), so
+the others finish exactly as a pack without it would (on CPU).
 
 Resume: members resume from their own checkpoints; members that resume from the same step train as
 one pack, those at other steps in packs of their own (one after another), finished ones not at all.
+
+Speed levers (train.precision, channels_last, compile, cuda_graphs; raygan.gan.levers) change how
+the step computes, not what it draws: _draws takes every member's indices and latents first, _compute
+runs the step on them (under autocast, the compiled forward), and with CUDA graphs the pack captures
+_compute once and replays it. With the levers off the step is the one raygan always ran, bit for bit.
 
 The progressive family (pggan) is not packed: its growing schedule changes which layers run (another
 module graph at every resolution), so its packs hold one member, trained by train_gan's own loop.
@@ -58,6 +64,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from raygan.config import GANConfig, TrainConfig
+from raygan.gan.levers import PLAIN, GraphedStep, Levers, compiled, levers_for, make_capturable
 from raygan.gan.losses import LOSSES
 from raygan.gan.models import CONDITIONAL, PROGRESSIVE
 from raygan.gan.pack_layers import Context, Stack, packed_forward, sample_layout, with_ghosts
@@ -114,15 +121,21 @@ def _unstack_adam(opt: torch.optim.Adam, stack: Stack, i: int, member_opt: torch
 class _Pack:
     """The members of one pack as stacked models, optimizers, data and losses."""
 
-    def __init__(self, members: list[_Member], index: list[int], gan: GANConfig, device: torch.device):
-        self.members, self.index, self.gan = members, index, gan
+    def __init__(self, members: list[_Member], index: list[int], gan: GANConfig, device: torch.device,
+                 levers: Levers = PLAIN):
+        self.members, self.index, self.gan, self.levers = members, index, gan, levers
         states = [m.state for m in members]
-        self.G, self.D = Stack([s.G for s in states]), Stack([s.D for s in states])
+        self.G = Stack([s.G for s in states], channels_last=levers.channels_last)
+        self.D = Stack([s.D for s in states], channels_last=levers.channels_last)
         rngs = [s.cuda_rng if device.type == "cuda" else s.cpu_rng for s in states]
         self.g_ctx, self.d_ctx = Context(self.G, rngs), Context(self.D, rngs)
         betas = (gan.beta1, gan.beta2)
         self.opt_g = _stacked_adam([s.opt_g for s in states], self.G, gan.lr_g, betas)
         self.opt_d = _stacked_adam([s.opt_d for s in states], self.D, gan.lr_d, betas)
+        self.graphed: Optional[GraphedStep] = None  # train.cuda_graphs: this pack's captured step
+        if levers.cuda_graphs:
+            make_capturable(self.opt_g)
+            make_capturable(self.opt_d)
         self.pool = torch.cat([sample_layout(gan.family, m.data) for m in members])
         sizes = [m.data.shape[0] for m in members]
         self.offsets = torch.tensor([sum(sizes[:i]) for i in range(len(sizes))], device=device)[:, None]
@@ -145,7 +158,8 @@ class _Pack:
         keep = [i for i in range(len(self.members)) if i not in out]
         if not keep:
             return None
-        return _Pack([self.members[i] for i in keep], [self.index[i] for i in keep], self.gan, self.device)
+        return _Pack([self.members[i] for i in keep], [self.index[i] for i in keep], self.gan, self.device,
+                     self.levers)
 
 
 def _update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch.Tensor]) -> None:
@@ -156,40 +170,65 @@ def _update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch
     opt.step()
 
 
-def _adversarial_step(pack: _Pack, *, gan: GANConfig, batch: int) -> torch.Tensor:
-    """train_gan's step for every member at once; returns (P, 2): d_loss, g_loss per member."""
+def _draws(pack: _Pack, *, gan: GANConfig, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every member's minibatch indices into the pool (P, B) and latents of every G step of this
+    iteration (g_steps, P, B, z_dim), from its own generator in train_gan's order: indices, then the
+    latents (nothing else draws from that generator in between, so drawing them up front is exact)."""
+    states, device, z_dim = [m.state for m in pack.members], pack.device, pack.G.template.z_dim
+    idx = torch.stack([s.sampler.next() for s in states]) + pack.offsets
+    z = torch.stack([torch.stack([torch.randn(batch, z_dim, generator=s.rng, device=device) for s in states])
+                     for _ in range(gan.g_steps_per_d_step)])
+    return idx, z
+
+
+def _compute(pack: _Pack, idx: torch.Tensor, z: torch.Tensor, *, gan: GANConfig) -> torch.Tensor:
+    """train_gan's step for every member at once on drawn indices and latents; returns (P, 2): d_loss,
+    g_loss per member. The forward passes run under the levers' autocast (and compiled forward), the
+    losses on fp32 logits."""
     d_loss_fn, g_loss_fn = LOSSES[gan.loss]
     d_losses = torch.vmap(d_loss_fn, in_dims=(0, 0, None))
     g_losses = torch.vmap(g_loss_fn)
-    states, device, P = [m.state for m in pack.members], pack.device, len(pack.members)
-    z_dim = pack.G.template.z_dim
-    idx = torch.stack([s.sampler.next() for s in states]) + pack.offsets
+    levers, P = pack.levers, len(pack.members)
+    forward = compiled(packed_forward) if levers.compile else packed_forward
     real = pack.pool[idx]
     y = None if pack.labels is None else pack.labels[idx]  # the fakes get the real batch's classes
-
-    def fakes():
-        z = torch.stack([torch.randn(batch, z_dim, generator=s.rng, device=device) for s in states])
-        return packed_forward(pack.g_ctx, z, y)
-
-    fake = fakes()
-    d_loss = d_losses(with_ghosts(packed_forward(pack.d_ctx, real, y)),
-                      with_ghosts(packed_forward(pack.d_ctx, fake.detach(), y)), gan.real_label)[:P]
+    with levers.autocast():
+        fake = forward(pack.g_ctx, z[0], y)
+        real_logits, fake_logits = forward(pack.d_ctx, real, y), forward(pack.d_ctx, fake.detach(), y)
+    d_loss = d_losses(with_ghosts(real_logits.float()), with_ghosts(fake_logits.float()), gan.real_label)[:P]
     _update(pack.opt_d, d_loss, list(pack.D.params.values()))
     for k in range(gan.g_steps_per_d_step):
-        if k > 0:  # the first G step reuses this iteration's fakes, as train_gan does
-            fake = fakes()
-        g_loss = g_losses(with_ghosts(packed_forward(pack.d_ctx, fake, y)))[:P]
+        with levers.autocast():
+            if k > 0:  # the first G step reuses this iteration's fakes, as train_gan does
+                fake = forward(pack.g_ctx, z[k], y)
+            fake_logits = forward(pack.d_ctx, fake, y)
+        g_loss = g_losses(with_ghosts(fake_logits.float()))[:P]
         _update(pack.opt_g, g_loss, list(pack.G.params.values()))
     return torch.stack([d_loss.detach(), g_loss.detach()], dim=1)
 
 
-def _check(pack: _Pack, checked: int, done: int, results: list) -> Optional[_Pack]:
-    """train_gan's finiteness check per member (one host sync): diverged members leave the pack."""
-    finite = torch.isfinite(pack.losses[:, checked:done]).flatten(1).all(1).tolist()
-    out = [i for i, ok in enumerate(finite) if not ok]
+def _adversarial_step(pack: _Pack, *, gan: GANConfig, batch: int) -> torch.Tensor:
+    """One step of every member (P, 2); with train.cuda_graphs the pack's captured step (a pack made
+    anew, when a member leaves, captures its own)."""
+    idx, z = _draws(pack, gan=gan, batch=batch)
+    if not pack.levers.cuda_graphs:
+        return _compute(pack, idx, z, gan=gan)
+    if pack.graphed is None:
+        dropout = pack.g_ctx.dropout_rngs if gan.family == "fc" else []
+        pack.graphed = GraphedStep(lambda i, w: _compute(pack, i, w, gan=gan), dropout, pack.device)
+    return pack.graphed(idx, z)
+
+
+def _check(pack: _Pack, checked: int, done: int, results: list, *,
+           bound: float = float("inf")) -> Optional[_Pack]:
+    """train_gan's divergence check per member (one host sync): a member whose losses went NaN, inf
+    or past ``bound`` (train.max_abs_loss) leaves the pack."""
+    window = pack.losses[:, checked:done]
+    healthy = (torch.isfinite(window) & (window.abs() <= bound)).flatten(1).all(1).tolist()
+    out = [i for i, ok in enumerate(healthy) if not ok]
     for i in out:
         try:
-            _check_finite(pack.losses[i], checked, done, pack.gan)
+            _check_finite(pack.losses[i], checked, done, pack.gan, max_abs_loss=bound)
         except GANDivergedError as err:
             results[pack.index[i]] = err
             logger.warning(f"packed member {pack.index[i]} (seed {pack.members[i].state.identity['seed']}) "
@@ -208,7 +247,7 @@ def _train_group(pack: _Pack, start: int, *, gan: GANConfig, train: TrainConfig,
         log_now = done % train.log_every == 0 or done == train.steps
         save_now = saving and (done % train.checkpoint_every == 0 or done == train.steps)
         if log_now or save_now:
-            pack = _check(pack, checked, done, results)
+            pack = _check(pack, checked, done, results, bound=train.max_abs_loss)
             checked = done
             if pack is None:
                 return
@@ -245,6 +284,7 @@ def train_pack(members: list[PackMember], *, gan: GANConfig, train: TrainConfig,
                          f"module graph as it trains; train its {len(members)} members one by one "
                          "with train_gan (packs of 1)")
     device = device or resolve_device(train.device)
+    levers = levers_for(gan, train, device)  # a lever that cannot run: before any work
     own_rngs = gan.family not in PROGRESSIVE
     prepared = [_prepare(m.data, gan=gan, train=train, seed=m.seed, checkpoint_path=m.checkpoint_path,
                          data_weights=m.data_weights, device=device, labels=m.labels,
@@ -260,22 +300,22 @@ def train_pack(members: list[PackMember], *, gan: GANConfig, train: TrainConfig,
             for i in index:
                 results[i] = _result(prepared[i], train, 0.0)
         elif not own_rngs:
-            results[index[0]] = _train_solo(index[0], prepared[index[0]], gan, train, on_log)
+            results[index[0]] = _train_solo(index[0], prepared[index[0]], gan, train, on_log, levers)
         else:
             group = [prepared[i] for i in index]
             for m in group:
                 m.state.G.train()
                 m.state.D.train()
-            _train_group(_Pack(group, index, gan, device), start, gan=gan, train=train, on_log=on_log,
+            _train_group(_Pack(group, index, gan, device, levers), start, gan=gan, train=train, on_log=on_log,
                          results=results)
     return results
 
 
 def _train_solo(index: int, member: _Member, gan: GANConfig, train: TrainConfig,
-                on_log: Optional[PackLog]) -> Union[TrainResult, GANDivergedError]:
+                on_log: Optional[PackLog], levers: Levers = PLAIN) -> Union[TrainResult, GANDivergedError]:
     """A pack of one unpackable member: train_gan's own loop."""
     log = None if on_log is None else (lambda step, d, g: on_log(index, step, d, g))
     try:
-        return _train_alone(member, gan=gan, train=train, on_log=log)
+        return _train_alone(member, gan=gan, train=train, on_log=log, levers=levers)
     except GANDivergedError as err:
         return err

@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from raygan.gan.levers import in_layout, stored_layout
 from raygan.gan.models.ccgan import CCGANDiscriminator, CCGANGenerator
 from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.gan.models.fc import FCDiscriminator, FCGenerator
@@ -42,9 +43,12 @@ from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator, Maxout
 class Stack:
     """P modules of one architecture: parameters (leaves) and buffers stacked member-first."""
 
-    def __init__(self, modules: list[nn.Module]):
+    def __init__(self, modules: list[nn.Module], channels_last: bool = False):
+        """``channels_last``: convolution weights stored in the memory order their batched matrix
+        product reads (raygan.gan.levers.stored_layout), so its permute is a view, not a copy."""
         self.template = modules[0]
-        self.params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in modules])
+        self.params = {name: in_layout(torch.stack([dict(m.named_parameters())[name].detach() for m in modules]),
+                                       stored_layout(self.template, name) if channels_last else None)
                        .requires_grad_() for name, _ in self.template.named_parameters()}
         self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in modules])
                         for name, _ in self.template.named_buffers()}
@@ -138,6 +142,8 @@ def member_sum(t: torch.Tensor) -> torch.Tensor:
     """(P, M, K) -> (P, K), summed over M member by member with a batched matrix product: a plain
     ``sum(1)`` vectorises across the members' coalesced outputs, so its rounding of the last member's
     outputs would depend on how many members the pack holds."""
+    if t.shape[0] == 1:  # torch.bmm of a single matrix takes another kernel, which rounds differently
+        return member_sum(torch.cat([t, torch.zeros_like(t)]))[:1]
     return torch.bmm(t.new_ones(t.shape[0], 1, t.shape[1]), t).squeeze(1)
 
 

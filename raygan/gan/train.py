@@ -1,7 +1,9 @@
 """The one GAN training loop: discriminator step, generator step(s), log, checkpoint.
 
 `train_gan` is seeded (same seed, same weights), checkpoints atomically every
-``train.checkpoint_every`` steps, resumes from its last checkpoint, draws minibatches by optional
+``train.checkpoint_every`` steps (tensors and plain data only, read back with weights_only=True:
+raygan.gan.checkpoints, which also holds load_generator/save_generator), resumes from its last
+checkpoint, draws minibatches by optional
 per-sample data weights (with replacement; AdaGAN's weights enter only through sampling), records the
 losses of every step and stops with :class:`GANDivergedError` when a loss becomes NaN or inf.
 
@@ -13,7 +15,6 @@ so a resumed run grows exactly as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,15 @@ import torch
 import torch.nn as nn
 
 from raygan.config import GANConfig, TrainConfig
+from raygan.gan.checkpoints import load_generator, load_torch_file, save_generator, save_torch_file
+from raygan.gan.levers import PLAIN, Levers, levers_for, solo_models
 from raygan.gan.losses import LOSSES
-from raygan.gan.models import CONDITIONAL, PROGRESSIVE, ConditionedGenerator, build_gan, pg_resolutions, pg_schedule
+from raygan.gan.models import CONDITIONAL, PROGRESSIVE, build_gan, pg_resolutions, pg_schedule
 from raygan.gan.models.pggan import PGGenerator
-from raygan.runs import atomic_write_bytes
+from raygan.runs.manifest import member_fix
+
+__all__ = ["GANDivergedError", "CheckpointMismatchError", "TrainResult", "train_gan", "resolve_device",
+           "load_generator", "save_generator"]
 
 
 class GANDivergedError(RuntimeError):
@@ -90,9 +96,7 @@ class BatchSampler:
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    save_torch_file(obj, path)  # plain data and tensors only: read back with weights_only=True
 
 
 def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: bool,
@@ -173,7 +177,7 @@ class _Training:
         """Load the checkpoint at ``path`` if there is one; returns the step to continue from."""
         if path is None or not Path(path).exists():
             return 0
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        ckpt = load_torch_file(path, map_location=self.device, fix=member_fix(Path(path)))
         if ckpt["identity"] != self.identity:
             raise CheckpointMismatchError(
                 f"{path} was written with different settings ({ckpt['identity']}); "
@@ -195,32 +199,44 @@ class _Training:
         return start
 
 
-def _check_finite(losses: torch.Tensor, checked: int, done: int, gan: GANConfig) -> None:
-    """One host sync per interval, not per step; a diverged model is never checkpointed."""
-    if torch.isfinite(losses[checked:done]).all():
+def _check_finite(losses: torch.Tensor, checked: int, done: int, gan: GANConfig, *,
+                  max_abs_loss: float = float("inf")) -> None:
+    """One host sync per interval, not per step; a diverged model is never checkpointed. Diverged:
+    a loss NaN, inf or past ``max_abs_loss`` (train.max_abs_loss) in absolute value."""
+    window = losses[checked:done]
+    healthy = torch.isfinite(window) & (window.abs() <= max_abs_loss)
+    if healthy.all():
         return
-    bad = checked + int(torch.nonzero(~torch.isfinite(losses[checked:done]).all(1))[0])
+    bad = checked + int(torch.nonzero(~healthy.all(1))[0])
     d_bad, g_bad = losses[bad].tolist()
+    why = "not finite" if not torch.isfinite(losses[bad]).all() else f"past train.max_abs_loss={max_abs_loss:g}"
     raise GANDivergedError(
-        f"GAN training diverged at step {bad}: d_loss={d_bad}, g_loss={g_bad}. "
+        f"GAN training diverged at step {bad}: d_loss={d_bad}, g_loss={g_bad} ({why}). "
         f"Lower gan.lr_d / gan.lr_g (now {gan.lr_d} / {gan.lr_g}) or try another seed; "
         f"the last good checkpoint is kept.")
 
 
 def _adversarial_step(state: _Training, real: torch.Tensor, y: tuple, *, gan: GANConfig,
-                      batch: int) -> torch.Tensor:
-    """One discriminator step and gan.g_steps_per_d_step generator steps; returns (d_loss, g_loss)."""
+                      batch: int, levers: Levers = PLAIN, models: Optional[tuple] = None) -> torch.Tensor:
+    """One discriminator step and gan.g_steps_per_d_step generator steps; returns (d_loss, g_loss).
+    ``models``: what the step calls for G and D (raygan.gan.levers.solo_models; default the modules);
+    the losses are computed in fp32 from the logits whatever ``levers.autocast`` ran them in."""
     d_loss_fn, g_loss_fn = LOSSES[gan.loss]
-    G, D, rng = state.G, state.D, state.rng
-    fake = G(torch.randn(batch, G.z_dim, generator=rng, device=state.device), *y)
-    d_loss = d_loss_fn(D(real, *y), D(fake.detach(), *y), gan.real_label)
+    G, D = models or (state.G, state.D)
+    rng, z_dim = state.rng, state.G.z_dim
+    with levers.autocast():
+        fake = G(torch.randn(batch, z_dim, generator=rng, device=state.device), *y)
+        real_logits, fake_logits = D(real, *y), D(fake.detach(), *y)
+    d_loss = d_loss_fn(real_logits.float(), fake_logits.float(), gan.real_label)
     state.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     state.opt_d.step()
     for k in range(gan.g_steps_per_d_step):
-        if k > 0:  # the first G step reuses this iteration's fakes, as DCGAN does
-            fake = G(torch.randn(batch, G.z_dim, generator=rng, device=state.device), *y)
-        g_loss = g_loss_fn(D(fake, *y))
+        with levers.autocast():
+            if k > 0:  # the first G step reuses this iteration's fakes, as DCGAN does
+                fake = G(torch.randn(batch, z_dim, generator=rng, device=state.device), *y)
+            fake_logits = D(fake, *y)
+        g_loss = g_loss_fn(fake_logits.float())
         state.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         state.opt_g.step()
@@ -286,7 +302,7 @@ def _result(member: _Member, train: TrainConfig, seconds: float) -> TrainResult:
 
 
 def _train_alone(member: _Member, *, gan: GANConfig, train: TrainConfig,
-                 on_log: Optional[Callable[[int, float, float], None]]) -> TrainResult:
+                 on_log: Optional[Callable[[int, float, float], None]], levers: Levers = PLAIN) -> TrainResult:
     """train_gan's loop over steps start..train.steps, then its result."""
     state, data, labels, shape = member.state, member.data, member.labels, member.shape
     checkpoint_path, start, device = member.checkpoint, member.start, state.device
@@ -294,6 +310,7 @@ def _train_alone(member: _Member, *, gan: GANConfig, train: TrainConfig,
     growing = pg_resolutions(gan.pg_start_size, shape[-1]) if gan.family in PROGRESSIVE else None
     G.train()
     D.train()
+    models = solo_models(G, D, levers)
     t0 = time.perf_counter()
     checked = start
     y: tuple = ()  # extra model inputs: (labels,) for a conditional GAN
@@ -306,13 +323,13 @@ def _train_alone(member: _Member, *, gan: GANConfig, train: TrainConfig,
         real = data[idx]
         if labels is not None:
             y = (labels[idx],)  # the fakes get the real batch's classes
-        losses[step] = _adversarial_step(state, real, y, gan=gan, batch=batch)
+        losses[step] = _adversarial_step(state, real, y, gan=gan, batch=batch, levers=levers, models=models)
         done = step + 1
         log_now = done % train.log_every == 0 or done == train.steps
         save_now = checkpoint_path is not None and (done % train.checkpoint_every == 0
                                                     or done == train.steps)
         if log_now or save_now:
-            _check_finite(losses, checked, done, gan)
+            _check_finite(losses, checked, done, gan, max_abs_loss=train.max_abs_loss)
             checked = done
         if log_now and on_log is not None:
             mean = losses[max(0, done - train.log_every):done].mean(0).tolist()
@@ -337,37 +354,7 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
     class-conditional families (gan.family=ccgan) and refused by the others.
     """
     device = device or resolve_device(train.device)
+    levers = levers_for(gan, train, device, packed=False)  # a lever that cannot run: before any work
     member = _prepare(data, gan=gan, train=train, seed=seed, checkpoint_path=checkpoint_path,
                       data_weights=data_weights, device=device, labels=labels, n_classes=n_classes)
-    return _train_alone(member, gan=gan, train=train, on_log=on_log)
-
-
-def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu",
-                   condition: Optional[int] = None) -> nn.Module:
-    """Rebuild a trained generator (eval mode) from a member checkpoint or generator file.
-
-    A class-conditional generator needs ``condition`` (a class index k): it comes back as a
-    :class:`ConditionedGenerator` whose forward(z) is G(z, [k] * B), so it samples like a per-class one.
-    """
-    ckpt = torch.load(checkpoint_path, map_location=device, weights_only=False)
-    n_classes = ckpt.get("n_classes")
-    if n_classes is None and condition is not None:
-        raise ValueError(f"{checkpoint_path} holds an unconditional generator; load it with "
-                         f"condition=None (got condition={condition})")
-    if n_classes is not None and condition is None:
-        raise ValueError(f"{checkpoint_path} holds a class-conditional generator of {n_classes} "
-                         "classes; pass condition=k (the class index to sample)")
-    G, _ = build_gan(GANConfig(**ckpt["gan"]), tuple(ckpt["sample_shape"]), n_classes=n_classes)
-    G.load_state_dict(ckpt["G"])
-    if n_classes is not None:
-        G = ConditionedGenerator(G, condition)
-    return G.to(device).eval()
-
-
-def save_generator(G: nn.Module, gan: GANConfig, sample_shape: tuple, path: Path) -> None:
-    """The generator alone (what synthesis needs), written atomically; a conditional G's n_classes
-    is recorded so that load_generator can rebuild it."""
-    if isinstance(G, ConditionedGenerator):  # save the model, not its fixed-class view
-        G = G.generator
-    _atomic_save({"G": G.state_dict(), "gan": dataclasses.asdict(gan), "sample_shape": sample_shape,
-                  "n_classes": getattr(G, "n_classes", None)}, Path(path))
+    return _train_alone(member, gan=gan, train=train, on_log=on_log, levers=levers)

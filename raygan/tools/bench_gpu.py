@@ -4,8 +4,9 @@
 (b) the paper-scale timing: seed 000's CIFAR-II EnsGAN-10, 20 members of DCGAN-32 x 50K steps, as one
 pack of 20, projected from a short measured run beside seed 000's 70-75 min per member and beside
 one member alone through train_gan; (c) a smoke run of every GAN family through train_gan and
-generate; (d) a pack of every family for a few steps; then (a) again for the sweep's other P while
-the time budget lasts. A failing check is a FAIL row, not a crash of the command.
+generate; (d) a pack of every family for a few steps; (e) the speed levers (raygan.gan.levers) each
+against the plain fp32 pack of 20, and the helpful ones together; (f) bf16's fidelity to fp32; then (a)
+again for the sweep's other P while the time budget lasts. A failing check is a FAIL row, not a crash of the command.
 
 It needs only PyTorch (with numpy and scikit-learn): neither Ray nor MLflow is imported on its path.
 ``--quick`` runs the same checks at tiny sizes (with --device cpu, in well under a minute).
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from raygan.config import ConfigError, GANConfig
+from raygan.gan.levers import check_levers
 from raygan.gan.train import resolve_device, train_gan
 from raygan.tools import bench_pack as bp
 from raygan.tools.bench import PAPER_DCGAN_MINUTES, PAPER_DCGAN_STEPS, _device_name
@@ -56,12 +58,19 @@ class Plan:
     family_pack_members: int = 3
     family_pack_steps: int = 20
     budget_s: float = 420.0       # the sweep's extra P run only while the whole command fits this
+    lever_members: int = 20       # (e) the speed levers on seed 000's pack of 20
+    lever_steps: int = 100
+    lever_warm: int = 10
+    lever_repeats: int = 3
+    fidelity_members: int = 4     # (f) bf16 against fp32, the same seeds
+    fidelity_steps: int = 200
 
 
 FULL = Plan()
 QUICK = Plan(image=8, width=8, z_dim=16, batch=8, n_data=32, pack_members=(1, 2, 4), sweep_members=(),
              pack_steps=4, pack_repeats=1, paper_warm=2, paper_steps=4, class_size=40, smoke_width=4,
-             smoke_steps=6, family_pack_members=2, family_pack_steps=3, budget_s=40.0)
+             smoke_steps=6, family_pack_members=2, family_pack_steps=3, budget_s=40.0, lever_members=2,
+             lever_steps=4, lever_warm=2, lever_repeats=1, fidelity_members=2, fidelity_steps=20)
 
 
 def _cell(text: str) -> str:
@@ -198,6 +207,136 @@ def paper_rows(plan: Plan, device: torch.device) -> list[tuple]:
              f"{PAPER_MEMBERS} on one GPU)", "reference")]
 
 
+# (e) every speed lever alone against the plain fp32 pack, then the helpful ones together; (f) bf16's
+# fidelity. A lever helps at HELPFUL times the plain pack's member-steps/s (past run-to-run noise).
+LEVERS = (("bf16", {"precision": "bf16"}), ("channels_last", {"channels_last": True}),
+          ("compile", {"compile": True}), ("cuda_graphs", {"cuda_graphs": True}))
+HELPFUL = 1.05
+FIRST_STEP_TOL, WINDOW_TOL = 0.02, 0.1  # bf16 vs fp32 losses: the first step; the last quarter's mean
+
+
+def _lever_rate(members: list, gan: GANConfig, levers: dict, plan: Plan, device: torch.device) -> float:
+    """Member-steps/s of a pack with ``levers``: the difference of a warm+steps run and a warm run, so
+    that model building, graph capture and compilation guards cancel."""
+    def run(steps: int) -> float:
+        return bp.run_pack(members, gan, bp.train_config(steps, plan.batch, **levers), device)[0]
+    short = run(plan.lever_warm)
+    return len(members) * plan.lever_steps / max(run(plan.lever_warm + plan.lever_steps) - short, 1e-9)
+
+
+def _alternating(arms: dict, members: list, gan: GANConfig, plan: Plan, device: torch.device) -> dict:
+    """Each arm's member-steps/s over plan.lever_repeats repeats, the arms' order reversed every other
+    repeat so that drift in the machine's speed hits them alike."""
+    rates: dict = {name: [] for name in arms}
+    for r in range(plan.lever_repeats):
+        for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+            rates[name].append(_lever_rate(members, gan, arms[name], plan, device))
+    return rates
+
+
+def _lever_result(rates: list, plain: list, extra: str = "") -> tuple[str, str, float]:
+    ratio = statistics.median(rates) / statistics.median(plain)
+    return (f"{statistics.median(rates):.1f} member-steps/s ({', '.join(f'{x:.1f}' for x in rates)}); "
+            f"ratio to plain fp32 **{ratio:.2f}**{extra}"), "helps" if ratio >= HELPFUL else "no gain", ratio
+
+
+def _first_calls(s: bp.Setting, members: list, plan: Plan, device: torch.device, quick: bool):
+    """The levers that run here, each with its first call's seconds (compilation, capture), and the
+    n/a, skipped or FAIL rows of those that do not."""
+    arms, first, rows = {"plain fp32": {}}, {}, []
+    for name, levers in LEVERS:
+        train = bp.train_config(plan.lever_warm, plan.batch, **levers)
+        try:
+            check_levers(s.gan, train, device)
+        except ConfigError as err:
+            rows.append((f"lever: {name}", "the pack above", f"not applicable here: {err}", "n/a"))
+            continue
+        if quick and name == "compile" and device.type == "cpu":
+            rows.append((f"lever: {name}", "the pack above", "not run by --quick on the CPU (compiling "
+                         "takes about a minute on 2 cores); the full command on a GPU measures it", "skipped"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            bp.run_pack(members, s.gan, train, device)
+        except Exception as err:  # noqa: BLE001 - a lever that fails here is a FAIL row, not a crash
+            log.warning("bench gpu: lever %s failed", name, exc_info=True)
+            rows.append((f"lever: {name}", "the pack above, first call", f"{type(err).__name__}: {err}",
+                         "FAIL"))
+            continue
+        arms[name], first[name] = levers, time.perf_counter() - t0
+    return arms, first, rows
+
+
+def lever_rows(plan: Plan, device: torch.device, quick: bool = False,
+               deadline: float = float("inf")) -> list[tuple]:
+    """(e) the plain fp32 pack of plan.lever_members DCGAN-32 members against each lever alone, then
+    against the helpful ones together, alternating repeats in one run, medians; not started (nor the
+    combination) once ``deadline`` has passed, so that the command keeps to its 8 minutes."""
+    if time.perf_counter() > deadline:
+        return [("lever: all", "the speed levers", f"not run: the {plan.budget_s:.0f} s budget was spent "
+                 "by the checks before them", "skipped")]
+    s = bp.make_setting("dcgan", plan.image, width=plan.width, z_dim=plan.z_dim, batch=plan.batch,
+                        channels=3, n_data=plan.n_data)
+    members = bp.make_members(s, plan.lever_members, device)
+    what = (f"{s.describe()}; P = {plan.lever_members}; {plan.lever_repeats} alternating repeats of "
+            f"{plan.lever_steps} steps (less a {plan.lever_warm}-step run), medians")
+    arms, first, rows = _first_calls(s, members, plan, device, quick)
+    try:
+        rates = _alternating(arms, members, s.gan, plan, device)
+        plain = rates["plain fp32"]
+        out = [("lever: none (plain fp32 pack)", what, f"{statistics.median(plain):.1f} member-steps/s "
+                f"({', '.join(f'{x:.1f}' for x in plain)})", "measured")]
+        helpful = []
+        for name in first:
+            text, status, _ = _lever_result(rates[name], plain, f"; first call {first[name]:.1f} s")
+            out.append((f"lever: {name}", "alone, the pack above", text, status))
+            helpful += [name] if status == "helps" else []
+        together = f"all helpful together ({', '.join(helpful) or 'none'})"
+        if len(helpful) >= 2 and time.perf_counter() > deadline:
+            out.append((f"lever: {together}", "the pack above", "not run: past the budget", "skipped"))
+        elif len(helpful) < 2:
+            out.append((f"lever: {together}", "the pack above", "fewer than two levers help: nothing to "
+                        "combine", "n/a"))
+        else:
+            both = {"plain fp32": {}, "all": {k: v for n in helpful for k, v in dict(LEVERS)[n].items()}}
+            again = _alternating(both, members, s.gan, plan, device)
+            text, status, _ = _lever_result(again["all"], again["plain fp32"], " (against its own plain "
+                                            "repeats)")
+            out.append((f"lever: {together}", "the pack above", text, status))
+    except Exception as err:  # noqa: BLE001 - a failed check is reported in the table, not raised
+        log.warning("bench gpu: levers failed", exc_info=True)
+        out = [("lever: comparison", what, f"{type(err).__name__}: {err}", "FAIL")]
+    return out[:1] + rows + out[1:]
+
+
+def fidelity_row(plan: Plan, device: torch.device) -> tuple:
+    """(f) the same pack trained fp32 and bf16 from the same seeds: bf16's losses finite and within
+    FIRST_STEP_TOL at the first step (rounding alone: the weights are the same) and WINDOW_TOL in the
+    mean of the last quarter of the steps (members averaged: training has drifted apart by then)."""
+    s = bp.make_setting("dcgan", plan.image, width=plan.width, z_dim=plan.z_dim, batch=plan.batch,
+                        channels=3, n_data=plan.n_data)
+    p, steps, q = plan.fidelity_members, plan.fidelity_steps, max(1, plan.fidelity_steps // 4)
+
+    def check():
+        members, losses = bp.make_members(s, p, device), {}
+        for precision in ("fp32", "bf16"):
+            _, results = bp.run_pack(members, s.gan, bp.train_config(steps, plan.batch, precision=precision),
+                                     device)
+            for r in results:
+                if isinstance(r, Exception):
+                    raise r
+            losses[precision] = np.stack([r.losses for r in results])  # (P, steps, 2)
+        fp32, bf16 = losses["fp32"], losses["bf16"]
+        first = float(np.abs(bf16[:, 0] - fp32[:, 0]).max())
+        window = np.abs(bf16[:, -q:].mean((0, 1)) - fp32[:, -q:].mean((0, 1)))
+        ok = bool(np.isfinite(bf16).all()) and first <= FIRST_STEP_TOL and window.max() <= WINDOW_TOL
+        return (f"first step's losses within {first:.4f} (tolerance {FIRST_STEP_TOL}); last {q} steps' "
+                f"mean d, g within {window[0]:.3f}, {window[1]:.3f} (tolerance {WINDOW_TOL}; fp32's: "
+                f"{fp32[:, -q:, 0].mean():.3f}, {fp32[:, -q:, 1].mean():.3f})"), "pass" if ok else "over tolerance"
+    return _checked("bf16 fidelity", f"{s.describe()}; P = {p}, {steps} steps in fp32, then in bf16, from "
+                    "the same seeds", check)
+
+
 def _sweep_rows(plan: Plan, setting: bp.Setting, device: torch.device, timing: dict,
                 deadline: float) -> list[tuple]:
     """The sweep's other P, each only if projected (the slowest seconds per member so far, times P: the
@@ -213,8 +352,8 @@ def _sweep_rows(plan: Plan, setting: bp.Setting, device: torch.device, timing: d
     return rows
 
 
-def run_checks(plan: Plan, device: torch.device) -> tuple[list[tuple], float]:
-    """Every check, the cheap and required ones first; rows in the order (a), (b), (c), (d)."""
+def run_checks(plan: Plan, device: torch.device, quick: bool = False) -> tuple[list[tuple], float]:
+    """Every check, the cheap and required ones first; rows in the order (a), (b), (e), (f), (c), (d)."""
     t0 = time.perf_counter()
     smoke, packs = smoke_rows(plan, device), family_pack_rows(plan, device)
     s = bp.make_setting("dcgan", plan.image, width=plan.width, z_dim=plan.z_dim, batch=plan.batch,
@@ -222,9 +361,10 @@ def run_checks(plan: Plan, device: torch.device) -> tuple[list[tuple], float]:
     timing: dict = {}
     rows = [_pack_row(plan, s, p, device, timing) for p in plan.pack_members]
     paper = paper_rows(plan, device)
+    levers = lever_rows(plan, device, quick, t0 + plan.budget_s) + [fidelity_row(plan, device)]
     rows += _sweep_rows(plan, s, device, timing, t0 + plan.budget_s)
     rows.sort(key=lambda r: int(r[0].rsplit("= ", 1)[1]))
-    return rows + paper + smoke + packs, time.perf_counter() - t0
+    return rows + paper + levers + smoke + packs, time.perf_counter() - t0
 
 
 def bench_gpu(args) -> str:
@@ -232,7 +372,7 @@ def bench_gpu(args) -> str:
     plan = QUICK if args.quick else FULL
     # --quick runs on shared CPUs, where one thread per process is the fast and steady choice.
     with bp.torch_threads(args.threads or (1 if args.quick else None)) as threads:
-        rows, seconds = run_checks(plan, device)
+        rows, seconds = run_checks(plan, device, quick=args.quick)
         where = _device_name(device)
     cuda = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA build"
     failed = [r[0] for r in rows if r[3] == "FAIL"]

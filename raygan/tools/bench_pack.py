@@ -109,8 +109,11 @@ def make_members(setting: Setting, count: int, device: torch.device) -> list[Mem
     return members
 
 
-def train_config(steps: int, batch: int) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=batch, log_every=min(100, steps), checkpoint_every=steps)
+def train_config(steps: int, batch: int, **levers) -> TrainConfig:
+    """The benchmark's training settings; ``levers``: train.precision / channels_last / compile /
+    cuda_graphs (raygan.gan.levers)."""
+    return TrainConfig(steps=steps, batch_size=batch, log_every=min(100, steps), checkpoint_every=steps,
+                       **levers)
 
 
 def _sync(device: torch.device) -> None:

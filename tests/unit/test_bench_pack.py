@@ -71,6 +71,15 @@ def test_bench_gpu_quick_runs_every_check_without_ray_or_mlflow():
     assert "min for all 20" in rows["paper scale: one pack of 20"][2]
     assert rows["paper scale: one member alone"][3] == "measured"
     assert "70-75 min per member" in rows["paper scale: seed 000"][2]
+    # (e) the speed levers against the plain fp32 pack of the same run, (f) bf16's fidelity
+    assert rows["lever: none (plain fp32 pack)"][3] == "measured"
+    for lever in ("bf16", "channels_last"):
+        assert rows[f"lever: {lever}"][3] in ("helps", "no gain"), rows[f"lever: {lever}"]
+        assert re.search(r"ratio to plain fp32 \*\*\d+\.\d\d\*\*", rows[f"lever: {lever}"][2])
+    assert rows["lever: cuda_graphs"][3] == "n/a" and "needs a CUDA device" in rows["lever: cuda_graphs"][2]
+    assert rows["lever: compile"][3] == "skipped"  # a minute of compiling on these CPUs
+    assert any(name.startswith("lever: all helpful together (") for name in rows)
+    assert rows["bf16 fidelity"][3] == "pass", rows["bf16 fidelity"]
     for name, _, _ in FAMILIES:
         assert rows[f"smoke: {name}"][3] == "pass", rows[f"smoke: {name}"]
         expected = "not packable" if name == "pggan" else "pass"  # pggan: packs of 1 only

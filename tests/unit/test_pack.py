@@ -225,3 +225,14 @@ def test_train_members_writes_train_members_folders(tiny_digits_cfg, tmp_path):
     assert bad["status"] == "diverged" and "diverged at step 0" in bad["error"]
     assert "generator" not in bad and bad["seed"] == member_seed(cfg.train.seed, 5, 1)
     assert not (packed_run.member_dir(ds.classes[5], 1) / "generator.pt").exists()
+
+
+@pytest.mark.parametrize("name", ["dcgan", "mlp2d"])
+def test_a_member_in_a_pack_of_one_is_bit_for_bit_itself_in_a_larger_pack(name, digits):
+    """A rerun may regroup the members it resumes (a pack that lost its mates to a crash or to
+    divergence goes on alone): the grouping must not change a member's bits."""
+    gan, train = GANS[name], TrainConfig(steps=6, batch_size=16, log_every=2, checkpoint_every=0)
+    members = _members(name, digits, n=2)
+    alone = train_pack(members[:1], gan=gan, train=train, device=CPU)[0]
+    together = train_pack(members, gan=gan, train=train, device=CPU)[0]
+    assert _identical(alone, together)

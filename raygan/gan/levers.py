@@ -1,0 +1,210 @@
+"""GPU speed levers of the training step (``train.precision``, ``train.channels_last``,
+``train.compile``, ``train.cuda_graphs``): their checks, and how the pack and the solo loop apply them.
+
+Every lever is off by default, and off means the step is the one raygan always ran, bit for bit: the
+autocast context is a null context, the logits' ``.float()`` returns the tensor itself, the models are
+called as they are. Each lever changes only how a step computes, never what it draws: latents,
+minibatch indices and dropout masks come from the members' own generators in train_gan's order, so a
+member keeps its seed's numbers up to the lever's rounding.
+
+- precision=bf16: the forward passes run under ``torch.autocast`` with bfloat16, so matrix products
+  and convolutions take bf16 inputs (tensor cores on a GPU); weights, gradients, Adam state and
+  checkpoints stay fp32 and the losses are computed from fp32 logits. bf16 keeps fp32's exponent range,
+  so no loss scaling is needed (Micikevicius et al., "Mixed Precision Training", need it for fp16).
+- channels_last: the pack's convolution weights are stored in the layout its batched matrix products
+  read (``(P, k, k, C, out)`` in memory, the same ``(P, out, C, k, k)`` tensor to every other reader),
+  which removes a weight permute-and-copy per convolution and step; a member alone converts its
+  modules to ``torch.channels_last``. Pack activations are channels-last already.
+- compile: ``torch.compile`` of the packed forward (the solo loop: of G and D); the platform is checked
+  first (a C++ compiler on CPU, Triton on CUDA) so that a missing one is a ConfigError, not a stack trace
+  from inside the first step. The first step pays the compilation.
+- cuda_graphs: the pack's whole step (both forward and backward passes, both Adam updates) captured
+  once in a CUDA graph and replayed: latents and indices are drawn outside the graph, as now, and
+  copied into its static inputs. Adam runs capturable (its step count on the GPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+
+from raygan.config import ConfigError, GANConfig, TrainConfig
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+CONVOLUTIONAL = ("dcgan", "ccgan", "pggan")
+# Eager steps before a CUDA graph is captured: the first step creates Adam's state and every lazily
+# allocated buffer, which a capture must find in place (PyTorch's CUDA-graph notes warm up on a side
+# stream the same way).
+GRAPH_WARMUP_STEPS = 3
+
+
+def _compile_problem(device: torch.device) -> Optional[str]:
+    """Why torch.compile cannot run here, or None."""
+    from torch._dynamo.eval_frame import is_dynamo_supported
+
+    if not is_dynamo_supported():
+        return "torch.compile does not support this Python / platform"
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "torch.compile on CUDA needs Triton, which is not installed"
+    compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
+    if not any(c and shutil.which(c) for c in compilers):
+        return "torch.compile on CPU needs a C++ compiler (g++ or clang++), and none is on PATH"
+    return None
+
+
+def check_levers(gan: GANConfig, train: TrainConfig, device: Optional[torch.device] = None, *,
+                 packed: bool = True) -> None:
+    """ConfigError (one line: the problem and the fix) for a lever this family or device cannot run;
+    without ``device`` only what the configuration alone decides (train.device=cpu included).
+    ``packed=False``: the member trains alone (train_gan), where no step is captured."""
+    if train.channels_last and gan.family not in CONVOLUTIONAL:
+        raise ConfigError(f"train.channels_last lays out convolutions, and gan.family={gan.family} has "
+                          "none; set train.channels_last=false")
+    if train.compile and gan.family == "pggan":
+        raise ConfigError("train.compile cannot run gan.family=pggan: its fade-in changes the graph every "
+                          "step (a recompilation each step); set train.compile=false")
+    if train.cuda_graphs:
+        if gan.family == "pggan":
+            raise ConfigError("train.cuda_graphs captures a pack's step, and gan.family=pggan is never "
+                              "packed (its graph grows); set train.cuda_graphs=false")
+        if not packed:
+            raise ConfigError("train.cuda_graphs captures a pack's step, and this member trains alone "
+                              "(train_gan: recursive rounds, or cluster.members_per_task=1); set "
+                              "train.cuda_graphs=false or train it in a pack")
+        on = device.type if device is not None else train.device
+        if on == "cpu":
+            raise ConfigError("train.cuda_graphs needs a CUDA device, and this member trains on the CPU; "
+                              "set train.cuda_graphs=false (or train on a GPU)")
+    if device is None:
+        return
+    if train.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"train.precision=bf16: {torch.cuda.get_device_name(device)} has no bfloat16 "
+                          "support; set train.precision=fp32")
+    if train.compile and (why := _compile_problem(device)) is not None:
+        raise ConfigError(f"train.compile=true but {why}; set train.compile=false")
+
+
+@dataclass(frozen=True)
+class Levers:
+    """The levers one training call runs with (``levers_for``); PLAIN is every lever off."""
+    device_type: str = "cpu"
+    dtype: Optional[torch.dtype] = None     # autocast dtype; None: fp32, no autocast
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+
+    def autocast(self):
+        """The forward passes' autocast context; a CUDA graph needs autocast's cast cache off (its
+        cached casts would outlive the capture)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype, cache_enabled=not self.cuda_graphs)
+
+
+PLAIN = Levers()
+
+
+def levers_for(gan: GANConfig, train: TrainConfig, device: torch.device, *, packed: bool = True) -> Levers:
+    """The checked levers of ``train`` on ``device`` (ConfigError before any work if one cannot run)."""
+    check_levers(gan, train, device, packed=packed)
+    return Levers(device_type=device.type, dtype=PRECISIONS[train.precision],
+                  channels_last=train.channels_last, compile=train.compile, cuda_graphs=train.cuda_graphs)
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(fn: Callable) -> Callable:
+    """``fn`` through torch.compile, once per process: every pack of one shape reuses the compiled
+    code (its guards check shapes and dtypes, not which tensors)."""
+    return torch.compile(fn, dynamic=False)
+
+
+def solo_models(G: nn.Module, D: nn.Module, levers: Levers) -> tuple[Callable, Callable]:
+    """A member trained alone: its modules in the levers' memory format (in place, the same parameter
+    objects, so its optimizers and checkpoints still see them), and what the step calls for G and D."""
+    if levers.channels_last:
+        G.to(memory_format=torch.channels_last)
+        D.to(memory_format=torch.channels_last)
+    if levers.compile:
+        return torch.compile(G, dynamic=False), torch.compile(D, dynamic=False)
+    return G, D
+
+
+def stored_layout(module: nn.Module, name: str) -> Optional[tuple[int, ...]]:
+    """For a pack stacked with channels_last: the permutation of the stacked parameter ``name`` (member
+    first) that its batched matrix product reads, or None to keep it contiguous (pack_layers' _conv
+    reads Conv2d weights as (P, k, k, C, out), _conv_transpose ConvTranspose2d weights as
+    (P, C, k, k, out))."""
+    prefix, _, leaf = name.rpartition(".")
+    layer = module.get_submodule(prefix) if prefix else module
+    if leaf != "weight":
+        return None
+    if isinstance(layer, nn.ConvTranspose2d):
+        return 0, 1, 3, 4, 2
+    if isinstance(layer, nn.Conv2d):
+        return 0, 3, 4, 2, 1
+    return None
+
+
+def in_layout(t: torch.Tensor, perm: Optional[tuple[int, ...]]) -> torch.Tensor:
+    """A copy of ``t`` (same shape and values) whose memory order is ``t.permute(perm)``'s."""
+    if perm is None:
+        return t
+    strides = t.permute(perm).contiguous().permute(tuple(perm.index(d) for d in range(t.dim()))).stride()
+    return torch.empty_strided(t.shape, strides, dtype=t.dtype, device=t.device).copy_(t)
+
+
+def make_capturable(opt: torch.optim.Adam) -> None:
+    """Adam in the form a CUDA graph can replay: capturable, its step counts on the parameters' device."""
+    for group in opt.param_groups:
+        group["capturable"] = True
+    for p, state in opt.state.items():
+        if "step" in state:
+            state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
+
+
+class GraphedStep:
+    """``compute(idx, z)`` (the packed step on minibatch indices and latents, returning its losses)
+    run eagerly for GRAPH_WARMUP_STEPS steps on a side stream, then captured once in a CUDA graph and
+    replayed with every later step's indices and latents copied into the graph's static inputs."""
+
+    def __init__(self, compute: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 generators: list[torch.Generator], device: torch.device):
+        self.compute, self.generators, self.device = compute, generators, device
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.calls = 0
+
+    def _eager(self, idx: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        side = torch.cuda.Stream(device=self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            out = self.compute(idx, z)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        return out
+
+    def _capture(self, idx: torch.Tensor, z: torch.Tensor) -> None:
+        self.idx, self.z = idx.clone(), z.clone()
+        self.graph = torch.cuda.CUDAGraph()
+        for rng in self.generators:  # dropout's generators advance on every replay, as eagerly
+            self.graph.register_generator_state(rng)
+        torch.cuda.synchronize(self.device)
+        with torch.cuda.graph(self.graph):
+            self.out = self.compute(self.idx, self.z)
+
+    def __call__(self, idx: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        if self.graph is None and self.calls < GRAPH_WARMUP_STEPS:
+            self.calls += 1
+            return self._eager(idx, z)
+        if self.graph is None:
+            self._capture(idx, z)  # records the step without running it: the replay below runs it
+        self.idx.copy_(idx)
+        self.z.copy_(z)
+        self.graph.replay()
+        return self.out.clone()
