@@ -18,6 +18,7 @@ SYNTH_CHUNK_STREAM = 7             # the last word of a shard chunk's seed seque
 MIXTURE_MEMBER_STRIDE = 1_000_003  # member t of a mixture draws from seed * stride + t
 CLASS_STRIDE = 1_009               # class k of a regenerated synthetic set draws from seed * stride + k
 GRID_GAN_STRIDE = 7_919            # seed 000 Table 1: GAN m draws its points from seed + stride (m + 1)
+MEMBER_RETRY_STREAM = 13           # the last word of a diverged member's retry seeds
 _WORD = 2 ** 31                    # a member seed folded into a SeedSequence word
 
 
@@ -33,6 +34,20 @@ def member(base: int, class_index: int, member_index: int) -> int:
 def conditional_member(base: int, member_index: int) -> int:
     """A conditional member's seed (one model for every class)."""
     return member(base, CONDITIONAL_CLASS, member_index)
+
+
+def member_retry(base: int, class_index: int, member_index: int, attempt: int) -> int:
+    """The seed of training attempt ``attempt`` of a (class, member): attempt 0 is :func:`member`'s
+    seed (runs made before retries existed keep their members); attempt a > 0 follows a divergence
+    (train.divergence_retries) and draws from a stream of its own."""
+    if attempt == 0:
+        return member(base, class_index, member_index)
+    return _sequence(base, class_index, member_index, attempt, MEMBER_RETRY_STREAM)
+
+
+def conditional_member_retry(base: int, member_index: int, attempt: int) -> int:
+    """:func:`member_retry` for a conditional member (attempt 0: :func:`conditional_member`)."""
+    return member_retry(base, CONDITIONAL_CLASS, member_index, attempt)
 
 
 def boosting_step(base: int, class_index: int, step: int) -> int:

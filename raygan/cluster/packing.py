@@ -21,7 +21,8 @@ import torch
 
 from raygan.config import Config
 from raygan.config.checks import why_not_packable
-from raygan.ensemble.members import train_members
+from raygan.ensemble.members import train_conditional_members, train_members
+from raygan.gan.models import CONDITIONAL
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +107,15 @@ def plan_pack_size(cfg: Config, members: int, at_once: int, fit: Optional[int]) 
                                                    f"{at_once} at once")
 
 
-def pack_fit(cfg: Config, data: torch.Tensor, device: torch.device, gpu_share: float = 1.0) -> int:
+def pack_fit(cfg: Config, data: torch.Tensor, device: torch.device, gpu_share: float = 1.0,
+             labels: Optional[torch.Tensor] = None) -> int:
     """How many members of ``data``'s size one pack may hold on ``device``.
 
     On a CPU: CPU_PACK_SIZE. On a CUDA device: trains a pack of 2 for PROBE_STEPS steps (in a
     throw-away run folder), takes the peak memory it allocated per member and returns
     floor(GPU_MEMORY_SHARE x free memory x ``gpu_share`` / per member); ``gpu_share`` is the fraction
     of the GPU a pack task holds (cluster.gpus_per_member below 1: several packs share the GPU).
+    A conditional family (ccgan) probes two conditional members on ``data`` and its ``labels``.
     """
     if device.type != "cuda":
         return CPU_PACK_SIZE
@@ -127,7 +130,11 @@ def pack_fit(cfg: Config, data: torch.Tensor, device: torch.device, gpu_share: f
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory(prefix="raygan-pack-probe-") as tmp:
-        train_members(units, probe, RunFolder(tmp), device=device)
+        if cfg.gan.family in CONDITIONAL:
+            classes = [str(k) for k in range(int(labels.max()) + 1)]
+            train_conditional_members(data, labels, classes, probe, RunFolder(tmp), members=[0, 1], device=device)
+        else:
+            train_members(units, probe, RunFolder(tmp), device=device)
     torch.cuda.synchronize(device)
     per_member = max(1, torch.cuda.max_memory_allocated(device) - base) / 2
     gc.collect()

@@ -2,8 +2,10 @@
 
 Tasks train on the device Ray assigned them and write into the run folder; a retried task (worker or
 node lost) resumes from the member's last checkpoint, so a crash costs at most one checkpoint interval.
-A pack task (cluster.members_per_task > 1) trains its members as one packed model; retried, every
-member it holds resumes from its own checkpoint.
+A pack task (cluster.members_per_task > 1) trains its members as one packed model (per-class members,
+a boosting step's class members with their data weights, or conditional members); retried, every
+member it holds resumes from its own checkpoint. A member that diverges is retried inside its task
+with its next seed (raygan.ensemble.members' divergence policy).
 A task opens the run folder by its location (a path, or a URI whose checkpoints are uploaded as they are
 written): it pulls its member folder first, so a retry on another node resumes from storage.
 Only the driver writes the manifest and MLflow: tasks return what they did.
@@ -21,7 +23,13 @@ import torch
 from raygan.cluster.packing import pack_fit
 from raygan.cluster.runtime import task_setup
 from raygan.config import Config
-from raygan.ensemble.members import CONDITIONAL_DIR, train_conditional_member, train_member, train_members
+from raygan.ensemble.members import (
+    CONDITIONAL_DIR,
+    train_conditional_member,
+    train_conditional_members,
+    train_member,
+    train_members,
+)
 from raygan.runs import RunFolder
 
 
@@ -89,19 +97,21 @@ def train_conditional_task(data: torch.Tensor, labels: torch.Tensor, classes: li
 
 @ray.remote
 def train_pack_task(cfg_dict: dict, run_location: str, pack: int, heads: list[tuple[int, str, int]],
-                    classes: list[str], *data: torch.Tensor) -> list[dict]:
+                    classes: list[str], data_weights: Optional[list], *data: torch.Tensor) -> list[dict]:
     """Train (or resume) the members ``heads`` ((class index, class name, member), member_grid's
     order) as one packed model; ``data`` holds each of ``classes``' shared object-store tensor (top-
-    level arguments, so Ray hands the tensors over, once per class however many members use it).
+    level arguments, so Ray hands the tensors over, once per class however many members use it);
+    ``data_weights``: per member its boosting data weights or None (uniform), or None for all.
 
-    Returns one entry per member, in the order of ``heads``: complete, or diverged with its error
+    Returns one entry per member, in the order of ``heads``: complete, or diverged past its retries
     (a diverged member does not stop the others); every entry says which pack it trained in.
     """
     by_class = dict(zip(classes, data))
+    weights = data_weights or [None] * len(heads)
 
     def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
         units = [{"class_name": name, "class_index": k, "member": t, "data": by_class[name],
-                  "data_weights": None} for k, name, t in heads]
+                  "data_weights": w} for (k, name, t), w in zip(heads, weights)]
         entries = train_members(units, cfg, run, device=device)
         if len(entries) != len(heads):
             raise RuntimeError(f"train_members returned {len(entries)} entries for {len(heads)} units")
@@ -113,11 +123,25 @@ def train_pack_task(cfg_dict: dict, run_location: str, pack: int, heads: list[tu
 
 
 @ray.remote
-def pack_fit_task(data: torch.Tensor, cfg_dict: dict, gpu_share: float) -> int:
+def train_conditional_pack_task(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
+                                cfg_dict: dict, run_location: str, pack: int, members: list[int]) -> list[dict]:
+    """Conditional ``members`` (each one model for every class) as one packed model: the pack task of
+    gan.family=ccgan. Returns their entries (one per class each, member by member), saying the pack."""
+    def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
+        entries = train_conditional_members(data, labels, classes, cfg, run, members=members, device=device)
+        return [{**e, "pack": pack} for e in entries]
+
+    return _member_task(cfg_dict, run_location, [(CONDITIONAL_DIR, t) for t in members], train)
+
+
+@ray.remote
+def pack_fit_task(data: torch.Tensor, cfg_dict: dict, gpu_share: float,
+                  labels: Optional[torch.Tensor] = None) -> int:
     """raygan.cluster.packing.pack_fit on a worker with a pack's resources (its GPU when it has one,
-    as the packs will have): how many members of ``data``'s size a pack may hold."""
+    as the packs will have): how many members of ``data``'s size (with ``labels``: conditional
+    members) a pack may hold."""
     cfg = task_setup(cfg_dict)
-    return pack_fit(cfg, data, _device_for_task(cfg.train.device), gpu_share)
+    return pack_fit(cfg, data, _device_for_task(cfg.train.device), gpu_share, labels=labels)
 
 
 def _placement(gpu_ids: list[str], t0: float, started: float) -> dict:
@@ -141,12 +165,13 @@ def pack_name(heads: list[tuple[int, str, int]]) -> str:
 
 
 def submit_pack(data_refs: dict, cfg: Config, run: RunFolder, resources: dict, *, pack: int,
-                heads: list[tuple[int, str, int]]):
-    """One pack task; ``data_refs`` maps class names to their object refs (ray.put once each)."""
+                heads: list[tuple[int, str, int]], data_weights: Optional[list] = None):
+    """One pack task; ``data_refs`` maps class names to their object refs (ray.put once each);
+    ``data_weights``: per member of ``heads`` its data weights (a boosting step's), or None."""
     classes = list(dict.fromkeys(name for _, name, _ in heads))
     return train_pack_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                    name=pack_name(heads)).remote(
-        cfg.to_dict(), run.location, pack, [list(h) for h in heads], classes,
+        cfg.to_dict(), run.location, pack, [list(h) for h in heads], classes, data_weights,
         *[data_refs[name] for name in classes])
 
 
@@ -155,6 +180,15 @@ def submit_conditional(data_ref, labels_ref, classes: list[str], cfg: Config, ru
     return train_conditional_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                           name=f"train_member:{CONDITIONAL_DIR}/{member}").remote(
         data_ref, labels_ref, list(classes), cfg.to_dict(), run.location, member)
+
+
+def submit_conditional_pack(data_ref, labels_ref, classes: list[str], cfg: Config, run: RunFolder,
+                            resources: dict, *, pack: int, members: list[int]):
+    """One pack task of conditional members, named train_pack:_conditional/<t>,..."""
+    return train_conditional_pack_task.options(
+        **resources, max_retries=cfg.cluster.max_retries,
+        name=pack_name([(0, CONDITIONAL_DIR, t) for t in members])).remote(
+        data_ref, labels_ref, list(classes), cfg.to_dict(), run.location, pack, list(members))
 
 
 def wait_all(refs: dict, on_done: Callable[[object, dict], None]) -> list[dict]:

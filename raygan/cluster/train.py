@@ -4,8 +4,9 @@ Real data enters the object store once per class (ray.put) and every member task
 Progress is reported member by member as tasks finish (ray.wait), and the driver, the only writer of
 the manifest and of MLflow, records each member as soon as it is done. Independent members may train
 packed, cluster.members_per_task of them to a task (raygan.cluster.packing): all packs are submitted
-at once, each pack's members are recorded when it finishes, and a member that diverged is reported
-at the end and left out of the manifest while the others go on.
+at once, each pack's members are recorded when it finishes; so do ccgan's conditional members. A member
+that diverged in every attempt (train.divergence_retries) goes under the manifest's "diverged" section
+and is reported at the end while the others go on; the job fails (exit 2) only if a class has no member.
 """
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ import ray
 
 from raygan.cluster.packing import choose_pack_size, group_packs
 from raygan.cluster.runtime import member_resources
-from raygan.cluster.tasks import pack_fit_task, submit_conditional, submit_member, submit_pack, wait_all
+from raygan.cluster.tasks import (
+    pack_fit_task,
+    submit_conditional,
+    submit_conditional_pack,
+    submit_member,
+    submit_pack,
+    wait_all,
+)
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble.members import member_grid
+from raygan.ensemble.members import check_classes, member_grid, record_trained
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
@@ -45,7 +53,9 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     if not todo:
         return done
     data_refs = {name: ray.put(dataset.train[name]) for name in {name for _, name, _ in todo}}
-    size = _pack_size(cfg, todo, resources, data_refs, dataset.train_sizes())
+    # Sized on the whole grid, not on what is left: a rerun must pack the members it resumes as the
+    # first run did (a pack and a solo member agree only to float rounding).
+    size = pack_size_on_ray(cfg, grid, resources, data_refs, dataset.train_sizes())
     if size > 1:
         return done + _train_packs(cfg, run, tracker, todo, size, resources, data_refs,
                                    first=len(done), total=len(grid))
@@ -58,11 +68,11 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
 
     def record(_key, entry: dict) -> None:
         counter[0] += 1
-        run.record_member(entry)
-        tracker.log_member(entry, run.path)
-        logger.info(_member_line(counter[0], len(grid), entry, t0))
+        for ok in record_trained(run, [entry]):
+            tracker.log_member(ok, run.path)
+            logger.info(_member_line(counter[0], len(grid), ok, t0))
 
-    return done + wait_all(refs, record)
+    return done + [e for e in wait_all(refs, record) if e.get("status") == "complete"]
 
 
 def _note_cpus(cfg: Config, resources: dict) -> None:
@@ -71,19 +81,24 @@ def _note_cpus(cfg: Config, resources: dict) -> None:
             "workers on demand (cluster.yaml) set cluster.gpus_per_member=1 so that they ask for one")
 
 
-def _pack_size(cfg: Config, todo: list, resources: dict, data_refs: dict, sizes: dict) -> int:
-    """cluster.members_per_task, or auto's choice; a GPU's fit is probed by a task holding what a
-    pack will hold, on the largest class still to train (its members need the most memory)."""
+def pack_size_on_ray(cfg: Config, grid: list, resources: dict, data_refs: dict, sizes: dict,
+                     labels_ref=None) -> int:
+    """cluster.members_per_task, or auto's choice for the run's whole ``grid`` of members (or of
+    classes, for boosting's lockstep), done or not, so that a rerun chooses as the first run did.
+    A GPU's fit is probed by a task holding what a pack will hold, on the largest class still to
+    train (its members need the most memory), or for conditional members on the whole training
+    split and its labels (``labels_ref``). A rerun on a cluster of another size may still choose
+    another size: its resumed members then agree with the first run's only to float rounding."""
     def measure_fit() -> int:
         biggest = max(data_refs, key=lambda name: sizes[name])
         share = resources["num_gpus"] if resources["num_gpus"] < 1 else 1.0
         return ray.get(pack_fit_task.options(**resources, max_retries=cfg.cluster.max_retries,
                                              name="pack_fit").remote(
-            data_refs[biggest], cfg.to_dict(), share))
+            data_refs[biggest], cfg.to_dict(), share, labels_ref))
 
     if cfg.cluster.members_per_task == 1:
         return 1  # today's one task per member, without asking the cluster anything
-    size, why = choose_pack_size(cfg, len(todo), resources, ray.cluster_resources(), measure_fit)
+    size, why = choose_pack_size(cfg, len(grid), resources, ray.cluster_resources(), measure_fit)
     logger.info(f"members per task: {size} ({why})")
     return size
 
@@ -100,10 +115,8 @@ def _train_packs(cfg: Config, run: RunFolder, tracker: Tracker, todo: list, size
     t0, counter, complete, diverged = time.perf_counter(), [first], [], []
 
     def record(i: int, entries: list[dict]) -> None:
-        ok = [e for e in entries if e.get("status") == "complete"]
         diverged.extend(e for e in entries if e.get("status") != "complete")
-        if ok:
-            run.record_member(*ok)  # one manifest write per pack
+        ok = record_trained(run, entries)  # one manifest write per pack
         for entry in ok:
             counter[0] += 1
             tracker.log_member(entry, run.path)
@@ -114,8 +127,8 @@ def _train_packs(cfg: Config, run: RunFolder, tracker: Tracker, todo: list, size
     wait_all(refs, record)
     for e in diverged:
         logger.warning(f"class {e['class']} member {e['member']} (pack {e['pack'] + 1}) "
-                       f"{e.get('status', 'failed')}: {e.get('error', 'no error given')}; it is "
-                       "not recorded as complete, so synthesis will ask for it")
+                       f"{e.get('status', 'failed')} in {e.get('attempts', 1)} attempts: "
+                       f"{e.get('error', 'no error given')}; it is left out of the ensemble")
     if diverged:
         logger.warning(f"{len(diverged)} of {len(todo)} members did not complete; the "
                        f"{len(complete)} others are recorded")
@@ -123,7 +136,8 @@ def _train_packs(cfg: Config, run: RunFolder, tracker: Tracker, todo: list, size
 
 
 def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:
-    """gan.family=ccgan: one task per member, each training one model for all classes."""
+    """gan.family=ccgan: one task per member, each training one model for all classes, or packs of
+    them (cluster.members_per_task; auto as for independent members)."""
     resources = member_resources(cfg)
     members = range(cfg.ensemble.members)
     complete = {t: [run.member_entry(name, t) for name in dataset.classes] for t in members}
@@ -136,26 +150,42 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
         return done
     data, labels = dataset.train_split()
     data_ref, labels_ref = ray.put(data), ray.put(labels)
-    logger.info(f"submitting {len(todo)} conditional member tasks ({resources['num_cpus']} CPU, "
-        f"{resources['num_gpus']} GPU each), each for all {len(dataset.classes)} classes")
-    refs = {submit_conditional(data_ref, labels_ref, dataset.classes, cfg, run, resources, member=t): t
-            for t in todo}
+    size = pack_size_on_ray(cfg, list(members), resources, {"_all": data_ref}, {"_all": len(data)}, labels_ref=labels_ref)
+    packs = group_packs(todo, size)
+    what = f"{len(todo)} conditional member tasks" if size == 1 else \
+        f"{len(todo)} conditional members as {len(packs)} pack tasks of up to {size}"
+    logger.info(f"submitting {what} ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each), each "
+                f"member for all {len(dataset.classes)} classes")
+    refs = {submit_conditional(data_ref, labels_ref, dataset.classes, cfg, run, resources, member=t): [t]
+            for t in todo} if size == 1 else \
+        {submit_conditional_pack(data_ref, labels_ref, dataset.classes, cfg, run, resources, pack=i,
+                                 members=pack): pack for i, pack in enumerate(packs)}
     t0, counter = time.perf_counter(), [len(members) - len(todo)]
 
-    def record(t, entries: list[dict]) -> None:
-        counter[0] += 1
-        run.record_member(*entries)
-        tracker.log_member({**entries[0], "class": "_conditional"}, run.path)
-        logger.info(f"[{counter[0]}/{len(members)}] conditional member {t}: {entries[0]['steps']} steps in "
-            f"{entries[0]['seconds']:.1f}s (elapsed {time.perf_counter() - t0:.0f}s)")
+    def record(held: list[int], entries: list[dict]) -> None:
+        for t in held:
+            ok = record_trained(run, [e for e in entries if e["member"] == t])
+            counter[0] += 1
+            if not ok:
+                logger.warning(f"[{counter[0]}/{len(members)}] conditional member {t} diverged in every "
+                               "attempt: left out of the ensemble")
+                continue
+            tracker.log_member({**ok[0], "class": "_conditional"}, run.path)
+            logger.info(f"[{counter[0]}/{len(members)}] conditional member {t}: {ok[0]['steps']} steps in "
+                        f"{ok[0]['seconds']:.1f}s (elapsed {time.perf_counter() - t0:.0f}s)")
 
-    return done + [e for entries in wait_all(refs, record) for e in entries]
+    return done + [e for entries in wait_all(refs, record) for e in entries if e.get("status") == "complete"]
 
 
 def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:
+    """Train the ensemble on Ray; then name every member given up, and fail (NoMemberError) if a class
+    is left with none."""
     if cfg.gan.family == "ccgan":
-        return train_conditional_ray(cfg, dataset, run, tracker)
-    if cfg.ensemble.method == "independent":
-        return train_independent_ray(cfg, dataset, run, tracker)
-    from raygan.cluster.driver import train_boosting_ray
-    return train_boosting_ray(cfg, dataset, run, tracker)
+        entries = train_conditional_ray(cfg, dataset, run, tracker)
+    elif cfg.ensemble.method == "independent":
+        entries = train_independent_ray(cfg, dataset, run, tracker)
+    else:
+        from raygan.cluster.driver import train_boosting_ray
+        entries = train_boosting_ray(cfg, dataset, run, tracker)
+    check_classes(run, dataset.classes, cfg)
+    return entries

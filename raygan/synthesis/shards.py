@@ -63,20 +63,30 @@ def part_name(chunk: int) -> str:
 
 
 def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[str, list[float]]:
-    """p_t per class: the configured/uniform weights for independent members, the boosted ones else."""
+    """p_t per class: the configured/uniform weights for independent members, the boosted ones else.
+
+    A member that diverged in every attempt (the manifest's "diverged" section) gets p_t = 0 and the
+    others' weights are renormalised without it (said in the log); a member missing otherwise is an
+    error: training has not finished."""
     manifest = run.manifest()
     T = cfg.ensemble.members
+    given_up = manifest.get("diverged", {})
     out = {}
     for name in dataset.classes:
-        missing = [t for t in range(T) if f"{name}/{t}" not in manifest["members"]]
-        if missing:
-            raise ConfigError(f"class {name} has no trained member(s) {missing} in {run.path}; "
+        absent = [t for t in range(T) if f"{name}/{t}" not in manifest["members"]]
+        missing = [t for t in absent if f"{name}/{t}" not in given_up]
+        if missing or len(absent) == T:
+            raise ConfigError(f"class {name} has no trained member(s) {missing or absent} in {run.path}; "
                               "run the training job (raygan train) first")
         if cfg.ensemble.method == "independent":
-            w = cfg.ensemble.weights or [1.0 / T] * T
+            w = np.asarray(cfg.ensemble.weights or [1.0 / T] * T, dtype=np.float64)
         else:
-            w = manifest["mixtures"][name][:T]
-        out[name] = (np.asarray(w) / np.sum(w)).tolist()
+            w = np.asarray(manifest["mixtures"][name][:T], dtype=np.float64)
+        if absent:
+            w[absent] = 0.0
+            logger.warning(f"class {name}: member(s) {absent} diverged in every attempt; the mixture "
+                           f"weights of the {T - len(absent)} others are renormalised without them")
+        out[name] = (w / np.sum(w)).tolist()
     return out
 
 
@@ -89,6 +99,8 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
         n_g = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
         counts[name] = allocate(mixtures[name], n_g)
         for t, count in enumerate(counts[name]):
+            if not count:  # a member given up after its divergence retries (p_t = 0) makes no rows
+                continue
             entry = manifest["members"][f"{name}/{t}"]
             generator, condition = entry["generator"], entry.get("condition")
             for chunk, start in enumerate(range(0, count, cfg.synth.chunk_size)):

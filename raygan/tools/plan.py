@@ -4,8 +4,9 @@ The probe trains one member with the real ``train_gan`` for a few steps on this 
 the config's real data (or random stand-in data of the real shape when the dataset is not here), and
 times synthesis and a classifier step the same way. The rest is arithmetic (``make_plan``, pure):
 
-- tasks = ceil(members / cluster.members_per_task) where members pack (independent per-class
-  members; auto: what fit the probe's GPU, see raygan.cluster.packing), else one member per task;
+- tasks = ceil(members / cluster.members_per_task) where members pack (per-class and conditional
+  members; boosting: per step ceil(K / members_per_task), the steps in sequence; auto: what fit the
+  probe's GPU, see raygan.cluster.packing), else one member per task;
 - GPU-hours of work = tasks x steps x step time (K x T x steps x step time unpacked);
 - tasks at once: N GPUs x floor(1 / gpus_per_member) when tasks share a GPU, N / gpus_per_member
   when they take whole GPUs; waves = ceil(tasks / tasks at once) (boosting: T steps in sequence,
@@ -177,13 +178,16 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
     K, T = len(sizes), cfg.ensemble.members
     conditional = cfg.gan.family == "ccgan"
     members = T if conditional else K * T
-    per_task, pack_note = plan_pack_size(cfg, members, pack["at_once"], measured.get("pack_fit"))
-    tasks = math.ceil(members / per_task)
+    boosting = cfg.ensemble.method != "independent" and not conditional
+    # Boosting packs the K members of one step (the classes step in lockstep), never across steps.
+    per_task, pack_note = plan_pack_size(cfg, K if boosting else members, pack["at_once"],
+                                         measured.get("pack_fit"))
+    tasks = T * math.ceil(K / per_task) if boosting else math.ceil(members / per_task)
     steps = cfg.train.steps * (1 + cfg.train.recursive_rounds)
     member_s = steps * measured["step_s"]  # a pack's time too, on a GPU its members leave idle
-    if cfg.ensemble.method != "independent" and not conditional:
-        # Boosting: step t of every class needs step t - 1; the K members of one step run together.
-        layout = [n for _ in range(T) for n in waves(K, pack["at_once"])]
+    if boosting:
+        # Step t of every class needs step t - 1: each step's packs run together, in waves.
+        layout = [n for _ in range(T) for n in waves(math.ceil(K / per_task), pack["at_once"])]
     else:
         layout = waves(tasks, pack["at_once"])
     share = pack["per_gpu"]
@@ -234,7 +238,7 @@ def _dur(seconds: float) -> str:
 def format_plan(plan: dict, config_name: str = "") -> str:
     p = plan["probe"]
     share = plan["members_per_gpu"]
-    grid = f"{plan['members_per_class']} conditional members (one per task, all classes)" \
+    grid = f"{plan['members_per_class']} conditional members (each for all classes)" \
         if plan["conditional"] else f"{plan['classes']} classes x {plan['members_per_class']} members"
     per_task = plan["members_per_task"]
     wall = _dur(plan["train_wall_s"]) if share == 1 and per_task == 1 else \

@@ -11,7 +11,15 @@ import torch.nn as nn
 
 from raygan.config import load_config
 from raygan.ensemble import boosting
-from raygan.ensemble.boosting_loop import data_weights_path, load_state, run_boosting, state_path, step_weights
+from raygan.ensemble.boosting_loop import (
+    data_weights_path,
+    load_state,
+    mixture_so_far,
+    run_boosting,
+    run_lockstep,
+    state_path,
+    step_weights,
+)
 from raygan.ensemble.mixture import Mixture
 from raygan.runs import RunFolder
 from raygan.seeds import member as member_seed
@@ -129,3 +137,39 @@ def test_step_weights_sample_the_mixture_with_the_step_seed(tmp_path, method):
         expected = boosting.feature_distance_weights(data, samples, transform=b.reweight_transform)
         assert set(info) == {"beta", "transform", "effective_sample_size", "zero_fraction"}
     assert weights.dtype == np.float64 and np.array_equal(weights, expected)
+
+
+def test_lockstep_steps_every_class_at_its_own_next_step_and_a_diverged_member_keeps_the_mixture(tmp_path):
+    cfg, run = _cfg(tmp_path), RunFolder(tmp_path / "run")
+    # class b crashed after its first step: the classes resume at different steps
+    run_boosting(cfg, run, "b", 1, compute_weights=_Fakes(run).compute_weights,
+                 train_member=lambda *, member, data_weights: {"class": "b", "member": member,
+                                                              "generator": f"members/b/{member}/generator.pt"})
+    state_b = load_state(run, "b")
+    state_b = {**state_b, "step": 1, "mixture_weights": [1.0], "members": state_b["members"][:1],
+               "steps": state_b["steps"][:1]}
+    state_path(run, "b").write_text(json.dumps(state_b))
+    rounds, asked = [], []
+
+    def compute_weights(asks):
+        asked.append([(name, step, [e["member"] for e in state["members"]]) for _, name, state, step in asks])
+        return [(np.full(N, 1.0 / N), {"beta": 0.5, "effective_sample_size": float(N)}) for _ in asks]
+
+    def train_step(heads):
+        rounds.append([(k, name, t, w is not None) for k, name, t, w in heads])
+        # class a's member 1 diverged in every attempt
+        return [{"class": name, "member": t, "status": "diverged" if (name, t) == ("a", 1) else "complete",
+                 "generator": f"members/{name}/{t}/generator.pt"} for _, name, t, _ in heads]
+
+    states = run_lockstep(cfg, run, [(0, "a"), (1, "b")], compute_weights=compute_weights, train_step=train_step)
+    # every round: each unfinished class one step on, its members trained together
+    assert rounds == [[(0, "a", 0, False), (1, "b", 1, True)], [(0, "a", 1, True), (1, "b", 2, True)],
+                      [(0, "a", 2, True)]]
+    assert asked == [[("b", 2, [0])], [("a", 2, [0]), ("b", 3, [0, 1])], [("a", 3, [0, 1])]]
+    a = states["a"]
+    assert a == load_state(run, "a") and a["step"] == 3 and states["b"]["step"] == 3
+    # the diverged step left the mixture as it was (weight 0); step 3 mixed as usual
+    assert a["mixture_weights"] == pytest.approx([2 / 3, 0.0, 1 / 3])
+    assert a["steps"][1]["member_diverged"] is True and "member_diverged" not in a["steps"][2]
+    kept, weights = mixture_so_far({**a, "members": a["members"][:2], "mixture_weights": [1.0, 0.0]})
+    assert [e["member"] for e in kept] == [0] and weights == [1.0]

@@ -59,10 +59,12 @@ def test_auto_on_cpus_packs_the_benchmarked_size_and_never_idles_a_cpu():
 
 
 def test_auto_keeps_one_member_per_task_where_members_do_not_pack():
-    for overrides in (["gan.family=pggan"], ["ensemble.method=adagan"], ["gan.family=ccgan"],
-                      ["train.recursive_rounds=1"]):
+    for overrides in (["gan.family=pggan"], ["train.recursive_rounds=1"]):
         size, why = choose_pack_size(load_config(overrides=overrides), 50, CPU, {"CPU": 2.0}, _never)
         assert size == 1 and why.startswith("auto: "), overrides
+    # boosting steps and conditional members pack like independent members (50 for 2 slots: 25)
+    for overrides in (["ensemble.method=adagan"], ["ensemble.method=reweight"], ["gan.family=ccgan"]):
+        assert choose_pack_size(load_config(overrides=overrides), 50, CPU, {"CPU": 2.0}, _never)[0] == 25
 
 
 def test_auto_on_gpus_asks_the_probe_and_spreads():

@@ -147,8 +147,11 @@ def test_plan_counts_pack_tasks_where_members_pack():
     cpu_probe = make_plan(_cfg(), _measured(), gpus=8)
     assert cpu_probe["members_per_task"] == 1 and cpu_probe["tasks"] == 50
     assert "measured on the GPU when the run starts" in format_plan(cpu_probe)
-    # boosting and conditional members never pack
+    # boosting packs the 10 members of a step (spread over 8 GPUs: 2 a pack, 5 packs a step);
+    # 5 conditional members spread over 8 GPUs one each
     boost = make_plan(_cfg("ensemble.method=adagan"), {**_measured(), "pack_fit": 37}, gpus=8)
-    assert boost["members_per_task"] == 1 and boost["wave_sizes"] == [8, 2] * 5
+    assert boost["members_per_task"] == 2 and boost["wave_sizes"] == [5] * 5 and boost["tasks"] == 25
     ccgan = make_plan(_cfg("gan.family=ccgan"), {**_measured(), "pack_fit": 37}, gpus=8)
     assert ccgan["members_per_task"] == 1 and ccgan["tasks"] == 5
+    packed_ccgan = make_plan(_cfg("gan.family=ccgan", "cluster.members_per_task=2"), _measured(), gpus=8)
+    assert packed_ccgan["members_per_task"] == 2 and packed_ccgan["tasks"] == 3
