@@ -2,8 +2,9 @@
 
 Each job: validate config and data (before any work), connect, open the run folder and an MLflow
 parent run, do its part, print a summary. `jobs/*.py` and the `raygan` CLI call these. Evaluation
-is raygan.evaluation.job's evaluate_job, given the Ray steps here (the evaluation as a task, the audit
-on Ray); `raygan evaluate` on a local run with no cluster named runs it without Ray (raygan.cluster.entry).
+is raygan.evaluation.job's evaluate_job, given the Ray steps here (the evaluation's units of work as
+Ray tasks, raygan.cluster.evaluation; the audit on Ray); `raygan evaluate` on a local run with no
+cluster named runs it without Ray (raygan.cluster.entry).
 """
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import functools
 import logging
 import time
 
-import ray
-
-from raygan.cluster.runtime import connect, member_resources, task_setup
+from raygan.cluster.runtime import connect, member_resources
 from raygan.cluster.shards import write_shards
 from raygan.cluster.train import train_ensemble
 from raygan.config import Config
@@ -62,7 +61,12 @@ def run_synth(cfg: Config, address: str | None = None,
 
 
 def evaluation_resources(cfg: Config, address: str | None = None) -> dict | None:
-    """None: evaluate in this process; else the resources of the one evaluation task."""
+    """None: evaluate in this process; else the resources of each evaluation task.
+
+    The evaluation fans out on Ray (raygan.cluster.evaluation: a task per classifier (T, repeat) and
+    per set's quality metrics) when cluster.evaluate_as_task is true, or when it is null and members
+    use GPUs (a GPU cluster's head often has none); else the job's driver runs the same units in turn.
+    """
     as_task = cfg.cluster.evaluate_as_task
     if as_task is False or (as_task is None and cfg.cluster.gpus_per_member == 0):
         return None  # no Ray needed to decide
@@ -75,33 +79,15 @@ def evaluation_resources(cfg: Config, address: str | None = None) -> dict | None
     return {"num_cpus": member["num_cpus"], "num_gpus": min(1.0, member["num_gpus"]) or 0}
 
 
-@ray.remote
-def evaluate_task(cfg_dict: dict, run_location: str, dataset: RealDataset) -> dict:
-    """evaluate_run on a worker (its GPU when it has one); the results land in the run folder."""
-    cfg = task_setup(cfg_dict)
-
-    from raygan.evaluation.curves import evaluate_run
-
-    run = RunFolder.at(run_location)
-    run.pull_outputs()
-    return evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing)
-
-
 def _evaluate_on_ray(address: str | None):
     def evaluate(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict:
+        from raygan.cluster.evaluation import evaluate_on_ray
         from raygan.evaluation.curves import evaluate_run
 
         resources = evaluation_resources(cfg, address)
         if resources is None:
             return evaluate_run(cfg, dataset, run, mixing=cfg.eval.mixing)
-        logger.info(f"evaluate: as a Ray task ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU); "
-                    "its lines appear in the job's log")
-        result = ray.get(evaluate_task.options(**resources, max_retries=cfg.cluster.max_retries)
-                         .remote(cfg.to_dict(), run.location, ray.put(dataset)))
-        run.pull("eval")  # what the task wrote (a no-op for a local run folder)
-        for r in result["tstr_curve"]:
-            logger.info(f"TSTR T={r['T']}: test {r['test_acc_mean']:.3f} ± {r['test_acc_std']:.3f}")
-        return result
+        return evaluate_on_ray(cfg, dataset, run, resources, mixing=cfg.eval.mixing)
     return evaluate
 
 
@@ -109,7 +95,7 @@ def run_evaluate(cfg: Config, address: str | None = None,
                  prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
     memorisation audit, logged into the same MLflow run), then the report: raygan.evaluation.job's
-    evaluate_job with the evaluation as a Ray task where members use GPUs and the audit on Ray."""
+    evaluate_job with the evaluation fanned out on Ray where members use GPUs and the audit on Ray."""
     from raygan.cluster.audit import run_audit
 
     return evaluate_job(cfg, prepared=prepared, audit=audit, evaluate=_evaluate_on_ray(address),

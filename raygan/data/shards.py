@@ -5,10 +5,12 @@ synthetic sample with columns ``image`` (PNG bytes from raygan.synthesis.records
 floats), ``label``, ``class_name``, ``member``, ``method``, ``seed`` and ``index``. Rows come back
 sorted by (label, member, index), so the tensors do not depend on how many files Ray wrote or in
 which order they are listed; ``max_member=T`` keeps members 0..T-1, the synthetic set of an ensemble
-of T (seed 000's accuracy-vs-ensemble-size curves).
+of T (seed 000's accuracy-vs-ensemble-size curves). ``read_shard_rows`` also returns each row's
+member and index (the evaluation picks a T's rows by them); this is the one PNG decoder of raygan.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +73,25 @@ def _class_names(table: pa.Table, classes: list[str] | None) -> list[str]:
     return [names[label] for label in range(len(names))]
 
 
-def read_shards(path: str | Path, *, max_member: int | None = None, classes: list[str] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Read a shards folder (or one parquet file) into (x, y, class_names).
+@dataclass
+class ShardRows:
+    """Decoded shard rows sorted by (label, member, index): x, y and, per row, its member and index."""
+    x: torch.Tensor
+    y: torch.Tensor
+    member: torch.Tensor
+    index: torch.Tensor
+    classes: list[str]
+
+
+def read_shard_rows(path: str | Path, *, max_member: int | None = None, classes: list[str] | None = None
+                    ) -> ShardRows:
+    """Read a shards folder (or one parquet file) into decoded rows with their member and index.
 
     x: float32, (N, C, H, W) in [-1, 1] for images (C = 1 for greyscale PNGs, 3 for RGB) or (N, D)
-    for points; y: int64 labels; class_names: the name of label k at position k. ``max_member=T``
-    keeps rows with member < T. ``classes``, when given, is the expected list of class names in label
-    order (e.g. RealDataset.classes): every row must agree with it, and it is returned as is, so a
-    class without synthetic rows still has its name; without it the names come from the rows.
+    for points; y, member, index: int64 per row; classes: the name of label k at position k.
+    ``max_member=T`` keeps rows with member < T. ``classes``, when given, is the expected list of class
+    names in label order (e.g. RealDataset.classes): every row must agree with it, and it is returned
+    as is, so a class without synthetic rows still has its name; without it the names come from the rows.
     """
     table = _read_table(path)
     kind = "image" if "image" in table.column_names else "point" if "point" in table.column_names else None
@@ -96,5 +108,15 @@ def read_shards(path: str | Path, *, max_member: int | None = None, classes: lis
     table = table.sort_by(_SORT_KEYS)
     names = _class_names(table, classes)
     x = _decode_images(table[kind]) if kind == "image" else _points(table[kind], table.num_rows)
-    y = torch.from_numpy(table["label"].to_numpy().astype(np.int64))
-    return x, y, names
+
+    def ints(column: str) -> torch.Tensor:
+        return torch.from_numpy(table[column].to_numpy().astype(np.int64))
+    return ShardRows(x=x, y=ints("label"), member=ints("member"), index=ints("index"), classes=names)
+
+
+def read_shards(path: str | Path, *, max_member: int | None = None, classes: list[str] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Read a shards folder (or one parquet file) into (x, y, class_names): read_shard_rows without
+    the member and index columns."""
+    rows = read_shard_rows(path, max_member=max_member, classes=classes)
+    return rows.x, rows.y, rows.classes

@@ -3,8 +3,11 @@
 ``evaluate_job`` opens the run and an MLflow parent run, evaluates (evaluate_run), audits when asked,
 logs the metrics and writes the report; ``audit_job`` audits a run folder and logs into MLflow. Both
 take the step that needs compute as an argument: by default it runs here, and raygan.cluster passes
-its Ray version (the evaluation as a task with a GPU, one audit task per class) when the job runs on a
+its Ray version (the evaluation's units as Ray tasks, one audit task per class) when the job runs on a
 cluster, so the bookkeeping, log lines and MLflow records are the same either way.
+
+A run without complete shards (the measured set, raygan.evaluation.measured) is refused before the
+MLflow run opens or anything is written.
 
 ``runs_here`` says which: a job runs here when no cluster is named (no --address, RAY_ADDRESS or
 cluster.address) and the run folder is local; nothing is gained then by starting a local Ray, which
@@ -99,10 +102,12 @@ def evaluate_job(cfg: Config, *, prepared: Optional[tuple[RealDataset, RunFolder
     ``evaluate(cfg, dataset, run)`` defaults to evaluate_run here; ``audit_with`` (called like
     ``audit_job``, which it defaults to) runs the audit.
     """
+    from raygan.evaluation.measured import check_shards
     from raygan.reporting.report import write_report
 
     dataset, run = prepared or prepare(cfg)
     run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
+    check_shards(cfg, dataset, run)  # no shards to measure: refused before MLflow or eval/ is touched
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):
         result = (evaluate or _evaluate_here)(cfg, dataset, run)

@@ -1,7 +1,9 @@
 """Sample-quality metrics of synthetic sets, per class and overall, each tagged by its feature space.
 
 ``compute_quality(cfg, dataset, sets)`` scores every set (e.g. "T=1", "T=3", "pca") with the metrics
-named in ``cfg.eval.metrics``:
+named in ``cfg.eval.metrics``. Its parts serve the evaluation's units of work (one per set, maybe a
+Ray task each): ``quality_header`` (checks and what the result says), ``QualityContext`` (feature
+extractors and reference features, made once) and ``score_set`` (one set). The metrics:
 
 - fid, kid: Inception-v3 pool3 features, standard weights from eval.inception_weights
   (raygan.metrics.inception); seed 004 Table 1 reports per-class FID.
@@ -189,6 +191,73 @@ def feature_spaces(cfg: Config, names: list[str], image_shape: tuple[int, ...]) 
 SetImages = dict[str, torch.Tensor]  # class name -> images (N, C, H, W) in [-1, 1]
 
 
+def quality_header(cfg: Config, dataset: RealDataset) -> dict:
+    """What every quality result holds besides its sets; checks eval.metrics and the test split first."""
+    names = validate_metrics(cfg)
+    if dataset.kind != "image":
+        raise ConfigError(f"eval.metrics need images; {dataset.name} holds {dataset.kind}")
+    cap = cfg.eval.metric_samples
+    reference = real_split(dataset, "test", cap)
+    small = {n: len(x) for n, x in reference.items() if len(x) < 2}
+    if small:
+        raise ConfigError(f"the real test split has fewer than 2 images for class(es) {small}; raise "
+                          "data.test_fraction")
+    return {"metrics": names, "metric_samples": cap,
+            "reference": "the real test split per class, never the training images the generators "
+                         "were fitted on",
+            "reference_sizes": {n: int(len(x)) for n, x in reference.items()},
+            "feature_spaces": feature_spaces(cfg, names, dataset.sample_shape),
+            "direction": dict(DIRECTION),
+            "notes": "domain_fd and prdc live in a classifier trained on this run's real data: they "
+                     "are not comparable with Inception FID/KID or across datasets.",
+            "sets": {}}
+
+
+def real_baseline_set(cfg: Config, dataset: RealDataset) -> Optional[SetImages]:
+    """The "real (val)" set (the floor of each metric), None when the validation split is too small."""
+    if not len(dataset.val[1]):
+        return None
+    val = real_split(dataset, "val", cfg.eval.metric_samples)
+    return val if all(len(x) >= 2 for x in val.values()) else None
+
+
+def pca_set(cfg: Config, dataset: RealDataset) -> tuple[SetImages, dict]:
+    """Seed 003's PCA baseline as a set (images per class) and what the report says about it."""
+    return _pca_set(cfg, dataset)
+
+
+class QualityContext:
+    """The feature extractors and the reference's features, made once and shared by every set."""
+
+    def __init__(self, cfg: Config, dataset: RealDataset, *, run_dir=None, device: str = "cpu"):
+        self.names = [n for n in validate_metrics(cfg) if n != "pca"]
+        self.spaces = _Spaces(cfg, dataset, self.names, run_dir, device)
+        reference = real_split(dataset, "test", cfg.eval.metric_samples)
+        self.ref_feats = {n: self.spaces.features(x) for n, x in reference.items()}
+
+    def on(self, device: str) -> "QualityContext":
+        """The same context with its models moved to ``device`` (a Ray task's own device)."""
+        for model in (self.spaces.domain, self.spaces.inception):
+            if model is not None:
+                model.to(device)
+        self.spaces.device = device
+        return self
+
+
+def score_set(cfg: Config, dataset: RealDataset, context: QualityContext, label: str,
+              images: SetImages) -> dict:
+    """Every metric of one set {class name: images}, each class capped at eval.metric_samples."""
+    cap = cfg.eval.metric_samples
+    images = {n: x[:cap] for n, x in images.items()}
+    missing = [n for n in dataset.classes if n not in images]
+    if missing:
+        raise ValueError(f"set {label!r} has no samples for class(es) {missing}")
+    scores = _score_set(context.names, context.spaces, dataset, images, context.ref_feats, cfg.eval.seed)
+    logger.info(f"quality {label}: " + ", ".join(f"{k} {v:.4g}" for k, v in scores["overall"].items()
+                                                 if k != "n"))
+    return scores
+
+
 def compute_quality(cfg: Config, dataset: RealDataset,
                     sets: dict[str, SetImages | Callable[[], SetImages]], *,
                     run_dir: Optional[str | Path] = None, device: str = "cpu",
@@ -202,47 +271,21 @@ def compute_quality(cfg: Config, dataset: RealDataset,
     values; ``feature_spaces`` names the space of every value key; ``reference`` says what they are
     measured against.
     """
-    names = validate_metrics(cfg)
-    if dataset.kind != "image":
-        raise ConfigError(f"eval.metrics need images; {dataset.name} holds {dataset.kind}")
-    cap = cfg.eval.metric_samples
-    reference = real_split(dataset, "test", cap)
-    small = {n: len(x) for n, x in reference.items() if len(x) < 2}
-    if small:
-        raise ConfigError(f"the real test split has fewer than 2 images for class(es) {small}; raise "
-                          "data.test_fraction")
+    result = quality_header(cfg, dataset)
     sets = dict(sets)
-    result = {"metrics": names, "metric_samples": cap,
-              "reference": "the real test split per class, never the training images the generators "
-                           "were fitted on",
-              "reference_sizes": {n: int(len(x)) for n, x in reference.items()},
-              "feature_spaces": feature_spaces(cfg, names, dataset.sample_shape),
-              "direction": dict(DIRECTION),
-              "notes": "domain_fd and prdc live in a classifier trained on this run's real data: they "
-                       "are not comparable with Inception FID/KID or across datasets.",
-              "sets": {}}
-    if "pca" in names and "pca" not in sets:
+    if "pca" in result["metrics"] and "pca" not in sets:
         sets["pca"], result["pca"] = _pca_set(cfg, dataset)
-    if real_baseline and len(dataset.val[1]):
-        val = real_split(dataset, "val", cap)
-        if all(len(x) >= 2 for x in val.values()):
-            sets = {REAL_SET: val, **sets}
-    metric_names = [n for n in names if n != "pca"]
-    spaces = _Spaces(cfg, dataset, metric_names, run_dir, device)
-    ref_feats = {n: spaces.features(x) for n, x in reference.items()}
+    val = real_baseline_set(cfg, dataset) if real_baseline else None
+    if val is not None:
+        sets = {REAL_SET: val, **sets}
+    context = QualityContext(cfg, dataset, run_dir=run_dir, device=device)
     for label, per_class in sets.items():
         if callable(per_class):  # a lazy set is drawn only now, so one set is in memory at a time
             per_class = per_class()
-        per_class = {n: x[:cap] for n, x in per_class.items()}
-        missing = [n for n in dataset.classes if n not in per_class]
-        if missing:
-            raise ValueError(f"set {label!r} has no samples for class(es) {missing}")
-        result["sets"][label] = _score_set(metric_names, spaces, dataset, per_class, ref_feats,
-                                           cfg.eval.seed)
-        logger.info(f"quality {label}: " + ", ".join(f"{k} {v:.4g}" for k, v in
-                                             result["sets"][label]["overall"].items() if k != "n"))
+        result["sets"][label] = score_set(cfg, dataset, context, label, per_class)
     return result
 
 
-__all__ = ["compute_quality", "validate_metrics", "classifier_score", "samples_per_class",
+__all__ = ["compute_quality", "quality_header", "QualityContext", "score_set", "real_baseline_set",
+           "pca_set", "validate_metrics", "classifier_score", "samples_per_class",
            "real_split", "feature_spaces", "ALLOWED", "REAL_SET"]

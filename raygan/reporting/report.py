@@ -1,7 +1,9 @@
 """`raygan report RUN`: plots and a markdown summary of a run folder, the seeds' numbers beside ours.
 
 Reads only the run folder (config.yaml, manifest.json, eval/*.json, members/*/samples.png) and writes
-plots/*.png and report.md; every figure is also an MLflow artifact when tracking is on.
+plots/*.png and report.md; every figure is also an MLflow artifact when tracking is on. A number
+measured on samples drawn anew from the generators instead of the shipped shards (its ``source`` in
+evaluation.json is "regenerated") is marked "(regenerated)" beside it.
 """
 from __future__ import annotations
 
@@ -92,6 +94,17 @@ def _pct(mean: float, std: float) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
+def _source(row: dict) -> str:
+    """The mark beside a number measured on samples drawn anew instead of the shipped shards."""
+    return " (regenerated)" if row.get("source") == "regenerated" else ""
+
+
+REGENERATED_NOTE = ("(regenerated): the shards as written hold too few rows of members 0..T-1 for this "
+                    "T's mixture, so its samples were drawn anew from the generators (floats, not the "
+                    "shipped 8-bit PNGs); every other synthetic number is measured on the shards as "
+                    "written.")
+
+
 # (value key, column title, format) of the sample-quality tables, in the order shown.
 QUALITY_COLUMNS = [
     ("fid", "FID (Inception)", lambda v: f"{v:.2f}"),
@@ -124,7 +137,10 @@ def quality_markdown(q: dict) -> list[str]:
              "of each metric.", "",
              "| set | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for label, row in sets.items():
-        lines.append(f"| {label} | " + " | ".join(c[2](row["overall"][c[0]]) for c in cols) + " |")
+        lines.append(f"| {label}{_source(row)} | " + " | ".join(c[2](row["overall"][c[0]]) for c in cols)
+                     + " |")
+    if any(_source(row) for row in sets.values()):
+        lines += ["", REGENERATED_NOTE]
     lines += ["", "Feature spaces:", ""]
     lines += [f"- {', '.join(keys)}: {space}" for space, keys in spaces.items()]
     lines += ["", "Domain FD is a Frechet distance in the features of a classifier trained on this run's "
@@ -166,14 +182,18 @@ def markdown(run: RunFolder, ev: dict | None, figures: list[Path]) -> str:
                   f"{_pct(ev['trtr']['best_test_acc_mean'], ev['trtr']['best_test_acc_std'])} |"]
         for r in ev["tstr_curve"]:
             name = "single GAN (T = 1)" if r["T"] == 1 else f"EnsGAN-{r['T']}"
-            lines.append(f"| synthetic, {name} | {_pct(r['test_acc_mean'], r['test_acc_std'])} | "
-                         f"{_pct(r['best_test_acc_mean'], r['best_test_acc_std'])} |")
+            lines.append(f"| synthetic, {name} | {_pct(r['test_acc_mean'], r['test_acc_std'])}{_source(r)} | "
+                         f"{_pct(r['best_test_acc_mean'], r['best_test_acc_std'])}{_source(r)} |")
         if ev.get("pca_tstr"):
             p = ev["pca_tstr"]
             lines.append(f"| synthetic, PCA baseline (seed 003) | "
                          f"{_pct(p['test_acc_mean'], p['test_acc_std'])} | "
                          f"{_pct(p['best_test_acc_mean'], p['best_test_acc_std'])} |")
-        lines += ["", f"TRTS (real-trained classifier on synthetic samples): {100 * ev['trts']:.1f} %", ""]
+        if any(_source(r) for r in ev["tstr_curve"]):
+            lines += ["", REGENERATED_NOTE]
+        trts_on = {"shards": " (on the shards as written)", "regenerated": " (regenerated)"}
+        lines += ["", f"TRTS (real-trained classifier on synthetic samples): {100 * ev['trts']:.1f} %"
+                  f"{trts_on.get(ev.get('trts_source'), '')}", ""]
         if ev.get("recursive"):
             lines += ["## Recursive training (seed 002, Experiment 3)", "",
                       "Each round trains the GANs anew on the previous round's set plus "
@@ -182,7 +202,7 @@ def markdown(run: RunFolder, ev: dict | None, figures: list[Path]) -> str:
                       "| round | GAN training set per class (mean) | TSTR test accuracy % |", "|---|---|---|"]
             lines += [f"| {r['round']} | "
                       f"{'-' if r['train_size_mean'] is None else format(r['train_size_mean'], '.0f')} | "
-                      f"{_pct(r['test_acc_mean'], r['test_acc_std'])} |" for r in ev["recursive"]]
+                      f"{_pct(r['test_acc_mean'], r['test_acc_std'])}{_source(r)} |" for r in ev["recursive"]]
             lines.append("")
         if ev.get("quality"):
             lines += quality_markdown(ev["quality"])

@@ -5,6 +5,7 @@ from raygan.data import load_dataset
 from raygan.ensemble.members import train_independent
 from raygan.evaluation.curves import ensemble_size_curve, on_the_fly, synthetic_set
 from raygan.runs import RunFolder
+from raygan.synthesis.shards import mixture_weights, write_shards
 
 
 def _trained(tiny_digits_cfg, *overrides):
@@ -12,6 +13,7 @@ def _trained(tiny_digits_cfg, *overrides):
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
     train_independent(cfg, ds, run)
+    write_shards(cfg, ds, run, mixture_weights(cfg, ds, run))  # the curve measures the shards
     return cfg, ds, run
 
 

@@ -237,6 +237,8 @@ def test_evaluate_run_stores_quality_per_T_and_the_report_shows_it(tiny_digits_c
     run = RunFolder.for_config(cfg)
     run.write_config(cfg)
     train_independent(cfg, ds, run)
+    from raygan.synthesis.shards import mixture_weights, write_shards
+    write_shards(cfg, ds, run, mixture_weights(cfg, ds, run))  # the evaluation measures the shards
     evaluate_run(cfg, ds, run)
     ev = json.loads((run.path / "eval" / "evaluation.json").read_text())
     q = ev["quality"]

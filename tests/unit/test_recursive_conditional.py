@@ -81,6 +81,8 @@ def test_recursive_rounds_are_evaluated_round_by_round_and_reported(raygan_logs,
     run = RunFolder.for_config(cfg)
     run.write_config(cfg)
     train_independent(cfg, ds, run)
+    from raygan.synthesis.shards import mixture_weights, write_shards
+    write_shards(cfg, ds, run, mixture_weights(cfg, ds, run))  # the evaluation measures the shards
     raygan_logs.clear()
     lines = raygan_logs
     result = evaluate_run(cfg, ds, run)

@@ -1,0 +1,290 @@
+"""The evaluation as units of work: the list of jobs, the function that runs one, the one that assembles.
+
+``evaluation_jobs`` lists them, ``run_job`` runs one and returns what it computed (plain data, and the
+reference classifier's model), ``assemble`` turns every job's result into evaluate_run's result (the
+format of eval/evaluation.json). raygan.evaluation.curves.evaluate_run runs the jobs in a loop in this
+process; raygan.cluster.evaluation runs each as its own Ray task. A job is a pure function of the
+config, the dataset, the measured set (raygan.evaluation.measured), the run's generators and the
+results of the jobs it names in ``needs``, seeded from raygan.seeds, so both give the same numbers.
+
+The jobs, each one classifier training or one set's quality metrics (issue 12: about a hundred
+classifiers at the papers' protocol):
+
+- ``trtr`` r: classifier r on the real training split; r = 0 is the reference: it keeps its model
+  (the filter of eval.filter_rho) and scores TRTS on the shipped set;
+- ``tstr`` T r: classifier r on the size-T set (shards or regenerated, raygan.evaluation.measured);
+  on-the-fly generation draws fresh samples every epoch instead (always regenerated);
+- ``mixed`` i r: real + ratio_i x the shipped set (eval.mixing); ``pca_tstr`` r: seed 003's baseline;
+  ``recursive`` round r: a recursive-training round's generators;
+- ``quality_setup``: the feature extractors and reference features, once; ``quality`` label: one
+  set's metrics ("real (val)", "T=1", ..., "pca").
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from raygan import seeds
+from raygan.config import Config
+from raygan.data import RealDataset
+from raygan.evaluation import curves
+from raygan.evaluation.measured import REGENERATED, SHARDS, MeasuredSet, pick_rows
+from raygan.evaluation.protocols import ClassifierRun, ProtocolResult, filter_by_classifier, trts
+from raygan.runs import RunFolder
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = ("trtr", 0, 0, "")
+QUALITY_SETUP = ("quality_setup", 0, 0, "")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: ``index`` is T (tstr, quality), the mixing ratio's position or the round."""
+    kind: str
+    index: int = 0
+    repeat: int = 0
+    label: str = ""
+    needs: tuple = ()
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.index, self.repeat, self.label)
+
+
+def t_max(cfg: Config) -> int:
+    return cfg.eval.max_ensemble or cfg.ensemble.members
+
+
+def evaluation_jobs(cfg: Config, dataset: RealDataset, *, mixing: bool = False) -> list[Job]:
+    """Every unit of work of evaluate_run, each after the jobs it needs."""
+    R = range(cfg.eval.repeats)
+    jobs = [Job("trtr", repeat=r) for r in R]
+    tstr_needs = (REFERENCE,) if cfg.eval.filter_rho is not None and not cfg.eval.on_the_fly else ()
+    jobs += [Job("tstr", index=T, repeat=r, needs=tstr_needs) for T in range(1, t_max(cfg) + 1) for r in R]
+    if mixing:
+        jobs += [Job("mixed", index=i, repeat=r) for i in range(len(cfg.eval.mixing_ratios)) for r in R]
+    if cfg.train.recursive_rounds:
+        jobs += [Job("recursive", index=i, repeat=r) for i in range(cfg.train.recursive_rounds + 1)
+                 for r in R]
+    if cfg.eval.metrics:
+        if "pca" in cfg.eval.metrics:
+            jobs += [Job("pca_tstr", repeat=r) for r in R]
+        from raygan.metrics.quality import REAL_SET, real_baseline_set
+
+        jobs.append(Job("quality_setup"))
+        labels = ([REAL_SET] if real_baseline_set(cfg, dataset) is not None else []) + \
+            [f"T={T}" for T in range(1, t_max(cfg) + 1)] + (["pca"] if "pca" in cfg.eval.metrics else [])
+        jobs += [Job("quality", index=0, label=label, needs=(QUALITY_SETUP,)) for label in labels]
+    return jobs
+
+
+class EvalInputs:
+    """What the jobs read, with the set they built last (and the shipped set) kept for the next job of
+    the same process."""
+
+    def __init__(self, cfg: Config, dataset: RealDataset, measured: MeasuredSet, run: RunFolder):
+        self.cfg, self.dataset, self.measured, self.run = cfg, dataset, measured, run
+        self._sets: dict[tuple, Any] = {}
+
+    def _sizes(self, quality: bool) -> dict[str, int]:
+        from raygan.metrics.quality import samples_per_class
+
+        if quality:
+            return {n: samples_per_class(self.cfg, self.dataset, n) for n in self.dataset.classes}
+        return {n: self.cfg.ensemble.samples_per_class or self.dataset.train_sizes()[n]
+                for n in self.dataset.classes}
+
+    def synthetic(self, T: int, *, quality: bool = False) -> tuple[tuple[torch.Tensor, torch.Tensor], str]:
+        """The size-T set (the classifiers' N_g per class, or the quality metrics' size) and its source."""
+        key = (T, quality)
+        if key not in self._sets:
+            # Jobs come grouped by set: keep the shipped set and the latest one, not every T's in memory.
+            shipped = (self.cfg.ensemble.members, False)
+            self._sets = {k: v for k, v in self._sets.items() if k == shipped}
+            rows = pick_rows(self.run, self.cfg, self.dataset, self.measured, T, self._sizes(quality))
+            if rows is not None:
+                self._sets[key] = (self.measured.split(rows), SHARDS)
+            elif quality:
+                self._sets[key] = (curves.quality_draw(self.run, self.cfg, self.dataset, T), REGENERATED)
+            else:
+                self._sets[key] = (curves.synthetic_set(self.run, self.cfg, self.dataset, T,
+                                                        seed=self.cfg.synth.seed), REGENERATED)
+        return self._sets[key]
+
+
+def _classifier(kind: str, run: ClassifierRun, **extra) -> dict:
+    return {"kind": kind, "run": run.to_dict(), **extra}
+
+
+def _tstr(inputs: EvalInputs, job: Job, seed: int, reference: Optional[dict]) -> dict:
+    cfg, dataset, T = inputs.cfg, inputs.dataset, job.index
+    if cfg.eval.on_the_fly:
+        make = curves.on_the_fly(inputs.run, cfg, dataset, T, seed=cfg.synth.seed)
+        fit = curves._fit(cfg, dataset, make(0), seed, epoch_data=make)
+        return _classifier("tstr", fit, on_the_fly=True, source=REGENERATED)
+    train, source = inputs.synthetic(T)
+    extra = {}
+    if reference is not None:
+        keep = filter_by_classifier(reference["model"], *train, rho=cfg.eval.filter_rho)
+        extra["kept_fraction"] = float(keep.float().mean())
+        train = (train[0][keep], train[1][keep])
+    return _classifier("tstr", curves._fit(cfg, dataset, train, seed), source=source, **extra)
+
+
+def _quality(inputs: EvalInputs, job: Job, context) -> dict:
+    from raygan.gan.train import resolve_device
+    from raygan.metrics.quality import REAL_SET, pca_set, real_baseline_set, score_set
+
+    cfg, dataset, label = inputs.cfg, inputs.dataset, job.label
+    context = context.on(str(resolve_device(cfg.train.device)))
+    extra = {}
+    if label == REAL_SET:
+        images, source = real_baseline_set(cfg, dataset), "real"
+    elif label == "pca":
+        (images, extra["pca"]), source = pca_set(cfg, dataset), "pca"
+    else:
+        (x, y), source = inputs.synthetic(int(label.removeprefix("T=")), quality=True)
+        images = {name: x[y == k] for k, name in enumerate(dataset.classes)}
+    return {"kind": "quality", "scores": {**score_set(cfg, dataset, context, label, images),
+                                          "source": source}, **extra}
+
+
+def run_job(inputs: EvalInputs, job: Job, *needed) -> dict:
+    """One job's result; ``needed`` are the results of the jobs in job.needs, in that order."""
+    cfg, dataset = inputs.cfg, inputs.dataset
+    seed = seeds.offset(cfg.eval.seed, job.repeat)
+    if job.kind == "trtr":
+        fit = curves._fit(cfg, dataset, dataset.train_split(), seed)
+        if job.key != REFERENCE:
+            return _classifier("trtr", fit)
+        shipped, source = inputs.synthetic(cfg.ensemble.members)
+        return _classifier("trtr", fit, model=fit.model, trts=trts(fit.model, shipped), trts_source=source)
+    if job.kind == "tstr":
+        return _tstr(inputs, job, seed, needed[0] if needed else None)
+    if job.kind == "mixed":
+        from raygan.evaluation.protocols import mix_real_synthetic
+
+        shipped, source = inputs.synthetic(cfg.ensemble.members)
+        ratio = float(cfg.eval.mixing_ratios[job.index])
+        train = mix_real_synthetic(dataset.train_split(), shipped, ratio, seed=cfg.synth.seed)
+        return _classifier("mixed", curves._fit(cfg, dataset, train, seed), source=source)
+    if job.kind == "pca_tstr":
+        from raygan.evaluation.pca import pca_synthetic_set
+
+        train = pca_synthetic_set(dataset, n_per_class=cfg.ensemble.samples_per_class, seed=cfg.synth.seed)
+        return _classifier("pca_tstr", curves._fit(cfg, dataset, train, seed))
+    if job.kind == "recursive":
+        train, sizes = curves.recursive_set(inputs.run, cfg, dataset, job.index)
+        return _classifier("recursive", curves._fit(cfg, dataset, train, seed), sizes=sizes,
+                           source=REGENERATED)
+    if job.kind == "quality_setup":
+        from raygan.gan.train import resolve_device
+        from raygan.metrics.quality import QualityContext
+
+        # A cache in a URI run folder would be written by whichever worker made it: none there.
+        run_dir = inputs.run.path if inputs.run.uri is None else None
+        context = QualityContext(cfg, dataset, run_dir=run_dir, device=str(resolve_device(cfg.train.device)))
+        return {"kind": "quality_setup", "context": context.on("cpu")}
+    if job.kind == "quality":
+        return _quality(inputs, job, needed[0]["context"])
+    raise ValueError(f"unknown evaluation job {job.kind!r}")
+
+
+def _summary(protocol: str, results: list[dict], **extra) -> dict:
+    runs = [ClassifierRun(**r["run"]) for r in results]
+    summary = ProtocolResult(protocol, runs, dict(extra)).summary()
+    summary["histories"] = [[h["test_acc"] for h in r.history] for r in runs]
+    summary["confusion"] = runs[0].confusion
+    return summary
+
+
+def _group(jobs: list[Job], results: dict, kind: str, index: int = 0) -> list[dict]:
+    return [results[j.key] for j in jobs if j.kind == kind and j.index == index]
+
+
+def _log(name: str, s: dict) -> None:
+    logger.info(f"{name}: test {s['test_acc_mean']:.3f} ± {s['test_acc_std']:.3f}"
+                + (f" ({s['source']})" if s.get("source") else ""))
+
+
+def tstr_rows(cfg: Config, jobs: list[Job], results: dict) -> list[dict]:
+    """The TSTR ensemble-size curve: a row per T (mean +- std over the repeats, histories, source)."""
+    rows = []
+    for T in range(1, t_max(cfg) + 1):
+        group = _group(jobs, results, "tstr", T)
+        extra = {"T": T, "method": cfg.ensemble.method}
+        if cfg.eval.on_the_fly:
+            extra["on_the_fly"] = True
+        if "kept_fraction" in group[0]:
+            extra["kept_fraction"] = group[0]["kept_fraction"]
+        row = _summary("TSTR", group, **extra, source=group[0]["source"])
+        logger.info(f"TSTR T={T}: test {row['test_acc_mean']:.3f} ± {row['test_acc_std']:.3f} (best-test-epoch "
+                    f"{row['best_test_acc_mean']:.3f}; {row['source']})")
+        rows.append(row)
+    return rows
+
+
+def assemble(cfg: Config, dataset: RealDataset, jobs: list[Job], results: dict, *,
+             mixing: bool = False) -> dict:
+    """evaluate_run's result from every job's result {job.key: result}."""
+    trtr = _summary("TRTR", _group(jobs, results, "trtr"))
+    reference = results[REFERENCE]
+    _log("TRTR (real training split)", trtr)
+    result = {"dataset": dataset.name, "classes": dataset.classes, "method": cfg.ensemble.method,
+              "classifier": cfg.eval.arch, "epochs": cfg.eval.epochs, "repeats": cfg.eval.repeats,
+              "trtr": trtr,
+              "tstr_curve": tstr_rows(cfg, jobs, results),
+              "trts": reference["trts"], "trts_source": reference["trts_source"]}
+    logger.info(f"TRTS (real-trained classifier on synthetic samples): {result['trts']:.3f} "
+                f"({result['trts_source']})")
+    if mixing:
+        result["mixing"] = []
+        for i, ratio in enumerate(cfg.eval.mixing_ratios):
+            group = _group(jobs, results, "mixed", i)
+            row = _summary("mixed", group, ratio=float(ratio), source=group[0]["source"])
+            row.pop("histories"), row.pop("confusion")
+            _log(f"mixed ratio {ratio}", row)
+            result["mixing"].append(row)
+    if cfg.train.recursive_rounds:
+        result["recursive"] = [_recursive_row(jobs, results, r) for r in range(cfg.train.recursive_rounds + 1)]
+    if cfg.eval.metrics:
+        if "pca" in cfg.eval.metrics:
+            pca = _summary("TSTR", _group(jobs, results, "pca_tstr"), generator="pca")
+            pca.pop("histories"), pca.pop("confusion")
+            _log("TSTR PCA baseline", pca)
+            result["pca_tstr"] = pca
+        result["quality"] = _quality_result(cfg, dataset, jobs, results)
+    return result
+
+
+def _recursive_row(jobs: list[Job], results: dict, r: int) -> dict:
+    group = _group(jobs, results, "recursive", r)
+    row = _summary("TSTR", group, round=r)
+    row.pop("histories"), row.pop("confusion")
+    known = [v for v in group[0]["sizes"] if v is not None]
+    row.update({"round": r, "train_size_mean": float(np.mean(known)) if known else None,
+                "source": REGENERATED})
+    size = "" if row["train_size_mean"] is None else \
+        f" (GANs trained on {row['train_size_mean']:.0f} images per class on average)"
+    logger.info(f"TSTR recursive round {r}{size}: test {row['test_acc_mean']:.3f} ± {row['test_acc_std']:.3f}")
+    return row
+
+
+def _quality_result(cfg: Config, dataset: RealDataset, jobs: list[Job], results: dict) -> dict:
+    from raygan.metrics.quality import quality_header
+
+    quality = quality_header(cfg, dataset)
+    for job in jobs:
+        if job.kind == "quality":
+            quality["sets"][job.label] = results[job.key]["scores"]
+            if "pca" in results[job.key]:
+                quality["pca"] = results[job.key]["pca"]
+    return quality
+
+
+__all__ = ["Job", "EvalInputs", "evaluation_jobs", "run_job", "assemble", "tstr_rows", "t_max"]
