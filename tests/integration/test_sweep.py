@@ -119,7 +119,9 @@ def _stored_statuses(storage: str) -> dict[str, str]:
 
 
 def test_killed_sweep_driver_is_restored_and_finishes(raygan_logs, ray_session, ray_cfg, shared_root, tmp_path):
-    cfg = _trained(ray_cfg, shared_root, "sweep.name=killed")
+    # Trials of 12 epochs that ASHA never stops early (over a second each here), so that the moment
+    # "one trial finished, another running" lasts long enough for the poll below to see it.
+    cfg = _trained(ray_cfg, shared_root, "sweep.name=killed", "sweep.epochs=[12]", "sweep.grace_period=12")
     storage = str(Path(cfg.output.root, "default", "run", "tune", "killed").resolve())
     config_path = tmp_path / "config.yaml"
     config_path.write_text(cfg.to_yaml())
