@@ -62,9 +62,9 @@ class Mixture:
 
 def load_member_generator(run: RunFolder, entry: dict, device: str | torch.device = "cpu") -> nn.Module:
     """The generator of a manifest entry; a conditional member comes back fixed to its class."""
-    # Checked against the manifest's sha256 (a swapped or truncated file is refused, never used) and
-    # downloaded first on a URI run whose mirror lacks it.
-    path = run.fetch(entry["generator"], sha256=entry.get("generator_sha256"))
+    # A URI run's copy is fetched and checked against the manifest's sha256 here; a local run's file
+    # is checked by load_generator itself (raygan.runs.manifest.verify_member_file), so not twice.
+    path = run.fetch(entry["generator"], sha256=entry.get("generator_sha256") if run.is_remote else None)
     if entry.get("condition") is not None:
         return load_generator(path, device=device, condition=entry["condition"])
     return load_generator(path, device=device)

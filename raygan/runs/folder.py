@@ -221,14 +221,17 @@ class RunFolder:
         naming the file and the fix, on local and URI runs alike."""
         path = self.path / self._rel(rel)
         remote = self.remote()
-        if remote is not None and not (sha256 and path.is_file() and sha256_file(path) == sha256):
-            fs, base = remote
-            _download(fs, self._join(base, self._rel(rel)), path)
-            if sha256 and (actual := sha256_file(path)) != sha256:
-                path.unlink()  # not left in the mirror, where a later reader could take it
-                raise mismatch(self._join(self.location, self._rel(rel)), actual, sha256, path)
-        if sha256:
-            check_sha256(path, sha256, where=self._join(self.location, self._rel(rel)))
+        if remote is None:
+            if sha256:
+                check_sha256(path, sha256, where=self._join(self.location, self._rel(rel)))
+            return path
+        if sha256 and path.is_file() and sha256_file(path) == sha256:
+            return path  # the mirror's copy is the recorded one: no download, no second hash
+        fs, base = remote
+        _download(fs, self._join(base, self._rel(rel)), path)
+        if sha256 and (actual := sha256_file(path)) != sha256:
+            path.unlink()  # not left in the mirror, where a later reader could take it
+            raise mismatch(self._join(self.location, self._rel(rel)), actual, sha256, path)
         return path
 
     def pull_bookkeeping(self) -> None:
