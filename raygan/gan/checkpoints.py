@@ -25,6 +25,17 @@ from raygan.runs.manifest import member_fix, verify_member_file
 
 _PLAIN = (str, int, float, bool, type(None))
 
+# GANConfig fields added after checkpoints existed, with the default that builds the earlier models: a
+# file records them only when they differ, so a default config writes the bytes it always wrote and an
+# earlier checkpoint still resumes (its identity matches); a missing key reads back as the default.
+_ADDED_LATER = {"d_depth": 1}
+
+
+def gan_record(gan: GANConfig) -> dict:
+    """``gan`` as the plain dict raygan's torch files record (see _ADDED_LATER)."""
+    return {k: v for k, v in dataclasses.asdict(gan).items()
+            if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+
 
 def check_plain(obj: Any, where: str = "") -> None:
     """Raise TypeError unless ``obj`` is tensors inside dicts, lists and tuples of plain values:
@@ -106,5 +117,5 @@ def save_generator(G: nn.Module, gan: GANConfig, sample_shape: tuple, path: Path
     is recorded so that load_generator can rebuild it."""
     if isinstance(G, ConditionedGenerator):  # save the model, not its fixed-class view
         G = G.generator
-    save_torch_file({"G": G.state_dict(), "gan": dataclasses.asdict(gan), "sample_shape": sample_shape,
+    save_torch_file({"G": G.state_dict(), "gan": gan_record(gan), "sample_shape": sample_shape,
                      "n_classes": getattr(G, "n_classes", None)}, Path(path))

@@ -10,7 +10,8 @@ inputs by walking the solo module's layers and applying each as a grouped operat
   times the input followed by col2im (its adjoint); Linear is ``baddbmm``;
 - BatchNorm is the native batch norm over the P*C member-channels of a channels-last copy, so every
   member keeps its own batch statistics and its own running statistics (updated in place in the
-  stacked buffers); GroupNorm(1, C) (seed 004's layer norm) normalises each (member, sample);
+  stacked buffers); GroupNorm(1, C) (seed 004's layer norm) normalises each (member, sample); virtual
+  batch norm (seed 003) takes each member's reference rows, which its generator puts in front;
 - Dropout draws each member's mask from that member's own generator, with the call train_gan's
   dropout makes (``bernoulli_`` on a tensor of the solo shape), so a member's masks are the ones it
   would draw training alone from the same generator state;
@@ -38,6 +39,7 @@ from raygan.gan.models.ccgan import CCGANDiscriminator, CCGANGenerator
 from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.gan.models.fc import FCDiscriminator, FCGenerator
 from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator, Maxout
+from raygan.gan.models.vbn import VirtualBatchNorm2d, mix, normalise
 
 
 class Stack:
@@ -175,8 +177,8 @@ class _Dot(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        return grad.unsqueeze(2) * w.unsqueeze(1), torch.bmm(grad.unsqueeze(1), x).squeeze(1)
+        x, w = ctx.saved_tensors  # under bf16 autocast x may be bf16 (after a batch norm), w and grad fp32
+        return grad.unsqueeze(2) * w.unsqueeze(1), torch.bmm(grad.unsqueeze(1), x.to(grad.dtype)).squeeze(1)
 
 
 def _matmul(x: torch.Tensor, w: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -235,6 +237,21 @@ def _group_norm(layer: nn.GroupNorm, prefix: str, ctx: Context, x: torch.Tensor)
                          ).view(x.shape)
 
 
+def _virtual_batch_norm(layer: VirtualBatchNorm2d, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
+    """VirtualBatchNorm2d per member on (P, n_ref + B, H, W, C): the sums over a member's reference
+    rows and over each sample's positions are member_sum's batched matrix products."""
+    n, (P, M, H, W, C) = layer.n_ref, x.shape
+    xf = x.float().reshape(P, M, H * W, C)  # fp32 statistics, as the solo layer's
+    both = torch.cat([xf, xf.square()], dim=3)  # (P, M, HW, 2C): values and squares
+    ref = member_sum(both[:, :n].reshape(P, n * H * W, 2 * C)) / (n * H * W)  # (P, 2C)
+    own = member_sum(both[:, n:].reshape(P * (M - n), H * W, 2 * C)).view(P, M - n, 2 * C) / (H * W)
+    stats = torch.cat([ref.unsqueeze(1).expand(P, n, 2 * C), mix(ref.unsqueeze(1), own, n)], dim=1)
+    mean, mean_sq = stats.unsqueeze(2).split(C, dim=3)  # (P, M, 1, C) each
+    y = normalise(xf, mean, mean_sq, layer.eps)
+    y = _Affine.apply(y.view(P, -1, C), ctx.stack[prefix + "weight"], ctx.stack[prefix + "bias"])
+    return y.view(x.shape).to(x.dtype)
+
+
 def _dropout(layer: nn.Dropout, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
     """train_gan's dropout per member (bernoulli_ mask, scaled by 1 / (1 - p)), each from its own
     generator."""
@@ -284,6 +301,7 @@ def _transcendental(layer: nn.Module, prefix: str, ctx: Context, x: torch.Tensor
 LAYERS: dict[type, Callable] = {
     nn.Conv2d: _conv, nn.ConvTranspose2d: _conv_transpose, nn.Linear: _linear, Maxout: _maxout,
     nn.BatchNorm1d: _batch_norm, nn.BatchNorm2d: _batch_norm, nn.GroupNorm: _group_norm,
+    VirtualBatchNorm2d: _virtual_batch_norm,
     nn.Dropout: _dropout, nn.ReLU: _exact, nn.LeakyReLU: _exact, nn.Tanh: _transcendental,
 }
 
@@ -298,7 +316,11 @@ def _sequential(seq: nn.Sequential, prefix: str, ctx: Context, x: torch.Tensor) 
 
 
 def _dcgan_g(m: DCGANGenerator, prefix: str, ctx: Context, z, y=None) -> torch.Tensor:
-    return _sequential(m.net, prefix + "net.", ctx, z.view(z.shape[0], z.shape[1], 1, 1, -1))
+    if not m.vbn:
+        return _sequential(m.net, prefix + "net.", ctx, z.view(z.shape[0], z.shape[1], 1, 1, -1))
+    ref = ctx.stack[prefix + "vbn_ref"].to(z.dtype)  # (P, n, z_dim): each member's reference rows first
+    h = torch.cat([ref, z], dim=1)
+    return _sequential(m.net, prefix + "net.", ctx, h.view(h.shape[0], h.shape[1], 1, 1, -1))[:, ref.shape[1]:]
 
 
 def _dcgan_d(m: DCGANDiscriminator, prefix: str, ctx: Context, x, y=None) -> torch.Tensor:

@@ -14,7 +14,6 @@ so a resumed run grows exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from raygan.config import GANConfig, TrainConfig
-from raygan.gan.checkpoints import load_generator, load_torch_file, save_generator, save_torch_file
+from raygan.gan.checkpoints import gan_record, load_generator, load_torch_file, save_generator, save_torch_file
 from raygan.gan.levers import PLAIN, Levers, levers_for, solo_models
 from raygan.gan.losses import LOSSES
 from raygan.gan.models import CONDITIONAL, PROGRESSIVE, build_gan, pg_resolutions, pg_schedule
@@ -104,7 +103,7 @@ def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: b
     """What a checkpoint must agree on to be resumed (steps may grow: training then continues, except
     for a progressive GAN, whose growing schedule is laid out over train.steps). The family-specific
     keys appear only for their families, so unconditional checkpoints keep their earlier identity."""
-    identity = {"gan": dataclasses.asdict(gan), "batch_size": train.batch_size, "seed": seed,
+    identity = {"gan": gan_record(gan), "batch_size": train.batch_size, "seed": seed,
                 "n_data": n, "weighted": weighted}
     if n_classes is not None:
         identity["n_classes"] = n_classes
@@ -170,7 +169,7 @@ class _Training:
             "cuda_rng": (self.cuda_rng.get_state() if self.cuda_rng is not None else torch.cuda.get_rng_state(self.device))
             if cuda else None,
             "sampler": self.sampler.state(), "losses": self.losses[:step].cpu(),
-            "sample_shape": shape, "gan": dataclasses.asdict(gan), "n_classes": n_classes,
+            "sample_shape": shape, "gan": gan_record(gan), "n_classes": n_classes,
         }, Path(path))
 
     def resume(self, path: Optional[Path], steps: int) -> int:

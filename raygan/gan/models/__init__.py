@@ -38,7 +38,7 @@ def _dcgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     channels, size = _square(cfg, shape)
     return (DCGANGenerator(z_dim=cfg.z_dim, image_size=size, channels=channels, width=cfg.width,
                            norm=cfg.g_norm),
-            DCGANDiscriminator(image_size=size, channels=channels, width=cfg.width))
+            DCGANDiscriminator(image_size=size, channels=channels, width=cfg.width, depth=cfg.d_depth))
 
 
 def _ccgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
@@ -49,7 +49,8 @@ def _ccgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     k = int(n_classes)
     return (CCGANGenerator(z_dim=cfg.z_dim, n_classes=k, image_size=size, channels=channels,
                            width=cfg.width, norm=cfg.g_norm),
-            CCGANDiscriminator(n_classes=k, image_size=size, channels=channels, width=cfg.width))
+            CCGANDiscriminator(n_classes=k, image_size=size, channels=channels, width=cfg.width,
+                               depth=cfg.d_depth))
 
 
 def _pggan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):

@@ -11,6 +11,9 @@ Section 3.1 of seed 003, kept as written:
   DCGAN's N(0, 0.02) the label channel starts almost invisible and D learned to use it far later (a
   two-class toy then trained both classes to the same images for hundreds of steps).
 
+gan.g_norm=vbn: the reference batch of the body is [z, one_hot(y)] with the classes in turn
+(raygan.gan.models.vbn.reference_latents). gan.d_depth deepens the body of D as DCGAN's.
+
 y holds int64 class indices in [0, n_classes). ``ConditionedGenerator`` fixes the class, so that code
 written for unconditional generators (``G(z)``, ``synth.generate``) samples one class unchanged.
 """
@@ -21,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from raygan.gan.models.vbn import VBN_REF_SIZE, reference_latents
 
 
 class CCGANGenerator(nn.Module):
@@ -28,8 +32,9 @@ class CCGANGenerator(nn.Module):
                  norm: str = "batch"):
         super().__init__()
         self.z_dim, self.n_classes = z_dim, n_classes
+        ref = reference_latents(VBN_REF_SIZE, z_dim, n_classes) if norm == "vbn" else None
         self.body = DCGANGenerator(z_dim=z_dim + n_classes, image_size=image_size, channels=channels,
-                                   width=width, norm=norm)
+                                   width=width, norm=norm, vbn_ref=ref)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(y, self.n_classes).to(z.dtype)
@@ -37,11 +42,11 @@ class CCGANGenerator(nn.Module):
 
 
 class CCGANDiscriminator(nn.Module):
-    def __init__(self, n_classes: int, image_size: int, channels: int, width: int = 64):
+    def __init__(self, n_classes: int, image_size: int, channels: int, width: int = 64, depth: int = 1):
         super().__init__()
         self.n_classes, self.image_size = n_classes, image_size
         self.label_map = nn.Embedding(n_classes, image_size * image_size)
-        self.body = DCGANDiscriminator(image_size=image_size, channels=channels + 1, width=width)
+        self.body = DCGANDiscriminator(image_size=image_size, channels=channels + 1, width=width, depth=depth)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         maps = self.label_map(y).to(x.dtype).view(x.shape[0], 1, self.image_size, self.image_size)
