@@ -11,6 +11,8 @@ the tasks that use them.
 
 Ray Data's own progress output (the "Starting execution" and execution plan lines, progress bars or,
 off a terminal, "Total Progress" logging) is switched off for the write: raygan logs its stages instead.
+Where raygan draws progress bars (raygan.progress: a terminal, or RAYGAN_PROGRESS=1) the synthesis bar
+counts the chunk files in the staging folder while Ray Data writes them.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ray.data.datasource import FilenameProvider
 from raygan.cluster.runtime import task_setup
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.progress import polled
 from raygan.runs import RunFolder
 from raygan.synthesis.shards import PARQUET_OPTIONS, chunk_generator, chunk_table, part_name, synthesize
 
@@ -41,10 +44,10 @@ class _PartNames(FilenameProvider):
         return part_name(task_index).removesuffix("-0.parquet") + ".parquet"
 
 
-def _generate_chunk(batch: dict, run_location: str, cfg_dict: dict) -> pa.Table:
+def _generate_chunk(batch: dict, run_location: str, cfg_dict: dict, classes: list[str]) -> pa.Table:
     task_setup(cfg_dict)
     item = {key: values[0] for key, values in batch.items()}  # batch_size=1: one chunk per batch
-    return chunk_table(chunk_generator(RunFolder.at(run_location), item), item)
+    return chunk_table(chunk_generator(RunFolder.at(run_location), item), item, classes=classes)
 
 
 @contextmanager
@@ -67,12 +70,17 @@ def _quiet_ray_data() -> Iterator[None]:
         progress_log.setLevel(levels[1])
 
 
-def _write_with_ray_data(cfg: Config, run: RunFolder, resources: dict):
+def _write_with_ray_data(cfg: Config, run: RunFolder, resources: dict, classes: list[str]):
     def write(items: list[dict], fs: pafs.FileSystem, staging: str) -> None:
-        with _quiet_ray_data():
+        def written() -> int:
+            found = fs.get_file_info(pafs.FileSelector(staging, allow_not_found=True))
+            return sum(f.path.endswith(".parquet") for f in found)
+
+        with _quiet_ray_data(), polled(written, total=len(items), desc="synthesis", unit="chunk"):
             ds = ray.data.from_items(items, override_num_blocks=len(items))
             ds = ds.map_batches(_generate_chunk, batch_size=1,
-                                fn_kwargs={"run_location": run.location, "cfg_dict": cfg.to_dict()},
+                                fn_kwargs={"run_location": run.location, "cfg_dict": cfg.to_dict(),
+                                           "classes": list(classes)},
                                 num_cpus=resources.get("num_cpus", 1), num_gpus=0)
             ds.write_parquet(staging, filesystem=fs, filename_provider=_PartNames(),
                              mode=SaveMode.OVERWRITE, **PARQUET_OPTIONS)
@@ -83,5 +91,5 @@ def _write_with_ray_data(cfg: Config, run: RunFolder, resources: dict):
 def write_shards(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict[str, list[float]],
                  resources: dict) -> dict:
     """Generate and write the synthetic set with Ray Data; returns the manifest's shards section."""
-    return synthesize(cfg, dataset, run, mixtures, write=_write_with_ray_data(cfg, run, resources),
-                      engine="with Ray Data")
+    write = _write_with_ray_data(cfg, run, resources, dataset.classes)
+    return synthesize(cfg, dataset, run, mixtures, write=write, engine="with Ray Data")

@@ -1,8 +1,8 @@
 """Synthetic shards read back as tensors, without Ray.
 
 Owns the reading side of <run>/shards/: the parquet files raygan.cluster.shards writes, one row per
-synthetic sample with columns ``image`` (PNG bytes from raygan.synthesis.records.encode_png) or ``point`` (a list of
-floats), ``label``, ``class_name``, ``member``, ``method``, ``seed`` and ``index``. Rows come back
+synthetic sample with columns ``image`` (a PNG from raygan.synthesis.records.encode_png, in Hugging Face's
+Image struct of bytes and path, or bare bytes in shards written before) or ``point`` (a list of floats), ``label``, ``class_name``, ``member``, ``method``, ``seed`` and ``index``. Rows come back
 sorted by (label, member, index), so the tensors do not depend on how many files Ray wrote or in
 which order they are listed; ``max_member=T`` keeps members 0..T-1, the synthetic set of an ensemble
 of T (seed 000's accuracy-vs-ensemble-size curves). ``read_shard_rows`` also returns each row's
@@ -36,9 +36,17 @@ def _read_table(path: str | Path) -> pa.Table:
     return pq.read_table(text, partitioning=None)
 
 
+def png_bytes(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
+    """The PNG files of an image column: Hugging Face's Image struct (bytes, path) as raygan writes it,
+    or the bare bytes of shards written before."""
+    if pa.types.is_struct(column.type):
+        column = pc.struct_field(column, "bytes")
+    return column.to_pylist()
+
+
 def _decode_images(column: pa.ChunkedArray) -> torch.Tensor:
     """PNG bytes -> float32 (N, C, H, W) in [-1, 1], the inverse of raygan.synthesis.records.to_uint8."""
-    arrays = [decode_png(data) for data in column.to_pylist()]
+    arrays = [decode_png(data) for data in png_bytes(column)]
     images = np.stack(arrays)
     if images.ndim == 3:  # greyscale PNGs decode to (H, W)
         images = images[..., None]

@@ -10,8 +10,11 @@ the rows per class and member and a checksum per file; a rerun whose plan and fi
 Two writers fill the staging folder: ``write_shards`` here (plain pyarrow, one chunk after the other in
 this process) and raygan.cluster.shards (one Ray Data block per chunk, spread over a cluster). Both
 build each chunk's table with ``chunk_table`` and write it with the same parquet options, so they give
-byte-identical files; the schema is the one Ray Data inferred from synth_records' columns before this
-module existed, so runs synthesized then have the same files too.
+byte-identical files; the columns are those Ray Data inferred from synth_records' before this module
+existed. The schema's metadata describes every column as a Hugging Face `datasets` feature (``label`` a
+ClassLabel named by the run's classes), so ``datasets.load_dataset("parquet", data_dir=<run>/shards)``
+names the labels; shards written before that carry no metadata and are still complete when their
+checksums match the manifest.
 
 A URI run folder (s3://...) gets its shards written straight to storage through the run's pyarrow
 filesystem. On an object store the staged swap is a copy (S3 cannot rename a folder) and a rerun compares
@@ -19,6 +22,7 @@ the files' sizes with the manifest instead of downloading them for their checksu
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -34,6 +38,7 @@ from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
 from raygan.ensemble.mixture import allocate
 from raygan.gan.train import load_generator
+from raygan.progress import track
 from raygan.runs import RunFolder, join_uri, sha256_remote
 from raygan.seeds import synth_chunk
 from raygan.synthesis.records import synth_records
@@ -44,8 +49,36 @@ logger = logging.getLogger(__name__)
 # list<item: double>) and in its order: a table built here and one built by Ray Data write the same bytes.
 _KEY_FIELDS = [("label", pa.int64()), ("class_name", pa.string()), ("member", pa.int64()),
                ("method", pa.string()), ("seed", pa.int64()), ("index", pa.int64())]
-IMAGE_SCHEMA = pa.schema([*_KEY_FIELDS, ("image", pa.binary())])
+# A PNG is stored as Hugging Face `datasets`' Image layout, a struct of the file's bytes and a path (always
+# null: the image lives in the row), so datasets decodes it to a PIL image; pyarrow and pandas read the
+# struct (pandas: a dict per row, its "bytes" the PNG). Shards written before held the bare PNG bytes;
+# raygan.data.shards reads both.
+IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+IMAGE_SCHEMA = pa.schema([*_KEY_FIELDS, ("image", IMAGE_TYPE)])
 POINT_SCHEMA = pa.schema([*_KEY_FIELDS, ("point", pa.list_(pa.float64()))])
+# Each column as a Hugging Face `datasets` feature, in the JSON form datasets keeps under the "huggingface"
+# key of an Arrow schema's metadata. Every feature's Arrow type must equal its column's, or datasets
+# drops it for the plain type: hence the Image struct above, and the points a Sequence of float64 (read
+# by datasets 3 and, as a List, by 4 and 5).
+_VALUE_TYPES = {pa.int64(): "int64", pa.float64(): "float64", pa.string(): "string", pa.binary(): "binary"}
+
+
+def _hf_feature(field: pa.Field, classes: list[str]) -> dict:
+    if field.name == "label":
+        return {"names": list(classes), "_type": "ClassLabel"}
+    if field.type == IMAGE_TYPE:
+        return {"_type": "Image"}
+    if pa.types.is_list(field.type):
+        return {"feature": _hf_feature(field.type.value_field, classes), "length": -1, "_type": "Sequence"}
+    return {"dtype": _VALUE_TYPES[field.type], "_type": "Value"}
+
+
+def shard_schema(columns: pa.Schema, classes: list[str]) -> pa.Schema:
+    """IMAGE_SCHEMA or POINT_SCHEMA with the datasets features of every column: ``label`` a
+    ClassLabel named by ``classes`` (the run's class names, in label order). The metadata only adds to
+    the files: pyarrow, pandas and Ray Data read the same columns and rows with or without it."""
+    features = {field.name: _hf_feature(field, classes) for field in columns}
+    return columns.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
 
 # Parquet options both writers pass explicitly (they are pyarrow's defaults today): pinned so that a
 # change of default in one write path (pq.write_table, or the pyarrow.dataset writer Ray Data uses)
@@ -126,20 +159,23 @@ def chunk_generator(run: RunFolder, item: dict) -> nn.Module:
     return load_generator(path, condition=condition if condition >= 0 else None)
 
 
-def chunk_table(G: nn.Module, item: dict) -> pa.Table:
-    """One chunk's rows as the table both writers write."""
+def chunk_table(G: nn.Module, item: dict, *, classes: list[str]) -> pa.Table:
+    """One chunk's rows as the table both writers write (``classes``: the run's class names)."""
     truncation = float(item["truncation"])
     columns = synth_records(G, count=int(item["count"]), seed=int(item["seed"]),
                             class_index=int(item["class_index"]), class_name=str(item["class_name"]),
                             member=int(item["member"]), method=str(item["method"]),
                             start=int(item["start"]), truncation=truncation if truncation > 0 else None)
-    return records_table(columns)
+    return records_table(columns, classes=classes)
 
 
-def records_table(columns: dict) -> pa.Table:
-    """synth_records' columns as a table with the shard schema (image or point rows)."""
-    schema = IMAGE_SCHEMA if "image" in columns else POINT_SCHEMA
-    return pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
+def records_table(columns: dict, *, classes: list[str]) -> pa.Table:
+    """synth_records' columns as a table with the shard schema (image or point rows) and its features."""
+    schema = shard_schema(IMAGE_SCHEMA if "image" in columns else POINT_SCHEMA, classes)
+    values = dict(columns)
+    if "image" in values:
+        values["image"] = [{"bytes": png, "path": None} for png in values["image"]]
+    return pa.Table.from_pydict({name: values[name] for name in schema.names}, schema=schema)
 
 
 def storage(run: RunFolder) -> tuple[pafs.FileSystem, str]:
@@ -229,14 +265,15 @@ def write_table(table: pa.Table, fs: pafs.FileSystem, path: str) -> None:
     pq.write_table(table, path, filesystem=fs, row_group_size=ROWS_PER_GROUP, **PARQUET_OPTIONS)
 
 
-def _write_here(run: RunFolder) -> Callable[[list[dict], pafs.FileSystem, str], None]:
+def _write_here(run: RunFolder, classes: list[str]) -> Callable[[list[dict], pafs.FileSystem, str], None]:
     def write(items: list[dict], fs: pafs.FileSystem, staging: str) -> None:
         fs.create_dir(staging, recursive=True)
         key, G = None, None
-        for i, item in enumerate(items):  # a member's chunks are consecutive: one load each
+        # a member's chunks are consecutive: one load each
+        for i, item in enumerate(track(items, "synthesis", unit="chunk")):
             if key != (item["generator"], item["condition"]):
                 key, G = (item["generator"], item["condition"]), chunk_generator(run, item)
-            write_table(chunk_table(G, item), fs, f"{staging}/{part_name(i)}")
+            write_table(chunk_table(G, item, classes=classes), fs, f"{staging}/{part_name(i)}")
     return write
 
 
@@ -244,4 +281,5 @@ def write_shards(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: di
                  ) -> dict:
     """Generate and write the synthetic set in this process with plain pyarrow (no Ray); returns the
     manifest's shards section, the same files and section as the Ray Data writer's."""
-    return synthesize(cfg, dataset, run, mixtures, write=_write_here(run), engine="in this process")
+    return synthesize(cfg, dataset, run, mixtures, write=_write_here(run, dataset.classes),
+                      engine="in this process")

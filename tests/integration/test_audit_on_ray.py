@@ -103,7 +103,7 @@ def test_planted_copies_are_flagged_through_ray(digits_run, ray_session, tmp_pat
     shutil.copytree(run, copy)
     train = prepare(cfg)[0].train["5-9"]
     planted = [0, 42, 626]
-    rows = [{"image": png, "label": 1, "class_name": "5-9", "member": 1, "method": "independent",
+    rows = [{"image": {"bytes": png, "path": None}, "label": 1, "class_name": "5-9", "member": 1, "method": "independent",
              "seed": 0, "index": 10_000 + i} for i, png in enumerate(encode_png(train[planted]))]
     schema = pq.read_schema(next((copy / "shards").glob("*.parquet")))
     planted_file = copy / "shards" / "zz-copies.parquet"

@@ -85,7 +85,7 @@ def test_cifar2_config_runs_end_to_end_on_rgb_files(ray_session, tmp_path):
     run = RunFolder(result["run_dir"])
     table = pq.read_table(run.path / "shards")
     assert Counter(table["class_name"].to_pylist()) == {"0-4": 54, "5-9": 54}  # 60 per class - val
-    assert decode_png(table["image"][0].as_py()).shape == (32, 32, 3)
+    assert decode_png(table["image"][0].as_py()["bytes"]).shape == (32, 32, 3)
     evaluation = json.loads((run.path / "eval" / "evaluation.json").read_text())
     assert evaluation["classes"] == ["0-4", "5-9"]
     quality = evaluation["quality"]["sets"]
@@ -107,7 +107,7 @@ def test_progressive_and_layernorm_members_train_and_synthesize_on_ray(ray_sessi
         table = pq.read_table(run.path / "shards")
         assert len(table) == 1257
         from raygan.synthesis.records import decode_png
-        assert decode_png(table["image"][0].as_py()).shape == (8, 8)
+        assert decode_png(table["image"][0].as_py()["bytes"]).shape == (8, 8)
 
 
 def test_evaluation_as_a_ray_task_writes_the_same_results(raygan_logs, ray_session, ray_cfg):

@@ -30,7 +30,7 @@ def test_independent_digits_pipeline_shards_read_back_without_raygan(raygan_logs
     table = pq.read_table(run.path / "shards")
     assert set(table.column_names) == {"image", "label", "class_name", "member", "method", "seed",
                                        "index"}
-    image = decode_png(table["image"][0].as_py())
+    image = decode_png(table["image"][0].as_py()["bytes"])
     assert image.shape == (8, 8) and image.dtype == np.uint8
     assert set(table["label"].to_pylist()) == {0, 1}
     assert set(table["method"].to_pylist()) == {"independent"}

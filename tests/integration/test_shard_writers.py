@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pyarrow.parquet as pq
 import pytest
 
 from raygan.cluster.pipeline import prepare, run_synth, run_train
@@ -50,6 +51,9 @@ def test_ray_data_and_plain_writers_give_identical_shards(base, raygan_logs, ray
     for name in ray_files:
         assert sha256_file(plain.path / "shards" / name) == sha256_file(by_ray.path / "shards" / name), name
     assert section == by_ray.manifest()["shards"] == plain.manifest()["shards"]
+    # Ray Data keeps the tables' schema metadata: the datasets features with the run's class names
+    features = json.loads(pq.read_schema(by_ray.path / "shards" / ray_files[0]).metadata[b"huggingface"])
+    assert features["info"]["features"]["label"] == {"names": dataset.classes, "_type": "ClassLabel"}
     assert not (plain.path / "shards.tmp").exists()
 
     # Either writer takes the other's shards as complete: nothing rewritten.

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -66,7 +67,8 @@ def _decoded_by_hand(folder) -> tuple[torch.Tensor, torch.Tensor]:
     """The shards read with plain pyarrow and PIL, sorted by (label, member, index)."""
     table = pq.read_table(str(folder), partitioning=None).sort_by(
         [("label", "ascending"), ("member", "ascending"), ("index", "ascending")])
-    images = np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in table["image"].to_pylist()])
+    pngs = pc.struct_field(table["image"], "bytes").to_pylist()  # Hugging Face's Image struct
+    images = np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in pngs])
     x = torch.from_numpy(images[:, None].astype(np.float32)) / 127.5 - 1.0
     return x, torch.tensor(table["label"].to_pylist(), dtype=torch.int64)
 

@@ -37,7 +37,7 @@ _SCRIPT = textwrap.dedent("""
 
     table = pq.read_table(run.path / "shards", partitioning=None)
     counts = Counter(zip(table["class_name"].to_pylist(), table["member"].to_pylist()))
-    shapes = {decode_png(table["image"][i].as_py()).shape for i in range(0, len(table), 50)}
+    shapes = {decode_png(table["image"][i].as_py()["bytes"]).shape for i in range(0, len(table), 50)}
     assert job_function("evaluate", cfg, None) is evaluate_job
     result = evaluate_job(cfg, prepared=(dataset, run), audit=True)
     # the CLI's evaluate (its own evaluation, no audit), audit (up to date: skipped) and report
