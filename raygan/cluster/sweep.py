@@ -169,10 +169,13 @@ def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, run_dir: str) -
 class SweepMLflowCallback(MLflowLoggerCallback):
     """MLflowLoggerCallback that tags each run with its trial id and, for a trial restored after a
     crash, logs into the run it already has instead of opening a second one."""
+    # Class defaults too: a callback pickled (tuner.pkl) before these options existed restores with them.
+    metrics, step_key, params_of = _LOGGED_METRICS, "training_iteration", dict
 
-    def __init__(self, *, storage: str, **kwargs):
+    def __init__(self, *, storage: str, metrics: tuple = _LOGGED_METRICS,
+                 step_key: str = "training_iteration", params_of=dict, **kwargs):
         super().__init__(**kwargs)
-        self.storage = storage
+        self.storage, self.metrics, self.step_key, self.params_of = storage, metrics, step_key, params_of
 
     def _existing_run(self, trial) -> Optional[str]:
         client = self.mlflow_util._get_client()
@@ -194,21 +197,23 @@ class SweepMLflowCallback(MLflowLoggerCallback):
                 run_id = self.mlflow_util.start_run(tags=tags, run_name=str(trial)).info.run_id
             self._trial_runs[trial] = run_id
         if not self.log_params_on_trial_end:
-            self.mlflow_util.log_params(run_id=self._trial_runs[trial], params_to_log=trial.config)
+            self.mlflow_util.log_params(run_id=self._trial_runs[trial],
+                                        params_to_log=self.params_of(trial.config))
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         # One batch per epoch: the stock callback commits each metric on its own (about 1 s a
         # result on a busy sqlite store), which slows Tune's event loop.
         from mlflow.entities import Metric
 
-        step = int(result.get("training_iteration") or iteration)
+        step = int(result.get(self.step_key) or iteration)
         now = int(result.get("timestamp") or time.time()) * 1000
-        metrics = [Metric(key, float(result[key]), now, step) for key in _LOGGED_METRICS
+        metrics = [Metric(key, float(result[key]), now, step) for key in self.metrics
                    if isinstance(result.get(key), (int, float))]
         self.mlflow_util._get_client().log_batch(self._trial_runs[trial], metrics=metrics)
 
 
-def _mlflow_callback(cfg: Config, run: RunFolder, storage: str) -> list:
+def _mlflow_callback(cfg: Config, run: RunFolder, storage: str, **options) -> list:
+    """The driver's MLflow callback (``options``: SweepMLflowCallback's metrics and step_key)."""
     if not cfg.tracking.enabled:
         return []
     import mlflow
@@ -219,8 +224,8 @@ def _mlflow_callback(cfg: Config, run: RunFolder, storage: str) -> list:
     use_tracking_uri(mlflow, uri)
     ensure_experiment(mlflow, cfg)  # created here, by one process, with its artifact location
     tags = {"raygan.job": "sweep", "raygan.sweep": cfg.sweep.name, "raygan.run_dir": str(run.path),
-            "raygan.sweep_storage": storage}
-    return [SweepMLflowCallback(storage=storage, tracking_uri=uri,
+            "raygan.sweep_storage": storage, "raygan.sweep_target": cfg.sweep.target}
+    return [SweepMLflowCallback(storage=storage, tracking_uri=uri, **options,
                                 experiment_name=f"raygan/{cfg.output.experiment}", tags=tags)]
 
 
@@ -290,8 +295,12 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     Returns {"best": row of the trial with the highest validation accuracy at any epoch (its config,
     best_val_acc, test_acc_at_best_val and last-epoch figures), "trials": [row per trial],
     "storage": Tune's experiment path, "restored": whether an earlier experiment was resumed,
-    "counts": trials per status, "mlflow": how trials map to MLflow runs}.
+    "counts": trials per status, "mlflow": how trials map to MLflow runs}. sweep.target=gan runs the
+    GAN search of raygan.cluster.sweep_gan instead (no trained run folder needed).
     """
+    if cfg.sweep.target == "gan":
+        from raygan.cluster.sweep_gan import run_gan_sweep
+        return run_gan_sweep(cfg, address)
     values = sweep_values(cfg)
     dataset = load_dataset(cfg.data)
     _check_values(values, dataset)
