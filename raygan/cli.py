@@ -80,6 +80,8 @@ def cmd_demo(args) -> None:
 def cmd_job(args) -> None:
     from raygan.cluster.entry import run_job
 
+    if getattr(args, "target", None):  # raygan sweep --target gan: the same as --set sweep.target=gan
+        args.overrides = [*args.overrides, f"sweep.target={args.target}"]
     raise SystemExit(run_job(args.job, args))
 
 
@@ -93,6 +95,19 @@ def cmd_report(args) -> None:
         raise ConfigError(str(err)) from err
     if remote is not None:  # written through the mirror, so already in storage
         print(f"report written to {remote.location}/report.md")
+
+
+def cmd_export(args) -> None:
+    from raygan.tools.export import check_out, export_run, summary_line
+
+    check_out(args.out)  # before a URI run is pulled
+    remote = _pull_remote_run(args.run)
+    summary = export_run(remote.path if remote else args.run, args.out, fmt=args.format, force=args.force,
+                         location=remote.location if remote else None)
+    if summary["audit"]["forced"]:
+        print(f"warning: exported with --force although the audit verdict is {summary['audit']['verdict']} "
+              f"(recorded in {Path(args.out) / 'export.json'})", file=sys.stderr)
+    print(summary_line(summary, args.out))
 
 
 def _pull_remote_run(location: str):
@@ -169,6 +184,19 @@ def cmd_plan(args) -> None:
     print(json.dumps(plan, indent=2) if args.json else format_plan(plan, str(args.config)))
 
 
+def _export_parser(sub) -> None:
+    """`raygan export RUN --out DIR`: the shards as class folders of PNG files (raygan.tools.export)."""
+    p = sub.add_parser("export", help="a run's synthetic shards as PNG files in class folders "
+                                      "(torchvision ImageFolder), with provenance.csv and export.json")
+    p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run> (a path or a URI)")
+    p.add_argument("--format", choices=["imagefolder"], default="imagefolder",
+                   help="imagefolder: DIR/<class>/<member>-<index>.png")
+    p.add_argument("--out", required=True, help="the folder to create (absent or empty)")
+    p.add_argument("--force", action="store_true",
+                   help="export even if the audit warned, is out of date or is missing (recorded)")
+    p.set_defaults(func=cmd_export)
+
+
 def _bench_parser(sub) -> None:
     """`raygan bench NAME` and the options of every benchmark (raygan.tools.bench.BENCHMARKS)."""
     p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
@@ -232,11 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
                            aliases=["synth"] if job == "synthesize" else [])
         p.add_argument("--address", default=None,
                        help="Ray cluster address (else RAY_ADDRESS, else a local Ray)")
+        if job == "sweep":
+            p.add_argument("--target", choices=["classifier", "gan"], default=None,
+                           help="what to search (sets sweep.target): classifier settings over a "
+                                "trained run, or gan: GAN/train settings of sweep.gan_space")
         p.set_defaults(func=cmd_job, job=job)
 
     p = sub.add_parser("report", help="plots and a markdown summary of a run folder")
     p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run>")
     p.set_defaults(func=cmd_report)
+
+    _export_parser(sub)
 
     audit_set = ("override of the run's config, audit.*, cluster.* or tracking.* only, e.g. "
                  "--set audit.chunk_size=4096 (repeatable)")

@@ -164,6 +164,12 @@ def _check_list_items(cfg: Config) -> None:
                  "a number >= 0")
     _check_items("sweep.members", s.members, lambda x: _whole(x) and x >= 1, "a whole number >= 1",
                  empty=True)
+    if s.gan_space and s.target != "gan":
+        raise ConfigError("sweep.gan_space is set but sweep.target=classifier; set sweep.target: gan "
+                          "(raygan sweep --target gan) or remove sweep.gan_space")
+    if s.gan_space:  # every key and value through this schema (points applied with gan_space emptied)
+        from raygan.evaluation.gan_trial import check_gan_space
+        check_gan_space(cfg)
     gpus = cfg.cluster.gpus_per_member
     if gpus is not None and gpus > 1 and gpus != int(gpus):
         # Ray schedules fractions of one GPU only: 1.5 GPUs cannot be placed on any node.
@@ -220,9 +226,12 @@ def _check_relations(cfg: Config) -> None:
     if t.recursive_rounds and g.family == "ccgan":
         raise ConfigError("train.recursive_rounds is not supported with gan.family=ccgan (its "
                           "synthetic rounds would need labels); use gan.family=dcgan")
-    if g.g_norm == "layer" and g.family not in ("dcgan", "ccgan"):
-        raise ConfigError(f"gan.g_norm=layer is seed 004's DCGAN generator; gan.family={g.family} "
-                          "has its own normalisation; set gan.g_norm=batch")
+    if g.g_norm != "batch" and g.family not in ("dcgan", "ccgan"):
+        raise ConfigError(f"gan.g_norm={g.g_norm} is a DCGAN/CCGAN generator's (seed 004's layer, seed "
+                          f"003's vbn); gan.family={g.family} has its own normalisation; set gan.g_norm=batch")
+    if g.d_depth != 1 and g.family not in ("dcgan", "ccgan"):
+        raise ConfigError(f"gan.d_depth={g.d_depth} deepens the DCGAN/CCGAN discriminator (seed 003); "
+                          f"gan.family={g.family} has its own; set gan.d_depth=1")
     if d.name in ("mnist", "fashion_mnist", "cifar10", "svhn", "imagefolder", "parquet") and \
             d.root is None:
         raise ConfigError(f"data.name={d.name} reads its files from data.root, which is not set; set "

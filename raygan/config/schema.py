@@ -72,8 +72,13 @@ class GANConfig:
                      "all classes), pggan (progressively growing GAN, seed 000, up to 128 px) or fc "
                      "(seed 002's fully connected GAN).",
                      choices=("mlp2d", "dcgan", "ccgan", "pggan", "fc"))
-    g_norm: str = _f("batch", "Normalisation in the DCGAN/CCGAN generator: batch (DCGAN) or layer "
-                     "(seed 004's LayerNorm generator).", choices=("batch", "layer"))
+    g_norm: str = _f("batch", "Normalisation in the DCGAN/CCGAN generator: batch (DCGAN), layer "
+                     "(seed 004's LayerNorm generator) or vbn (seed 003's virtual batch norm, Salimans "
+                     "et al.: statistics of a fixed reference batch plus the sample itself, so no "
+                     "sample depends on the rest of its batch).", choices=("batch", "layer", "vbn"))
+    d_depth: int = _f(1, "Seed 003's discriminator depth D (dcgan, ccgan): D - 1 extra stride-1 3x3 "
+                      "conv + norm + LeakyReLU blocks after each downsampling stage; 1 is DCGAN's "
+                      "discriminator exactly.", minimum=1)
     pg_start_size: int = _f(4, "PG-GAN: resolution training starts at; it doubles up to the image "
                             "size.", minimum=4)
     pg_fade_fraction: float = _f(0.5, "PG-GAN: fraction of each resolution's steps spent fading the new "
@@ -254,6 +259,9 @@ class EvalConfig:
                                           "downloaded.")
     metric_samples: int = _f(2000, "Samples per class (at most) used by the sample-quality metrics.",
                              minimum=2)
+    tsne_points: int = _f(50, "Real and synthetic samples per class (at most, each) in the report's "
+                          "t-SNE map (seed 001 Figure 1, plots/tsne.png; images only); 0 leaves it out.",
+                          minimum=0)
     seed: int = _f(0, "Seed of the first classifier; repeat r uses seed + r.", minimum=0)
 
 
@@ -276,6 +284,18 @@ class SweepConfig:
     grace_period: int = _f(3, "ASHA: epochs every trial runs before it can be stopped.", minimum=1)
     name: str = _f("sweep", "Tune experiment name; its storage is <run>/tune/<name>; a rerun with the "
                    "same name resumes it.")
+    target: str = _f("classifier", "What the sweep searches: classifier (the downstream classifier "
+                     "over a trained run: the lists above) or gan (GAN/train settings of sweep.gan_space; "
+                     "each trial trains its own small ensemble and is scored on the real validation "
+                     "split).", choices=("classifier", "gan"))
+    gan_space: dict = _f({}, "sweep.target=gan: {dotted key: values}, e.g. {gan.width: [8, 16]}; a list "
+                         "is a grid, {choice: [...]}, {uniform: [lo, hi]}, {loguniform: [lo, hi]}, "
+                         "{randint: [lo, hi]} (whole numbers, hi included) are sampled sweep.num_samples "
+                         "times (raygan.evaluation.gan_trial.SPACE_KEYS lists the keys).")
+    gan_rungs: int = _f(1, "sweep.target=gan: a trial trains its GAN steps (train: steps) in this many "
+                        "equal chunks and reports after each (ASHA stops weak trials at a rung; its time "
+                        "is GAN steps).",
+                        minimum=1)
 
 
 @dataclass(frozen=True)
