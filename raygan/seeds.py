@@ -85,6 +85,11 @@ def offset(seed: int, index: int) -> int:
     return seed + index
 
 
+def tsne(eval_seed: int) -> int:
+    """The report's t-SNE map (its random_state): the evaluation's seed."""
+    return eval_seed
+
+
 def grid_gan_points(base: int, gan_index: int) -> int:
     """Seed 000 Table 1: the points drawn from grid GAN ``gan_index``."""
     return base + GRID_GAN_STRIDE * (gan_index + 1)

@@ -18,7 +18,8 @@ def plot_closest_pairs(columns: list[dict], inputs: list[ClassInputs], path: Pat
     training image above the synthetic one, the pixel MSE under it."""
     def show(ax, img: torch.Tensor):
         img = ((img.float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
 
     k = max(1, max(len(c["pairs"]) for c in columns))
     fig = figure(figsize=(0.95 * k + 0.8, 2.15 * len(columns) + 0.3))

@@ -24,6 +24,7 @@ from raygan.audit.render import format_verdict, plot_closest_pairs
 from raygan.audit.statistics import ClassAudit, audit_class, closest_pairs, summarise
 from raygan.config import Config
 from raygan.gan.train import resolve_device
+from raygan.progress import track
 from raygan.runs import RunFolder, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def audit_run(cfg: Config, run_dir: str | Path, *, device: str | torch.device = 
     model = domain_model(dataset, run, resolve_device(device)) if "domain" in cfg.audit.spaces else None
     audits = [audit_class(c.name, c.train, c.holdout, c.synthetic, c.members, shard_index=c.shard_index,
                           spaces=cfg.audit.spaces, domain_model=model,
-                          chunk_size=cfg.audit.chunk_size, device=device) for c in inputs]
+                          chunk_size=cfg.audit.chunk_size, device=device)
+              for c in track(inputs, "audit", unit="class")]
     return finish(cfg, run, inputs, audits, dataset_name=dataset.name)
 

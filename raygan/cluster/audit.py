@@ -22,6 +22,7 @@ from raygan.cluster.runtime import connect, member_resources, task_setup
 from raygan.cluster.tasks import _device_for_task, wait_all
 from raygan.config import Config
 from raygan.evaluation.job import audit_job
+from raygan.progress import progress
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
@@ -51,8 +52,12 @@ def _audit_on_ray(cfg: Config, run: RunFolder, dataset) -> dict:
             dataset, str(run.path), cfg.to_dict())
     refs = {audit_class_task.options(**resources, name=f"audit:{c.name}").remote(
         ray.put(c), model_ref, cfg.to_dict()): c.name for c in inputs}
-    done = wait_all(refs, lambda name, a: logger.info(f"audit: class {name} searched "
-                                              f"({len(a.members)} synthetic samples)"))
+    def searched(name: str, a: ClassAudit) -> None:
+        logger.info(f"audit: class {name} searched ({len(a.members)} synthetic samples)")
+        bar.update(1)
+
+    with progress(total=len(refs), desc="audit", unit="class") as bar:
+        done = wait_all(refs, searched)
     by_name = {a.class_name: a for a in done}
     return finish(cfg, run, inputs, [by_name[c.name] for c in inputs], dataset_name=dataset.name)
 

@@ -23,6 +23,7 @@ import ray
 from raygan.cluster.runtime import task_setup
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.progress import progress
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -62,13 +63,16 @@ def evaluate_on_ray(cfg: Config, dataset: RealDataset, run: RunFolder, resources
                                     *(refs[key] for key in job.needs))
     logger.info(f"evaluate: as a Ray task per unit of work ({len(jobs)} tasks, {resources['num_cpus']:g} "
                 f"CPU, {resources['num_gpus']:g} GPU each); their lines appear in the job's log")
-    pending, t0, last = list(refs.values()), time.perf_counter(), 0.0
-    while pending:
-        done, pending = ray.wait(pending, num_returns=len(pending), timeout=10.0)
-        if pending and time.perf_counter() - last >= 10.0:
-            last = time.perf_counter()
-            logger.info(f"evaluate: {len(jobs) - len(pending)}/{len(jobs)} tasks done "
-                        f"({last - t0:.0f}s)")
+    pending, t0 = list(refs.values()), time.perf_counter()
+    last = t0  # a line every 10 s as before; the bar (where shown) moves every second
+    with progress(total=len(jobs), desc="classifiers", unit="task") as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+            bar.update(len(done))
+            if pending and time.perf_counter() - last >= 10.0:
+                last = time.perf_counter()
+                logger.info(f"evaluate: {len(jobs) - len(pending)}/{len(jobs)} tasks done "
+                            f"({last - t0:.0f}s)")
     keys = list(refs)
     results = dict(zip(keys, ray.get([refs[key] for key in keys])))
     logger.info(f"evaluate: {len(jobs)} tasks done in {time.perf_counter() - t0:.0f}s")

@@ -28,6 +28,7 @@ from raygan.cluster.tasks import (
 from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.ensemble.members import check_classes, member_grid, record_trained
+from raygan.progress import progress
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
 
@@ -71,8 +72,10 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
         for ok in record_trained(run, [entry]):
             tracker.log_member(ok, run.path)
             logger.info(_member_line(counter[0], len(grid), ok, t0))
+        bar.update(1)
 
-    return done + [e for e in wait_all(refs, record) if e.get("status") == "complete"]
+    with progress(total=len(grid), initial=len(done), desc="members", unit="member") as bar:
+        return done + [e for e in wait_all(refs, record) if e.get("status") == "complete"]
 
 
 def _note_cpus(cfg: Config, resources: dict) -> None:
@@ -123,8 +126,10 @@ def _train_packs(cfg: Config, run: RunFolder, tracker: Tracker, todo: list, size
             logger.info(f"{_member_line(counter[0], total, entry, t0)} "
                         f"[pack {i + 1}/{len(packs)}, {entry.get('pack_size', len(entries))} members]")
         complete.extend(ok)
+        bar.update(len(entries))
 
-    wait_all(refs, record)
+    with progress(total=total, initial=first, desc="members", unit="member") as bar:
+        wait_all(refs, record)
     for e in diverged:
         logger.warning(f"class {e['class']} member {e['member']} (pack {e['pack'] + 1}) "
                        f"{e.get('status', 'failed')} in {e.get('attempts', 1)} attempts: "
@@ -173,8 +178,11 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
             tracker.log_member({**ok[0], "class": "_conditional"}, run.path)
             logger.info(f"[{counter[0]}/{len(members)}] conditional member {t}: {ok[0]['steps']} steps in "
                         f"{ok[0]['seconds']:.1f}s (elapsed {time.perf_counter() - t0:.0f}s)")
+        bar.update(len(held))
 
-    return done + [e for entries in wait_all(refs, record) for e in entries if e.get("status") == "complete"]
+    with progress(total=len(members), initial=len(members) - len(todo), desc="members", unit="member") as bar:
+        return done + [e for entries in wait_all(refs, record) for e in entries
+                       if e.get("status") == "complete"]
 
 
 def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:

@@ -28,6 +28,7 @@ from raygan.data import RealDataset
 from raygan.gan.models import CONDITIONAL, PROGRESSIVE
 from raygan.gan.pack import PackMember, train_pack
 from raygan.gan.train import GANDivergedError, TrainResult, load_generator, resolve_device, save_generator, train_gan
+from raygan.progress import track
 from raygan.runs import RunFolder, atomic_write_text, sha256_file
 from raygan.synthesis.generate import generate
 from raygan.synthesis.grids import save_sample_grid
@@ -354,7 +355,7 @@ def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder) -> list
     Ray layer runs the same calls as tasks); ccgan trains T members, each covering every class."""
     entries = []
     units = _training_units(cfg, dataset, run)
-    for i, (label, keys, train) in enumerate(units, start=1):
+    for i, (label, keys, train) in enumerate(track(units, "members", unit="member"), start=1):
         done = [run.member_entry(name, t) for name, t in keys]
         if all(done):
             logger.info(f"[{i}/{len(units)}] {label}: complete, skipped")

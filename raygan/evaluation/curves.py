@@ -26,6 +26,7 @@ from raygan.data import RealDataset
 from raygan.ensemble.mixture import Mixture, load_member_generator
 from raygan.evaluation.measured import members_at, mixture_weights_at
 from raygan.evaluation.protocols import Split, train_classifier
+from raygan.progress import track
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset, measu
     needed = {key for j in tstr for key in j.needs}  # the reference classifier, when filtering
     jobs = [j for j in units.evaluation_jobs(cfg, dataset) if j.key in needed] + tstr
     results: dict = {}
-    for job in jobs:
+    for job in track(jobs, "classifiers", unit="job"):
         results[job.key] = units.run_job(inputs, job, *(results[k] for k in job.needs))
     return units.tstr_rows(cfg, jobs, results)
 
@@ -183,6 +184,6 @@ def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: b
     inputs = units.EvalInputs(cfg, dataset, measured, run)
     jobs = units.evaluation_jobs(cfg, dataset, mixing=mixing)
     results: dict = {}
-    for job in jobs:
+    for job in track(jobs, "classifiers", unit="job"):
         results[job.key] = units.run_job(inputs, job, *(results[k] for k in job.needs))
     return finish_evaluation(run, units.assemble(cfg, dataset, jobs, results, mixing=mixing))

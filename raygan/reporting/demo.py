@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import torch
 
 from raygan.config import Config
+from raygan.data.shards import png_bytes
 from raygan.runs import RunFolder, atomic_write_text
 from raygan.synthesis.grids import save_sample_grid
 from raygan.synthesis.records import decode_png
@@ -23,7 +24,7 @@ def overview_from_shards(shards_dir: Path, path: Path, per_class: int = 10) -> i
     """A grid with one row per class, decoded straight from the parquet shards; returns rows read."""
     table = pq.read_table(shards_dir, columns=["image", "label"])
     labels = np.asarray(table["label"].to_pylist())
-    images = table["image"].to_pylist()
+    images = png_bytes(table["image"])  # Hugging Face's Image struct, or the bare bytes of older shards
     rows = []
     for label in sorted(set(labels.tolist())):
         for i in np.flatnonzero(labels == label)[:per_class]:

@@ -1,7 +1,9 @@
 """`raygan report RUN`: plots and a markdown summary of a run folder, the seeds' numbers beside ours.
 
-Reads only the run folder (config.yaml, manifest.json, eval/*.json, members/*/samples.png) and writes
-plots/*.png and report.md; every figure is also an MLflow artifact when tracking is on. A number
+Reads the run folder (config.yaml, manifest.json, eval/*.json, members/*/samples.png, the shards) and
+writes plots/*.png and report.md; every figure is also an MLflow artifact when tracking is on. Seed
+001's t-SNE map (raygan.metrics.tsne) also needs the real training split: where it cannot be loaded,
+or the data are points, the report says so in one line instead. A number
 measured on samples drawn anew from the generators instead of the shipped shards (its ``source`` in
 evaluation.json is "regenerated") is marked "(regenerated)" beside it.
 """
@@ -82,12 +84,61 @@ def plot_member_grids(run: RunFolder, path: Path) -> Path | None:
             ax.axis("off")
             p = run.path / "members" / c / str(t) / "samples.png"
             if p.exists():
-                ax.imshow(np.asarray(Image.open(p)), cmap="gray")
+                ax.imshow(np.asarray(Image.open(p)), cmap="gray", interpolation="nearest")
             if i == 0:
                 ax.set_title(f"member {t}", fontsize=8)
         axes[i][0].text(-0.1, 0.5, c, transform=axes[i][0].transAxes, ha="right", va="center",
                         fontsize=8)
     return save_figure(fig, path)
+
+
+TSNE_HEADING = "## Real vs synthetic: t-SNE (seed 001, Figure 1)"
+
+
+def _tsne_left_out(run: RunFolder, cfg) -> str | None:
+    from raygan.data import is_points
+    from raygan.synthesis.shards import complete
+
+    shards = run.manifest().get("shards")
+    if is_points(cfg.data.name):
+        return f"{cfg.data.name} holds 2-D points, not images (no domain classifier to embed them)"
+    if cfg.eval.tsne_points == 0:
+        return "eval.tsne_points is 0"
+    if not shards:
+        return "the run has no synthetic shards yet"
+    if not complete(run, shards.get("spec")):
+        return "the shards are incomplete or changed since they were written (checksums unlike manifest.json's)"
+    return None
+
+
+def tsne_section(run: RunFolder, path: Path) -> tuple[Path | None, list[str]]:
+    """Seed 001 Figure 1 (raygan.metrics.tsne) as ``path`` and its report lines, or one line saying
+    why it is left out (points, no shards, eval.tsne_points = 0, real data not loadable here)."""
+    from raygan import seeds
+    from raygan.config import ConfigError, from_dict
+    from raygan.data import load_dataset
+    from raygan.metrics.tsne import plot_tsne, tsne_map
+
+    cfg = from_dict(run.saved_config())
+    why = _tsne_left_out(run, cfg)
+    if why is None:
+        try:
+            dataset = load_dataset(cfg.data)
+        except (ConfigError, FileNotFoundError) as err:
+            why = f"the real training split could not be loaded here ({err})"
+    if why is not None:
+        return None, [TSNE_HEADING, "", f"Not drawn: {why}.", ""]
+    per_class = cfg.eval.tsne_points
+    tsne = tsne_map(dataset, run.path / "shards", per_class=per_class, seed=seeds.tsne(cfg.eval.seed),
+                    cache=run.path / "eval" / "domain_classifier.pt")
+    n_fake = int(tsne.synthetic.sum())
+    plot_tsne(tsne, path, title=f"{cfg.data.name}: t-SNE of domain-classifier features")
+    return path, [TSNE_HEADING, "",
+                  f"{len(tsne.synthetic) - n_fake} real samples (training split) and {n_fake} synthetic "
+                  f"ones (the shards as written), at most {per_class} of each per class, in the features "
+                  "of the run's domain classifier; one colour per class, o real, x synthetic. Circles "
+                  "with no crosses near them are real modes the generators missed; crosses far from "
+                  "every circle are samples unlike the real ones.", "", f"![tsne](plots/{path.name})", ""]
 
 
 def _pct(mean: float, std: float) -> str:
@@ -163,7 +214,7 @@ def quality_markdown(q: dict) -> list[str]:
     return lines
 
 
-def markdown(run: RunFolder, ev: dict | None, figures: list[Path]) -> str:
+def markdown(run: RunFolder, ev: dict | None, figures: list[Path], tsne: list[str] = ()) -> str:
     cfg = yaml.safe_load((run.path / "config.yaml").read_text())
     manifest = run.manifest()
     lines = [f"# raygan report: {run.path.name}", "",
@@ -220,6 +271,7 @@ def markdown(run: RunFolder, ev: dict | None, figures: list[Path]) -> str:
     if table1.exists():
         lines += ["## Seed 000 Table 1 (25-Gaussian grid), ours beside the paper's", "",
                   table1.read_text(), ""]
+    lines += list(tsne)
     lines += ["## Figures", ""] + [f"![{p.stem}](plots/{p.name})" for p in figures]
     return "\n".join(lines) + "\n"
 
@@ -242,11 +294,12 @@ def write_report(run_dir: str | Path, tracker=None) -> Path:
         figures.append(grid)
     if (plots / "grid_members.png").exists():
         figures.append(plots / "grid_members.png")
+    tsne, tsne_lines = tsne_section(run, plots / "tsne.png")
     path = run.path / "report.md"
-    atomic_write_text(path, markdown(run, ev, figures))
+    atomic_write_text(path, markdown(run, ev, figures, tsne=tsne_lines))
     append_privacy_section(run, path)
     if tracker is not None:
-        for f in figures + [path]:
+        for f in figures + ([tsne] if tsne is not None else []) + [path]:
             tracker.log_artifact(f)
     return path
 
