@@ -111,28 +111,52 @@ def _gpu_node_types(config: dict) -> list[str]:
                   and int(spec.get("max_workers", 1) or 0) > 0)
 
 
+def _status_node_types(text: str) -> Optional[list[str]]:
+    """The node lines of `ray status` (its Active and Pending blocks), None before the head's monitor
+    has written a report."""
+    if "Node status" not in text:
+        return None
+    lines, block = [], None
+    for line in text.splitlines():
+        head = line.strip()
+        if head in ("Active:", "Pending:", "Idle:"):
+            block = head
+        elif head.endswith(":") or head.startswith("---") or not head:
+            block = None if head.endswith(":") else block
+        elif block and not head.startswith("("):  # "(no pending nodes)"
+            lines.append(head)
+    return lines
+
+
 def _autoscaler_running() -> bool:
-    """Whether an autoscaler that launches nodes runs: read from Ray's status record (what `ray status`
-    prints), written by the head's monitor on every cluster.
+    """Whether an autoscaler that launches nodes runs, from `ray status` (Ray's public command; it
+    prints the report the head's monitor writes on every cluster).
 
-    The record's autoscaler_report names the node type of every node. A local Ray, or a cluster
-    started by hand with `ray start`, runs Ray's read-only provider, which never launches a node and
-    names each type node_<node id>; any other type name (`ray up`, KubeRay, an autoscaling config)
-    is an autoscaler that can add nodes.
+    The report names the node type of every node. A local Ray, or a cluster started by hand with
+    `ray start`, runs Ray's read-only provider, which never launches a node and names each type
+    node_<node id>; any other type name (`ray up`, KubeRay, an autoscaling config) is an autoscaler
+    that can add nodes. A status command that fails counts as no autoscaler (the GPU check then
+    refuses at once, naming the fix) and is logged.
     """
-    import json
     import re
+    import shutil
+    import subprocess
+    import sys
 
-    from ray.experimental.internal_kv import _internal_kv_get
-
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    command = [ray_cli, "status", f"--address={ray.get_runtime_context().gcs_address}"] if ray_cli \
+        else [sys.executable, "-m", "ray.scripts.scripts", "status",
+              f"--address={ray.get_runtime_context().gcs_address}"]
     deadline = time.monotonic() + _AUTOSCALER_GRACE_S
     while True:
-        raw = _internal_kv_get("__autoscaling_status")
-        report = json.loads(raw).get("autoscaler_report") if raw else None
-        if report is not None:
-            types = {*(report.get("active_nodes") or {}), *(report.get("pending_launches") or {}),
-                     *(report.get("node_type_mapping") or {}).values()}
-            return any(not re.fullmatch(r"node_[0-9a-f]+", t) for t in types)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            nodes = _status_node_types(done.stdout) if done.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError) as err:
+            logger.info(f"cluster: `ray status` failed ({redact(str(err))}); taking it as no autoscaler")
+            return False
+        if nodes is not None:
+            return any(not re.search(r"\bnode_[0-9a-f]+\b", line) for line in nodes)
         if time.monotonic() >= deadline:  # no report yet: a cluster that has just started, no autoscaler
             return False
         time.sleep(0.5)

@@ -148,3 +148,17 @@ def test_autoscaler_adds_gpu_workers_for_queued_members_and_removes_them_when_id
     # idle workers are removed after idle_timeout_minutes (0.1 min here)
     assert out["gpu_nodes_after"] == 0 and counts[-1] == 0
     assert out["drained_s"] - out["trained_s"] < 60
+
+
+def test_ray_status_node_lines_tell_an_autoscaler_from_the_read_only_provider():
+    """`ray status` as Ray 2.60 prints it: node_<id> types are the read-only provider's (no autoscaler)."""
+    from raygan.cluster.runtime import _status_node_types
+
+    by_hand = ("======== Autoscaler status ========\nNode status\n" + "-" * 20 + "\nActive:\n"
+               " 1 node_d64679f140e1298720c5fcad\nPending:\n (no pending nodes)\nRecent failures:\n"
+               " (no failures)\n\nResources\n" + "-" * 20 + "\nTotal Usage:\n 0.0/1.0 CPU\n")
+    assert _status_node_types(by_hand) == ["1 node_d64679f140e1298720c5fcad"]
+    launched = by_hand.replace("node_d64679f140e1298720c5fcad", "ray.head.default").replace(
+        "(no pending nodes)", "ray.worker.gpu, 1 launching")
+    assert _status_node_types(launched) == ["1 ray.head.default", "ray.worker.gpu, 1 launching"]
+    assert _status_node_types("No cluster status.") is None
