@@ -4,19 +4,26 @@ Each trial trains one classifier on synthetic data from the first T members (TST
 or on real + mixing_ratio x synthetic (seed 002 Figure 2; ratio 0 = real only), reports every epoch
 to Tune, and is stopped early by ASHA on the real validation accuracy. The results land in
 ``<run>/tune/<sweep.name>`` (Tune's storage), ``<run>/eval/sweep_best.json`` and
-``<run>/eval/sweep_trials.json``.
+``<run>/eval/sweep_trials.json`` (each trial with the Ray node it ran on).
+
+Several nodes: the training sets (one per T and mixing ratio) are built once on the driver from the
+shards as written (raygan.evaluation.measured's rule, as the evaluation reads them; regenerated from
+the generators only where that rule says so), put in the object store and handed to the trials by
+reference, so a trial reads nothing from the run folder. Tune's storage is the run folder's URI
+(``<run URI>/tune``) when output.root is a URI (s3://..., file:///mnt/shared), reachable from every
+node; a local run folder on a cluster of more than one node is refused before any work.
 
 MLflow: trials never write to the tracking store (several processes racing on a new sqlite store
-fail); the driver logs every trial through Ray's ``MLflowLoggerCallback`` as one MLflow
+fail); the driver logs every trial (raygan.cluster.sweep_mlflow, a Tune callback) as one MLflow
 run tagged ``raygan.sweep=<name>`` and ``raygan.trial_id=<Tune trial id>``, with the trial's
 parameters (lr, batch_size, weight_decay, epochs, arch, mixing_ratio, T, seed, synthetic_only) and
 per-epoch metrics (val_acc, test_acc, train_loss, best_val_acc, test_acc_at_best_val).
 
 Resuming: a rerun with the same ``sweep.name`` restores the Tune experiment
 (``Tuner.restore(resume_errored=True)``) instead of starting over; finished trials are kept and
-unfinished ones start again from epoch 1 (a trial holds no checkpoint: trials are short). Stock
+unfinished ones start again from epoch 1 (a trial holds no checkpoint: trials are short). Ray's stock
 ``MLflowLoggerCallback`` would open a *second* MLflow run for a restored trial (one left RUNNING or
-FAILED, one FINISHED, as seen with Ray 2.60). Here the callback first looks the trial up by its
+FAILED, one FINISHED, as seen with Ray 2.60); raygan's callback first looks the trial up by its
 ``raygan.trial_id`` tag and keeps logging into the run it already has, so a sweep holds one MLflow run
 per trial; a restarted trial's metric history then shows its early epochs twice (the latest values
 are the ones of the finished trial). The returned dict says whether the sweep was restored.
@@ -27,22 +34,23 @@ import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
-from typing import Optional
 
 from ray import tune
-from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 
 from raygan import seeds
 from raygan.cluster.runtime import connect
+from raygan.cluster.sweep_mlflow import SweepMLflowLogger, mlflow_callbacks
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, load_dataset
 from raygan.ensemble.boosting_loop import state_path
-from raygan.runs import RunFolder, atomic_write_text
+from raygan.runs import RunFolder, atomic_write_text, join_uri
 
 logger = logging.getLogger(__name__)
+
+# The tuner.pkl of a sweep started before raygan.cluster.sweep_mlflow names its callback by this path.
+SweepMLflowCallback = SweepMLflowLogger
 
 METRIC = "val_acc"
 _DOWNSTREAM_ARCHS = ("simplecnn", "resnet18", "mlp")  # raygan.evaluation.classifiers.DOWNSTREAM
@@ -128,35 +136,67 @@ def param_space(cfg: Config, values: dict[str, list]) -> dict:
     return space
 
 
-# --- the trial (runs in a Tune worker) ----------------------------------------------------------------
-def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, run_dir: str) -> None:
-    """One classifier: build its training set once, then train, reporting to Tune every epoch.
+# --- the training sets (built once, on the driver) ------------------------------------------------------
+def _set_keys(cfg: Config, values: dict[str, list]) -> list[tuple[int, float]]:
+    """(T, mixing_ratio) of every trial that trains on synthetic samples (ratio 0: the real split)."""
+    return sorted({(int(T), float(r)) for T in values["T"] for r in values["mixing_ratio"]
+                   if cfg.sweep.synthetic_only or r > 0})
 
-    ``run_dir`` is absolute: Tune runs a trial in its own working directory, so a relative
-    output.root would point elsewhere."""
+
+def training_sets(cfg: Config, dataset: RealDataset, run: RunFolder, values: dict[str, list]
+                  ) -> tuple[dict, dict]:
+    """({(T, ratio): (x, y)}, {(T, ratio): source}) of every synthetic or mixed set the grid needs.
+
+    The size-T synthetic set follows raygan.evaluation.measured (the shards as written, or the
+    generators where the shards hold too few rows: source "regenerated"); a mixed set adds ratio x
+    the real count of it to the real split, seeded by synth.seed as before."""
+    from raygan.evaluation.curves import synthetic_set
+    from raygan.evaluation.measured import REGENERATED, SHARDS, load_measured, pick_rows
+    from raygan.evaluation.protocols import mix_real_synthetic
+
+    keys = _set_keys(cfg, values)
+    if not keys:
+        return {}, {}
+    run.pull("shards")  # a URI run: the shards come to this node's mirror (local: a no-op)
+    measured = load_measured(cfg, dataset, run)
+    sizes = {n: cfg.ensemble.samples_per_class or dataset.train_sizes()[n] for n in dataset.classes}
+    synthetic = {}
+    for T in sorted({T for T, _ in keys}):
+        rows = pick_rows(run, cfg, dataset, measured, T, sizes)
+        synthetic[T] = (measured.split(rows), SHARDS) if rows is not None else \
+            (synthetic_set(run, cfg, dataset, T, seed=cfg.synth.seed), REGENERATED)
+    sets = {(T, r): synthetic[T][0] if cfg.sweep.synthetic_only else
+            mix_real_synthetic(dataset.train_split(), synthetic[T][0], r, seed=cfg.synth.seed)
+            for T, r in keys}
+    sources = {(T, r): synthetic[T][1] for T, r in keys}
+    logger.info(f"sweep: {len(sets)} training set(s) built once for every trial "
+                f"({', '.join(f'T={T} ratio={r:g}: {sources[T, r]}' for T, r in keys)})")
+    return sets, sources
+
+
+# --- the trial (runs in a Tune worker) ----------------------------------------------------------------
+def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, sets: dict, sources: dict) -> None:
+    """One classifier on its training set, reporting to Tune every epoch (and the node it runs on).
+
+    ``sets`` maps (T, mixing_ratio) to an object reference of that set (training_sets); a trial that
+    trains on the real split alone finds none."""
+    import ray
     import torch
 
-    from raygan.evaluation.curves import synthetic_set
-    from raygan.evaluation.protocols import mix_real_synthetic, train_classifier
+    from raygan.evaluation.protocols import train_classifier
 
     torch.set_num_threads(max(1, math.floor(cfg.sweep.cpus_per_trial)))
     device = "cuda" if cfg.sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
-    run = RunFolder(Path(run_dir))
-    ratio = float(config["mixing_ratio"])
-    if config["synthetic_only"]:
-        train = synthetic_set(run, cfg, dataset, int(config["T"]), seed=cfg.synth.seed)
-    elif ratio == 0:
-        train = dataset.train_split()
-    else:
-        synthetic = synthetic_set(run, cfg, dataset, int(config["T"]), seed=cfg.synth.seed)
-        train = mix_real_synthetic(dataset.train_split(), synthetic, ratio, seed=cfg.synth.seed)
+    key = (int(config["T"]), float(config["mixing_ratio"]))
+    train = ray.get(sets[key]) if key in sets else dataset.train_split()
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "train_source": sources.get(key, "real")}
     best = {"val_acc": -1.0, "test_acc": float("nan"), "epoch": 0}
 
     def report(record: dict) -> None:
         if record["val_acc"] > best["val_acc"]:
             best.update(val_acc=record["val_acc"], test_acc=record["test_acc"], epoch=record["epoch"])
         tune.report({**record, "best_val_acc": best["val_acc"], "best_val_epoch": best["epoch"],
-                     "test_acc_at_best_val": best["test_acc"], "train_size": len(train[1])})
+                     "test_acc_at_best_val": best["test_acc"], "train_size": len(train[1]), **where})
 
     train_classifier(*train, val=dataset.val, test=dataset.test, n_classes=len(dataset.classes),
                      arch=config["arch"], epochs=int(config["epochs"]), lr=float(config["lr"]),
@@ -165,71 +205,32 @@ def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, run_dir: str) -
                      seed=int(config["seed"]), device=device, on_epoch=report)
 
 
-# --- MLflow from the driver ---------------------------------------------------------------------------
-class SweepMLflowCallback(MLflowLoggerCallback):
-    """MLflowLoggerCallback that tags each run with its trial id and, for a trial restored after a
-    crash, logs into the run it already has instead of opening a second one."""
-    # Class defaults too: a callback pickled (tuner.pkl) before these options existed restores with them.
-    metrics, step_key, params_of = _LOGGED_METRICS, "training_iteration", dict
-
-    def __init__(self, *, storage: str, metrics: tuple = _LOGGED_METRICS,
-                 step_key: str = "training_iteration", params_of=dict, **kwargs):
-        super().__init__(**kwargs)
-        self.storage, self.metrics, self.step_key, self.params_of = storage, metrics, step_key, params_of
-
-    def _existing_run(self, trial) -> Optional[str]:
-        client = self.mlflow_util._get_client()
-        found = client.search_runs(
-            [self.mlflow_util.experiment_id],
-            filter_string=f"tags.`raygan.trial_id` = '{trial.trial_id}'")
-        for run in found:
-            if run.data.tags.get("raygan.sweep_storage") == self.storage:
-                return run.info.run_id
-        return None
-
-    def log_trial_start(self, trial) -> None:
-        if trial not in self._trial_runs:
-            run_id = self._existing_run(trial)
-            if run_id is not None:
-                self.mlflow_util._get_client().update_run(run_id, status="RUNNING")
-            else:
-                tags = {**self.tags, "trial_name": str(trial), "raygan.trial_id": trial.trial_id}
-                run_id = self.mlflow_util.start_run(tags=tags, run_name=str(trial)).info.run_id
-            self._trial_runs[trial] = run_id
-        if not self.log_params_on_trial_end:
-            self.mlflow_util.log_params(run_id=self._trial_runs[trial],
-                                        params_to_log=self.params_of(trial.config))
-
-    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        # One batch per epoch: the stock callback commits each metric on its own (about 1 s a
-        # result on a busy sqlite store), which slows Tune's event loop.
-        from mlflow.entities import Metric
-
-        step = int(result.get(self.step_key) or iteration)
-        now = int(result.get("timestamp") or time.time()) * 1000
-        metrics = [Metric(key, float(result[key]), now, step) for key in self.metrics
-                   if isinstance(result.get(key), (int, float))]
-        self.mlflow_util._get_client().log_batch(self._trial_runs[trial], metrics=metrics)
-
-
-def _mlflow_callback(cfg: Config, run: RunFolder, storage: str, **options) -> list:
-    """The driver's MLflow callback (``options``: SweepMLflowCallback's metrics and step_key)."""
-    if not cfg.tracking.enabled:
-        return []
-    import mlflow
-
-    from raygan.tracking import ensure_experiment, tracking_uri, use_tracking_uri
-
-    uri = tracking_uri(cfg)
-    use_tracking_uri(mlflow, uri)
-    ensure_experiment(mlflow, cfg)  # created here, by one process, with its artifact location
-    tags = {"raygan.job": "sweep", "raygan.sweep": cfg.sweep.name, "raygan.run_dir": str(run.path),
-            "raygan.sweep_storage": storage, "raygan.sweep_target": cfg.sweep.target}
-    return [SweepMLflowCallback(storage=storage, tracking_uri=uri, **options,
-                                experiment_name=f"raygan/{cfg.output.experiment}", tags=tags)]
-
-
 # --- the job ------------------------------------------------------------------------------------------
+def sweep_storage(cfg: Config, run: RunFolder) -> tuple[str, str, Path]:
+    """(Tune's storage_path, the experiment's location, the grid marker's local path): ``<run>/tune``
+    and ``<run>/tune/<sweep.name>``, URIs when the run folder is on a URI (the marker in its mirror,
+    pulled here so that a fresh driver sees it)."""
+    marker = run.path / "tune" / f"{cfg.sweep.name}.sweep.json"
+    if run.is_remote:
+        root = join_uri(run.uri, "tune")
+        run.pull(marker)
+        return root, join_uri(root, cfg.sweep.name), marker
+    root = (run.path / "tune").resolve()
+    return str(root), str(root / cfg.sweep.name), root / marker.name
+
+
+def check_shared_storage(cfg: Config, run: RunFolder) -> None:
+    """A local run folder on a cluster of several nodes is refused: trials on the other nodes could not
+    read it, and Tune (since Ray 2.7) needs a storage_path that every node reaches."""
+    import ray
+
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    if nodes > 1 and not run.is_remote:
+        raise ConfigError(f"output.root {cfg.output.root!r} is a local folder but the Ray cluster has "
+                          f"{nodes} nodes, whose trials cannot reach it; set output.root to shared storage "
+                          "(a URI such as s3://bucket/prefix or file:///mnt/shared)")
+
+
 def _grid_fingerprint(space_values: dict, cfg: Config) -> dict:
     return {"values": space_values, "num_samples": cfg.sweep.num_samples,
             "synthetic_only": cfg.sweep.synthetic_only, "eval_seed": cfg.eval.seed,
@@ -237,13 +238,13 @@ def _grid_fingerprint(space_values: dict, cfg: Config) -> dict:
             "samples_per_class": cfg.ensemble.samples_per_class, "weights": cfg.ensemble.weights}
 
 
-def _check_same_grid(marker: Path, fingerprint: dict, name: str) -> None:
+def _check_same_grid(marker: Path, fingerprint: dict, name: str, storage: str) -> None:
     """A restore keeps the stored grid; refuse a rerun whose sweep settings differ from it."""
-    if tune.Tuner.can_restore(str(marker.parent / name)) and marker.exists():
+    if tune.Tuner.can_restore(storage) and marker.exists():
         old = json.loads(marker.read_text())
         if old != json.loads(json.dumps(fingerprint)):
-            raise ConfigError(f"sweep {name!r} in {marker.parent} was started with other settings "
-                              f"({old}); choose a new sweep.name or delete {marker.parent / name}")
+            raise ConfigError(f"sweep {name!r} in {storage} was started with other settings "
+                              f"({old}); choose a new sweep.name or delete {storage}")
 
 
 def trial_row(result, index: int) -> dict:
@@ -254,7 +255,8 @@ def trial_row(result, index: int) -> dict:
            "config": {k: v for k, v in (result.config or {}).items()},
            "epochs_run": m.get("epoch"), "val_acc": m.get("val_acc"), "test_acc": m.get("test_acc"),
            "best_val_acc": m.get("best_val_acc"), "best_val_epoch": m.get("best_val_epoch"),
-           "test_acc_at_best_val": m.get("test_acc_at_best_val"), "train_size": m.get("train_size")}
+           "test_acc_at_best_val": m.get("test_acc_at_best_val"), "train_size": m.get("train_size"),
+           "train_source": m.get("train_source"), "node_id": m.get("node_id")}
     if result.error is not None:
         row["error"] = str(result.error)[:2000]
     return row
@@ -306,28 +308,33 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     _check_values(values, dataset)
     t_max = max(values["T"])
     run = RunFolder.for_config(cfg)
+    resources = connect(cfg, address)
+    check_shared_storage(cfg, run)  # first: on several nodes, a local run folder is the problem to fix
     _check_trained(cfg, dataset, run, t_max)
 
-    storage_root = (run.path / "tune").resolve()
-    storage = str(storage_root / cfg.sweep.name)
-    marker = storage_root / f"{cfg.sweep.name}.sweep.json"
+    storage_root, storage, marker = sweep_storage(cfg, run)
     fingerprint = _grid_fingerprint(values, cfg)
-    _check_same_grid(marker, fingerprint, cfg.sweep.name)
+    _check_same_grid(marker, fingerprint, cfg.sweep.name, storage)
 
-    resources = connect(cfg, address)
     if cfg.sweep.cpus_per_trial > resources.get("CPU", 0) or \
             cfg.sweep.gpus_per_trial > resources.get("GPU", 0):
         logger.info(f"sweep: warning: a trial asks for {cfg.sweep.cpus_per_trial:g} CPU / "
             f"{cfg.sweep.gpus_per_trial:g} GPU but the cluster has {resources.get('CPU', 0):g} CPU / "
             f"{resources.get('GPU', 0):g} GPU now; trials wait until nodes with them join")
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset,
-                                                         run_dir=str(run.path.resolve())),
+    import ray
+
+    sets, sources = training_sets(cfg, dataset, run, values)
+    refs = {key: ray.put(data) for key, data in sets.items()}  # one copy each in the object store
+    trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset, sets=refs,
+                                                         sources=sources),
                                     {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
     max_t = max(values["epochs"])
     scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t,
                               grace_period=min(cfg.sweep.grace_period, max_t))
-    run_config = tune.RunConfig(storage_path=str(storage_root), name=cfg.sweep.name,
-                                callbacks=_mlflow_callback(cfg, run, storage), verbose=1)
+    run_config = tune.RunConfig(storage_path=storage_root, name=cfg.sweep.name,
+                                callbacks=mlflow_callbacks(cfg, run, storage, metrics=_LOGGED_METRICS,
+                                                         step_key="training_iteration", params=dict),
+                                verbose=1)
 
     restored = tune.Tuner.can_restore(storage)
     if restored:

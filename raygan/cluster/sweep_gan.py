@@ -15,6 +15,13 @@ sweep.name restores the Tune experiment, and a restored trial replays the rungs 
 resumes its members from their checkpoints. The results: ``<run>/eval/gan_sweep_best.json``,
 ``gan_sweep_trials.json`` and ``gan_sweep_best.yaml``, the best trial as a config file of deltas for
 ``raygan pipeline --config``. No trained run folder is needed: the sweep trains its own members.
+
+Several nodes: with output.root on a URI, the sweep's storage is ``<run URI>/tune/<sweep.name>`` and a
+trial's folder ``<storage>/trials/<trial id>``, written through raygan.runs' storage layer (each node
+works in its own mirror and uploads every file as it is written; a trial restarted on another node
+pulls its folder first), so every node reaches it and the driver reads the results through storage. A
+local run folder on a cluster of more than one node is refused before any work (as for the classifier
+sweep). Each trial's rows record the Ray node it ran on and its folder.
 """
 from __future__ import annotations
 
@@ -30,7 +37,8 @@ from ray.tune.schedulers import ASHAScheduler
 
 from raygan import seeds
 from raygan.cluster.runtime import connect
-from raygan.cluster.sweep import _check_same_grid, _mlflow_callback
+from raygan.cluster.sweep import _check_same_grid, check_shared_storage, sweep_storage
+from raygan.cluster.sweep_mlflow import mlflow_callbacks
 from raygan.config import Config
 from raygan.data import RealDataset, load_dataset
 from raygan.evaluation.gan_trial import (
@@ -46,7 +54,7 @@ from raygan.evaluation.gan_trial import (
     steps_values,
     without_test,
 )
-from raygan.runs import RunFolder, atomic_write_text
+from raygan.runs import RunFolder, atomic_write_text, is_uri, join_uri
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +90,26 @@ def _point(config: dict) -> dict:
 
 
 def gan_trial(config: dict, cfg: Config, dataset: RealDataset, reference: Reference, storage: str) -> None:
-    """One trial in a Tune worker: its point applied, its run folder under the sweep's storage,
-    every rung's record reported to Tune."""
+    """One trial in a Tune worker: its point applied, its run folder under the sweep's storage (pulled
+    first: a restarted trial may run on another node), every rung's record reported to Tune with the
+    node it ran on."""
+    import ray
     import torch
 
     torch.set_num_threads(max(1, math.floor(cfg.sweep.cpus_per_trial)))
     device = "cuda" if cfg.sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
     trial_cfg = apply_point(cfg, _point(config))
     trial_id = tune.get_context().get_trial_id()
-    run = RunFolder.at(f"{storage}/trials/{trial_id}")
-    run_gan_trial(trial_cfg, dataset, run, reference, device=device, on_rung=tune.report)
+    run = RunFolder.at(trial_folder(storage, trial_id))
+    run.pull(".")  # a URI folder: what an earlier attempt uploaded (local: a no-op)
+    node = ray.get_runtime_context().get_node_id()
+    run_gan_trial(trial_cfg, dataset, run, reference, device=device,
+                  on_rung=lambda record: tune.report({**record, "node_id": node}))
+
+
+def trial_folder(storage: str, trial_id: str) -> str:
+    """Where a trial's run folder lives: under the sweep's storage, a URI when that is one."""
+    return join_uri(storage, "trials", trial_id) if is_uri(storage) else f"{storage}/trials/{trial_id}"
 
 
 def _fingerprint(cfg: Config) -> dict:
@@ -105,11 +123,14 @@ def _steps_of(cfg: Config, point: dict) -> int:
     return int(point.get("train.steps", cfg.train.steps))
 
 
-def trial_row(cfg: Config, result, index: int) -> dict:
-    """A trial's point, status, last rung's scores and whether it ran all of its GAN steps."""
+def trial_row(cfg: Config, result, index: int, storage: str) -> dict:
+    """A trial's point, status, last rung's scores, whether it ran all of its GAN steps, its node and
+    its folder."""
     m = result.metrics or {}
     point = _point(result.config or {})
-    row = {"trial": index, "trial_id": m.get("trial_id") or Path(result.path).name,
+    trial_id = m.get("trial_id") or Path(result.path).name
+    row = {"trial": index, "trial_id": trial_id, "node_id": m.get("node_id"),
+           "folder": trial_folder(storage, trial_id),
            "status": "TERMINATED" if result.error is None else "ERROR", "config": point,
            "gan_steps": m.get("gan_steps"), "rungs_run": m.get("rung"),
            "complete": m.get("gan_steps") == _steps_of(cfg, point),
@@ -136,7 +157,7 @@ def best_config(cfg: Config, point: dict) -> dict:
 
 
 def _summarise(cfg: Config, run: RunFolder, grid, *, storage: str, restored: bool) -> dict:
-    trials = [trial_row(cfg, result, i) for i, result in enumerate(grid)]
+    trials = [trial_row(cfg, result, i, storage) for i, result in enumerate(grid)]
     scored = [t for t in trials if t["val_tstr"] is not None]
     if not scored:
         raise RuntimeError(f"GAN sweep {cfg.sweep.name}: no trial reported a result; see {storage} "
@@ -165,7 +186,8 @@ def _summarise(cfg: Config, run: RunFolder, grid, *, storage: str, restored: boo
     return {"best": best, "trials": trials, "counts": counts, "best_config": str(config_path)}
 
 
-def _tuner(cfg: Config, run: RunFolder, forms: dict, trainable, *, storage: str, marker: Path):
+def _tuner(cfg: Config, run: RunFolder, forms: dict, trainable, *, storage_root: str, storage: str,
+           marker: Path):
     """A restored Tune experiment if ``storage`` holds one, else a new one; and whether restored."""
     if tune.Tuner.can_restore(storage):
         logger.info(f"GAN sweep: restoring the Tune experiment in {storage} (finished trials are kept)")
@@ -177,9 +199,9 @@ def _tuner(cfg: Config, run: RunFolder, forms: dict, trainable, *, storage: str,
                               grace_period=max(1, min(steps) // cfg.sweep.gan_rungs))
     logger.info(f"GAN sweep: {', '.join(f'{k}={v}' for k, v in cfg.sweep.gan_space.items())}, "
                 f"{num_samples} sample(s); {cfg.sweep.gan_rungs} rung(s) per trial; storage {storage}")
-    callbacks = _mlflow_callback(cfg, run, storage, metrics=LOGGED_METRICS, step_key="gan_steps",
-                                 params_of=_point)
-    run_config = tune.RunConfig(storage_path=str(marker.parent), name=cfg.sweep.name, verbose=1,
+    callbacks = mlflow_callbacks(cfg, run, storage, metrics=LOGGED_METRICS, step_key="gan_steps",
+                                 params=_point)
+    run_config = tune.RunConfig(storage_path=storage_root, name=cfg.sweep.name, verbose=1,
                                 callbacks=callbacks)
     return tune.Tuner(trainable, param_space=space, run_config=run_config,
                       tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
@@ -195,22 +217,24 @@ def run_gan_sweep(cfg: Config, address: str | None = None) -> dict:
     forms = check_gan_space(cfg)  # every key and value, before any work
     dataset = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
-    storage_root = (run.path / "tune").resolve()
-    storage = str(storage_root / cfg.sweep.name)
-    marker = storage_root / f"{cfg.sweep.name}.sweep.json"
-    _check_same_grid(marker, _fingerprint(cfg), cfg.sweep.name)
+    storage_root, storage, marker = sweep_storage(cfg, run)
+    _check_same_grid(marker, _fingerprint(cfg), cfg.sweep.name, storage)
 
     resources = connect(cfg, address)
+    check_shared_storage(cfg, run)
     if cfg.sweep.cpus_per_trial > resources.get("CPU", 0) or cfg.sweep.gpus_per_trial > resources.get("GPU", 0):
         logger.info(f"GAN sweep: warning: a trial asks for {cfg.sweep.cpus_per_trial:g} CPU / "
                     f"{cfg.sweep.gpus_per_trial:g} GPU but the cluster has {resources.get('CPU', 0):g} CPU "
                     f"/ {resources.get('GPU', 0):g} GPU now; trials wait until nodes with them join")
     seen = without_test(dataset)
-    reference = make_reference(seen, cfg, cache=storage_root / f"{cfg.sweep.name}.domain_classifier.pt")
+    cache = marker.with_name(f"{cfg.sweep.name}.domain_classifier.pt")  # the mirror's copy for a URI run
+    run.pull(cache)
+    reference = make_reference(seen, cfg, cache=cache)
     trainable = tune.with_resources(
         tune.with_parameters(gan_trial, cfg=cfg, dataset=seen, reference=reference, storage=storage),
         {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
-    tuner, restored = _tuner(cfg, run, forms, trainable, storage=storage, marker=marker)
+    tuner, restored = _tuner(cfg, run, forms, trainable, storage_root=storage_root, storage=storage,
+                             marker=marker)
     before = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         grid = tuner.fit()

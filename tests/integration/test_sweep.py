@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from raygan.cluster.pipeline import run_train
+from raygan.cluster.pipeline import run_synth, run_train
 from raygan.cluster.sweep import run_sweep
 from raygan.config import ConfigError
+from raygan.runs import RunFolder
 
 REPO = Path(__file__).resolve().parents[2]
 # digits with the II grouping (two classes: 630 and 627 training images); tiny classifiers
@@ -34,6 +35,8 @@ def shared_root(tmp_path_factory):
 def _trained(ray_cfg, root, *overrides):
     cfg = ray_cfg("digits", *SWEEP, f"output.root={root}", *overrides)
     run_train(cfg)
+    if "shards" not in RunFolder.for_config(cfg).manifest():  # trials train on the shards as written
+        run_synth(cfg)
     return cfg
 
 
@@ -64,6 +67,8 @@ def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(raygan_logs, ray_s
     for t in trials:
         # ratio 0 trains on the real split alone; ratio 1 adds as many synthetic samples
         assert t["train_size"] == REAL_TRAIN * (1 + t["config"]["mixing_ratio"])
+        # the mixed set is read from the shards as written (T = the shipped 2), built once on the driver
+        assert t["train_source"] == ("shards" if t["config"]["mixing_ratio"] else "real") and t["node_id"]
         assert t["config"]["T"] == 2 and t["config"]["seed"] == 0
         # ASHA may stop a trial at the grace period (2 epochs), never before
         assert t["epochs_run"] in (2, 3)
