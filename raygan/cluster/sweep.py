@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 from ray import tune
@@ -353,14 +352,7 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
                                         max_concurrent_trials=cfg.sweep.max_concurrent,
                                         reuse_actors=True),  # same resources: skip a process start
             run_config=run_config)
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        grid = tuner.fit()
-    finally:  # Ray's MLflow callback exports its URI; the next job in this process must not inherit it
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+    grid = tuner.fit()
 
     best, trials, counts = _summarise(cfg, run, grid, storage=storage, restored=restored)
     return {"best": best, "trials": trials, "storage": storage, "restored": restored,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import yaml
@@ -235,14 +234,7 @@ def run_gan_sweep(cfg: Config, address: str | None = None) -> dict:
         {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
     tuner, restored = _tuner(cfg, run, forms, trainable, storage_root=storage_root, storage=storage,
                              marker=marker)
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    try:
-        grid = tuner.fit()
-    finally:  # Ray's MLflow callback exports its URI; the next job in this process must not inherit it
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+    grid = tuner.fit()
     out = _summarise(cfg, run, grid, storage=storage, restored=restored)
     return {**out, "storage": storage, "restored": restored,
             "mlflow": MLFLOW_NOTE if cfg.tracking.enabled else "tracking disabled"}
