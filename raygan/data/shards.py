@@ -83,12 +83,15 @@ def _class_names(table: pa.Table, classes: list[str] | None) -> list[str]:
 
 @dataclass
 class ShardRows:
-    """Decoded shard rows sorted by (label, member, index): x, y and, per row, its member and index."""
+    """Decoded shard rows sorted by (label, member, index): x, y and, per row, its member, index, method
+    (independent, adagan, ...) and generation seed."""
     x: torch.Tensor
     y: torch.Tensor
     member: torch.Tensor
     index: torch.Tensor
     classes: list[str]
+    method: list[str]
+    seed: torch.Tensor
 
 
 def read_shard_rows(path: str | Path, *, max_member: int | None = None, classes: list[str] | None = None
@@ -96,7 +99,8 @@ def read_shard_rows(path: str | Path, *, max_member: int | None = None, classes:
     """Read a shards folder (or one parquet file) into decoded rows with their member and index.
 
     x: float32, (N, C, H, W) in [-1, 1] for images (C = 1 for greyscale PNGs, 3 for RGB) or (N, D)
-    for points; y, member, index: int64 per row; classes: the name of label k at position k.
+    for points; y, member, index, seed: int64 per row; method: a string per row; classes: the name of
+    label k at position k.
     ``max_member=T`` keeps rows with member < T. ``classes``, when given, is the expected list of class
     names in label order (e.g. RealDataset.classes): every row must agree with it, and it is returned
     as is, so a class without synthetic rows still has its name; without it the names come from the rows.
@@ -106,7 +110,7 @@ def read_shard_rows(path: str | Path, *, max_member: int | None = None, classes:
     if kind is None:
         raise ValueError(f"shards at {path} have neither an 'image' nor a 'point' column: "
                          f"columns {table.column_names}")
-    table = table.select([kind, "label", "class_name", "member", "index"])
+    table = table.select([kind, "label", "class_name", "member", "index", "method", "seed"])
     if max_member is not None:
         if max_member < 1:
             raise ValueError(f"max_member keeps members 0..max_member-1 and must be >= 1, got {max_member}")
@@ -119,7 +123,8 @@ def read_shard_rows(path: str | Path, *, max_member: int | None = None, classes:
 
     def ints(column: str) -> torch.Tensor:
         return torch.from_numpy(table[column].to_numpy().astype(np.int64))
-    return ShardRows(x=x, y=ints("label"), member=ints("member"), index=ints("index"), classes=names)
+    return ShardRows(x=x, y=ints("label"), member=ints("member"), index=ints("index"), classes=names,
+                     method=table["method"].to_pylist(), seed=ints("seed"))
 
 
 def read_shards(path: str | Path, *, max_member: int | None = None, classes: list[str] | None = None

@@ -27,9 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-import pyarrow.parquet as pq
-
 from raygan import __version__, provenance
 from raygan.config import ConfigError
 from raygan.data.shards import ShardRows, read_shard_rows
@@ -149,19 +146,7 @@ def _class_names(rows: ShardRows, manifest: dict, run: RunFolder) -> list[str]:
     return rows.classes
 
 
-def _method_and_seed(run: RunFolder, rows: ShardRows) -> tuple[list[str], list[int]]:
-    """Each row's method and seed: columns the reader does not return, read in its row order."""
-    keys = pq.read_table(str(run.path / "shards"), columns=["label", "member", "index", "method", "seed"],
-                         partitioning=None).sort_by([("label", "ascending"), ("member", "ascending"),
-                                                     ("index", "ascending")])
-    for column, values in (("label", rows.y), ("member", rows.member), ("index", rows.index)):
-        if not np.array_equal(keys[column].to_numpy(), values.numpy()):
-            raise ValueError(f"{run.path / 'shards'}: column {column} disagrees between two reads")
-    return keys["method"].to_pylist(), keys["seed"].to_pylist()
-
-
-def write_imagefolder(folder: Path, rows: ShardRows, methods: list[str], seeds: list[int], *,
-                      run_fields: dict) -> list[dict]:
+def write_imagefolder(folder: Path, rows: ShardRows, *, run_fields: dict) -> list[dict]:
     """One PNG per row under folder/<class>/; returns the provenance rows in file order."""
     from raygan.synthesis.records import encode_png
 
@@ -176,8 +161,9 @@ def write_imagefolder(folder: Path, rows: ShardRows, methods: list[str], seeds: 
                 raise ValueError(f"two shard rows map to {rel}: (member, index) must be unique per class")
             atomic_write_bytes(folder / rel, png)
             out.append({"file": rel, "class": name, "label": int(rows.y[i]),
-                        "imagefolder_index": index_of[name], "member": int(rows.member[i]), "index": int(rows.index[i]), "method": methods[i],
-                        "seed": int(seeds[i]), **run_fields})
+                        "imagefolder_index": index_of[name], "member": int(rows.member[i]),
+                        "index": int(rows.index[i]), "method": rows.method[i], "seed": int(rows.seed[i]),
+                        **run_fields})
     return out
 
 
@@ -209,7 +195,6 @@ def export_run(run_dir: str | Path, out: str | os.PathLike, *, location: Optiona
         raise ConfigError(f"the shards of {run.path} hold points, not images; read its parquet shards "
                           "(raygan.data.shards.read_shards) instead")
     classes = _class_names(rows, manifest, run)
-    methods, seeds = _method_and_seed(run, rows)
     made_by = (manifest.get("raygan") or {}).get("version") or __version__
     config_hash = f"sha256:{sha256_file(run.path / 'config.yaml')}"
     staging = out.parent / f".{out.name}.tmp{os.getpid()}"  # a sibling: the final rename stays on one disk
@@ -217,7 +202,7 @@ def export_run(run_dir: str | Path, out: str | os.PathLike, *, location: Optiona
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
-        records = write_imagefolder(staging, rows, methods, seeds, run_fields={
+        records = write_imagefolder(staging, rows, run_fields={
             "run": location, "raygan_version": made_by, "config_hash": config_hash})
         counts = {name: sum(r["class"] == name for r in records) for name in classes}
         summary = {"format": fmt, "run": location, "raygan_version": made_by, "config_hash": config_hash,

@@ -1,7 +1,11 @@
 """One real local Ray (2 CPUs, with the dashboard's job server) for the whole test session."""
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +48,27 @@ def ray_cfg(tmp_path):
                                       "output.sample_grid=16", "synth.chunk_size=256",
                                       f"output.root={tmp_path}/runs", *overrides])
     return make
+
+
+def _start_sweep_driver(cfg, gcs: str, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """``run_sweep(cfg)`` as its own driver process on the session's Ray, to be SIGKILLed mid-sweep
+    (Ray then ends that job's trial actors); returns the process and its log file.
+    TUNE_GLOBAL_CHECKPOINT_S=1 makes Tune write its experiment state every second, so a kill lands
+    after the state of the trials seen by the test was stored."""
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(cfg.to_yaml())
+    code = ("from raygan.config import load_config\nfrom raygan.cluster.sweep import run_sweep\n"
+            f"run_sweep(load_config({str(config_path)!r}), address={gcs!r})\n")
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    env.pop("RAY_ADDRESS", None)
+    child_log = tmp_path / "child.log"
+    with open(child_log, "w") as log:
+        child = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                                 env=env, stdout=log, stderr=subprocess.STDOUT)
+    return child, child_log
+
+
+@pytest.fixture
+def start_sweep_driver():
+    """_start_sweep_driver(cfg, gcs, tmp_path) -> (process, log file): a sweep driver to kill."""
+    return _start_sweep_driver

@@ -5,8 +5,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from raygan.cluster.sweep import run_sweep
 from raygan.config import ConfigError
 from raygan.runs import RunFolder
 
-REPO = Path(__file__).resolve().parents[2]
 # digits with the II grouping (two classes: 630 and 627 training images); tiny classifiers
 SWEEP = ["sweep.lr=[0.001, 0.005]", "sweep.mixing_ratio=[0, 1]", "sweep.epochs=[3]",
          "sweep.grace_period=2", "sweep.batch_size=[64]", "sweep.max_concurrent=2",
@@ -123,24 +120,14 @@ def _stored_statuses(storage: str) -> dict[str, str]:
     return {json.loads(t[0])["trial_id"]: json.loads(t[0])["status"] for t in data["trial_data"]}
 
 
-def test_killed_sweep_driver_is_restored_and_finishes(raygan_logs, ray_session, ray_cfg, shared_root, tmp_path):
+def test_killed_sweep_driver_is_restored_and_finishes(raygan_logs, ray_session, ray_cfg, shared_root, tmp_path,
+                                                      start_sweep_driver):
     # Trials of 12 epochs that ASHA never stops early (over a second each here), so that the moment
     # "one trial finished, another running" lasts long enough for the poll below to see it.
     cfg = _trained(ray_cfg, shared_root, "sweep.name=killed", "sweep.epochs=[12]", "sweep.grace_period=12")
     storage = str(Path(cfg.output.root, "default", "run", "tune", "killed").resolve())
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(cfg.to_yaml())
-    # The sweep's driver runs in its own process on the session's Ray and is SIGKILLed mid-sweep;
-    # Ray then ends that job's trial actors. TUNE_GLOBAL_CHECKPOINT_S=1 makes Tune write its
-    # experiment state every second, so the kill lands after a trial finished and while another runs.
-    code = ("from raygan.config import load_config\nfrom raygan.cluster.sweep import run_sweep\n"
-            f"run_sweep(load_config({str(config_path)!r}), address={ray_session['gcs']!r})\n")
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    env.pop("RAY_ADDRESS", None)
-    child_log = tmp_path / "child.log"
-    with open(child_log, "w") as out:
-        child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=out,
-                                 stderr=subprocess.STDOUT)
+    # The kill lands after a trial finished and while another runs.
+    child, child_log = start_sweep_driver(cfg, ray_session["gcs"], tmp_path)
     try:
         deadline = time.monotonic() + 150
         at_kill, running_runs = {}, []

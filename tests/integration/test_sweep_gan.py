@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from raygan.cli import main
 from raygan.cluster.sweep import run_sweep
 from raygan.config import ConfigError, load_config
 
-REPO = Path(__file__).resolve().parents[2]
 # digits with the II grouping, dcgan width 4-8, one member per class, a 2-epoch classifier
 GAN_SWEEP = ["sweep.target=gan", "ensemble.members=1", "train.steps=20", "sweep.gan_rungs=2",
              "eval.epochs=2", "sweep.max_concurrent=2", "eval.metric_samples=200"]
@@ -113,21 +110,12 @@ def _mid_trial(storage: Path) -> dict[str, list]:
     return found
 
 
-def test_killed_gan_sweep_resumes_its_trial_from_its_folder(ray_session, ray_cfg, tmp_path):
+def test_killed_gan_sweep_resumes_its_trial_from_its_folder(ray_session, ray_cfg, tmp_path, start_sweep_driver):
     # One trial of four rungs (ASHA never stops a lone trial), so that the kill lands inside it.
     cfg = ray_cfg("digits", *GAN_SWEEP, "sweep.gan_space={gan.width: [4]}", "sweep.name=killed",
                   "train.steps=120", "sweep.gan_rungs=4")
     storage = Path(cfg.output.root, "default", "run", "tune", "killed").resolve()
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(cfg.to_yaml())
-    code = ("from raygan.config import load_config\nfrom raygan.cluster.sweep import run_sweep\n"
-            f"run_sweep(load_config({str(config_path)!r}), address={ray_session['gcs']!r})\n")
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
-    env.pop("RAY_ADDRESS", None)
-    child_log = tmp_path / "child.log"
-    with open(child_log, "w") as log:
-        child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT)
+    child, child_log = start_sweep_driver(cfg, ray_session["gcs"], tmp_path)
     try:
         deadline, at_kill = time.monotonic() + 120, {}
         while time.monotonic() < deadline and not at_kill:
