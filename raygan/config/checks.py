@@ -36,6 +36,9 @@ def why_not_packable(cfg: Config) -> str | None:
     training changes each member's data between rounds.
     """
     # ccgan's members are not per class but pack all the same (raygan.gan.pack handles labels)
+    if cfg.gan.family == "biggan":
+        return ("gan.family=biggan trains one member per task (raygan.gan.pack's grouped layers have no "
+                "form of spectral norm's power iteration, conditional batch norm or self-attention)")
     if cfg.gan.family not in PACKABLE_FAMILIES | {"ccgan"}:
         return f"gan.family={cfg.gan.family} trains one member per task"
     if cfg.train.recursive_rounds:
@@ -148,6 +151,11 @@ def _check_list_items(cfg: Config) -> None:
     _check_items("eval.mixing_ratios", e.mixing_ratios, lambda x: _number(x) and x >= 0,
                  "a number >= 0 (synthetic per real example)", empty=not e.mixing)
     _check_items("eval.metrics", e.metrics, lambda x: isinstance(x, str), "a metric name", empty=True)
+    top = e.max_ensemble or cfg.ensemble.members
+    bad = [T for T in e.ensemble_sizes if not isinstance(T, int) or isinstance(T, bool) or not 1 <= T <= top]
+    if bad or len(set(e.ensemble_sizes)) != len(e.ensemble_sizes):
+        raise ConfigError(f"eval.ensemble_sizes={e.ensemble_sizes}: each T must be a whole number in "
+                          f"1..{top} (eval.max_ensemble or ensemble.members), given once; empty: all")
     if e.max_ensemble is not None and e.max_ensemble > cfg.ensemble.members:
         raise ConfigError(f"eval.max_ensemble={e.max_ensemble} is above ensemble.members="
                           f"{cfg.ensemble.members}; lower eval.max_ensemble (or null: all members)")
@@ -164,6 +172,9 @@ def _check_list_items(cfg: Config) -> None:
                  "a number >= 0")
     _check_items("sweep.members", s.members, lambda x: _whole(x) and x >= 1, "a whole number >= 1",
                  empty=True)
+    if s.protocols:  # every cell's keys and values, and the rules tying them to the sweep
+        from raygan.config.protocol_cells import protocol_cells
+        protocol_cells(cfg)
     if s.gan_space and s.target != "gan":
         raise ConfigError("sweep.gan_space is set but sweep.target=classifier; set sweep.target: gan "
                           "(raygan sweep --target gan) or remove sweep.gan_space")
@@ -190,6 +201,32 @@ def _check_output_names(cfg: Config) -> None:
                               "parts)")
 
 
+# Native square sizes of the datasets whose size the config alone decides (data.image_size resizes).
+_NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn": 32}
+
+
+def _check_biggan(cfg: Config) -> None:
+    """The hinge loss and biggan's options (its image size and attention resolution where the config
+    decides the size; raygan.gan.models.biggan refuses the rest when it is built)."""
+    g, d = cfg.gan, cfg.data
+    if g.loss == "hinge" and g.real_label != 1.0:
+        raise ConfigError(f"gan.real_label={g.real_label:g} smooths a target, and gan.loss=hinge has none; "
+                          "set gan.real_label=1 or another gan.loss")
+    r = g.attention_resolution
+    if r is not None and g.family != "biggan":
+        raise ConfigError(f"gan.attention_resolution={r} places biggan's self-attention, and gan.family="
+                          f"{g.family} has none; set gan.attention_resolution=null")
+    size = d.image_size or _NATIVE_SIZE.get(d.name)
+    if g.family != "biggan" or size is None:
+        return
+    if size < 8 or size & (size - 1):
+        raise ConfigError(f"gan.family=biggan needs a power-of-two image size of 8 or more, and data.name="
+                          f"{d.name} gives {size} px; set data.image_size (e.g. 32)")
+    if r is not None and (r & (r - 1) or r > size // 2):
+        raise ConfigError(f"gan.attention_resolution={r} is not a resolution of a {size} px biggan's G and "
+                          f"D; choose a power of two from 4 to {size // 2}, or null")
+
+
 def _check_relations(cfg: Config) -> None:
     d, e = cfg.data, cfg.ensemble
     if d.grouping is not None and d.classes is not None:
@@ -210,22 +247,31 @@ def _check_relations(cfg: Config) -> None:
                 abs(sum(e.weights) - 1.0) > 1e-6:
             raise ConfigError(f"ensemble.weights must be non-negative numbers summing to 1, got "
                               f"{e.weights}")
+    if e.samples_per_class is not None and e.samples_ratio is not None:
+        raise ConfigError(f"ensemble.samples_per_class={e.samples_per_class} and ensemble.samples_ratio="
+                          f"{e.samples_ratio} both set N_g; keep one of them")
+    if cfg.gan.ema_decay >= 1.0:
+        raise ConfigError(f"gan.ema_decay: {cfg.gan.ema_decay!r} is out of range; it must be < 1 (0 is "
+                          "off; 0.999 averages about the last thousand generator steps)")
     if is_points(d.name) and cfg.gan.family != "mlp2d":
         raise ConfigError(f"gan.family {cfg.gan.family!r} cannot model 2D points; use gan.family=mlp2d "
                           f"with data.name={d.name}")
     if not is_points(d.name) and cfg.gan.family == "mlp2d":
         raise ConfigError("gan.family mlp2d is for data.name=grid2d; use dcgan or fc for images")
     g, t = cfg.gan, cfg.train
-    if g.family == "ccgan" and cfg.ensemble.method != "independent":
-        raise ConfigError(f"gan.family=ccgan trains one model for every class, but ensemble.method="
+    from raygan.gan.models import CONDITIONAL  # raygan.gan imports raygan.config
+
+    if g.family in CONDITIONAL and cfg.ensemble.method != "independent":
+        raise ConfigError(f"gan.family={g.family} trains one model for every class, but ensemble.method="
                           f"{cfg.ensemble.method} reweights each class's data separately; use "
                           "ensemble.method=independent or gan.family=dcgan")
     if t.recursive_rounds and cfg.ensemble.method != "independent":
         raise ConfigError("train.recursive_rounds needs ensemble.method=independent (boosting already "
                           "changes each member's training data); set train.recursive_rounds=0")
-    if t.recursive_rounds and g.family == "ccgan":
-        raise ConfigError("train.recursive_rounds is not supported with gan.family=ccgan (its "
+    if t.recursive_rounds and g.family in CONDITIONAL:
+        raise ConfigError(f"train.recursive_rounds is not supported with gan.family={g.family} (its "
                           "synthetic rounds would need labels); use gan.family=dcgan")
+    _check_biggan(cfg)
     if g.g_norm != "batch" and g.family not in ("dcgan", "ccgan"):
         raise ConfigError(f"gan.g_norm={g.g_norm} is a DCGAN/CCGAN generator's (seed 004's layer, seed "
                           f"003's vbn); gan.family={g.family} has its own normalisation; set gan.g_norm=batch")

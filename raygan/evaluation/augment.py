@@ -6,6 +6,8 @@ the global RNG), one independent draw per sample, output of the input's shape an
 
 - ``flip_crop``: seed 001 (Slim), Section 3.1 "Data transformations": horizontal flip and
   random crop on the generated batches.
+- ``crop``: the random crop of ``flip_crop`` without the flip, for images that are not mirror
+  symmetric (digits, characters: a mirrored 2 or 7 is no longer one).
 - ``pathology_jitter``: seed 000 (Eilertsen et al.), Supplement B, "Boosting on CAMELYON17": random
   vertical and horizontal flips and random changes in brightness, contrast, hue and saturation.
 
@@ -47,20 +49,22 @@ def default_pad(height: int, width: int) -> int:
 
 
 def flip_crop(x: torch.Tensor, generator: torch.Generator, *, pad: int | None = None,
-              padding_mode: str = "reflect") -> torch.Tensor:
+              padding_mode: str = "reflect", flip: bool = True) -> torch.Tensor:
     """Seed 001, Section 3.1, "Data transformations": each sample is flipped left-right with
     probability 1/2, then padded by ``pad`` pixels on every side and cropped back to H x W at a
     uniform random offset.
 
     ``pad`` defaults to :func:`default_pad`. ``padding_mode`` is "reflect" (default: no artificial
     border; needs pad < H, W), "replicate", or "constant" (fills with -1, black in [-1, 1]).
+    ``flip=False`` crops only (and draws no coin).
     """
     _check(x)
     b, _, h, w = x.shape
     pad = default_pad(h, w) if pad is None else int(pad)
     if pad < 0:
         raise ValueError(f"pad must be >= 0, got {pad}")
-    x = torch.where(_coin(generator, b, x), x.flip(-1), x)
+    if flip:
+        x = torch.where(_coin(generator, b, x), x.flip(-1), x)
     if pad == 0 or b == 0:
         return x
     if padding_mode == "constant":
@@ -139,13 +143,19 @@ def pathology_jitter(x: torch.Tensor, generator: torch.Generator, *, brightness:
     return u * 2.0 - 1.0
 
 
+def crop(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The random crop of seed 001's transformations without its flip (digits are not mirror
+    symmetric): pad by :func:`default_pad` (reflect) and crop back at a uniform random offset."""
+    return flip_crop(x, generator, flip=False)
+
+
 def no_augmentation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The identity: train on the batch as it is."""
     return x
 
 
 AUGMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
-    "none": no_augmentation, "flip_crop": flip_crop, "pathology": pathology_jitter}
+    "none": no_augmentation, "flip_crop": flip_crop, "crop": crop, "pathology": pathology_jitter}
 
 
 def augment(name: str, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

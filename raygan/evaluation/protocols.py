@@ -52,7 +52,9 @@ class ProtocolResult:
         if not len(test):
             return {"protocol": self.protocol, "repeats": 0, **self.extra}
         best = np.array([r.best_test_acc for r in self.runs])
+        val = np.array([r.val_acc for r in self.runs])  # what choices between settings are made on
         return {"protocol": self.protocol, "repeats": len(self.runs),
+                "val_acc_mean": float(val.mean()), "val_acc_std": float(val.std()),
                 "test_acc_mean": float(test.mean()), "test_acc_std": float(test.std()),
                 "best_test_acc_mean": float(best.mean()), "best_test_acc_std": float(best.std()),
                 **self.extra}

@@ -31,6 +31,7 @@ import torch
 from raygan import seeds
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.ensemble.counts import synthetic_count
 from raygan.evaluation import curves
 from raygan.evaluation.measured import REGENERATED, SHARDS, MeasuredSet, pick_rows
 from raygan.evaluation.protocols import ClassifierRun, ProtocolResult, filter_by_classifier, trts
@@ -60,12 +61,17 @@ def t_max(cfg: Config) -> int:
     return cfg.eval.max_ensemble or cfg.ensemble.members
 
 
+def curve_sizes(cfg: Config) -> list[int]:
+    """The ensemble sizes T the TSTR curve measures: eval.ensemble_sizes, or every T = 1..T_max."""
+    return sorted(cfg.eval.ensemble_sizes) or list(range(1, t_max(cfg) + 1))
+
+
 def evaluation_jobs(cfg: Config, dataset: RealDataset, *, mixing: bool = False) -> list[Job]:
     """Every unit of work of evaluate_run, each after the jobs it needs."""
     R = range(cfg.eval.repeats)
     jobs = [Job("trtr", repeat=r) for r in R]
-    tstr_needs = (REFERENCE,) if cfg.eval.filter_rho is not None and not cfg.eval.on_the_fly else ()
-    jobs += [Job("tstr", index=T, repeat=r, needs=tstr_needs) for T in range(1, t_max(cfg) + 1) for r in R]
+    tstr_needs = (REFERENCE,) if cfg.eval.filter_rho is not None else ()
+    jobs += [Job("tstr", index=T, repeat=r, needs=tstr_needs) for T in curve_sizes(cfg) for r in R]
     if mixing:
         jobs += [Job("mixed", index=i, repeat=r) for i in range(len(cfg.eval.mixing_ratios)) for r in R]
     if cfg.train.recursive_rounds:
@@ -78,7 +84,7 @@ def evaluation_jobs(cfg: Config, dataset: RealDataset, *, mixing: bool = False) 
 
         jobs.append(Job("quality_setup"))
         labels = ([REAL_SET] if real_baseline_set(cfg, dataset) is not None else []) + \
-            [f"T={T}" for T in range(1, t_max(cfg) + 1)] + (["pca"] if "pca" in cfg.eval.metrics else [])
+            [f"T={T}" for T in curve_sizes(cfg)] + (["pca"] if "pca" in cfg.eval.metrics else [])
         jobs += [Job("quality", index=0, label=label, needs=(QUALITY_SETUP,)) for label in labels]
     return jobs
 
@@ -96,8 +102,7 @@ class EvalInputs:
 
         if quality:
             return {n: samples_per_class(self.cfg, self.dataset, n) for n in self.dataset.classes}
-        return {n: self.cfg.ensemble.samples_per_class or self.dataset.train_sizes()[n]
-                for n in self.dataset.classes}
+        return {n: synthetic_count(self.cfg, self.dataset.train_sizes()[n]) for n in self.dataset.classes}
 
     def synthetic(self, T: int, *, quality: bool = False) -> tuple[tuple[torch.Tensor, torch.Tensor], str]:
         """The size-T set (the classifiers' N_g per class, or the quality metrics' size) and its source."""
@@ -125,8 +130,15 @@ def _tstr(inputs: EvalInputs, job: Job, seed: int, reference: Optional[dict]) ->
     cfg, dataset, T = inputs.cfg, inputs.dataset, job.index
     if cfg.eval.on_the_fly:
         make = curves.on_the_fly(inputs.run, cfg, dataset, T, seed=cfg.synth.seed)
+        extra = {}
+        if reference is not None:  # seed 001's filter on every epoch's fresh set
+            from raygan.evaluation.protocol_sets import FilteredEpochs
+
+            make = FilteredEpochs(make, reference["model"], cfg.eval.filter_rho)
         fit = curves._fit(cfg, dataset, make(0), seed, epoch_data=make)
-        return _classifier("tstr", fit, on_the_fly=True, source=REGENERATED)
+        if reference is not None:
+            extra["kept_fraction"] = make.kept_fraction
+        return _classifier("tstr", fit, on_the_fly=True, source=REGENERATED, **extra)
     train, source = inputs.synthetic(T)
     extra = {}
     if reference is not None:
@@ -215,7 +227,7 @@ def _log(name: str, s: dict) -> None:
 def tstr_rows(cfg: Config, jobs: list[Job], results: dict) -> list[dict]:
     """The TSTR ensemble-size curve: a row per T (mean +- std over the repeats, histories, source)."""
     rows = []
-    for T in range(1, t_max(cfg) + 1):
+    for T in curve_sizes(cfg):
         group = _group(jobs, results, "tstr", T)
         extra = {"T": T, "method": cfg.ensemble.method}
         if cfg.eval.on_the_fly:

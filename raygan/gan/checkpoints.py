@@ -28,7 +28,7 @@ _PLAIN = (str, int, float, bool, type(None))
 # GANConfig fields added after checkpoints existed, with the default that builds the earlier models: a
 # file records them only when they differ, so a default config writes the bytes it always wrote and an
 # earlier checkpoint still resumes (its identity matches); a missing key reads back as the default.
-_ADDED_LATER = {"d_depth": 1}
+_ADDED_LATER = {"d_depth": 1, "ema_decay": 0.0, "r1_gamma": 0.0, "attention_resolution": None}
 
 
 def gan_record(gan: GANConfig) -> dict:
@@ -90,6 +90,7 @@ def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu",
     A class-conditional generator needs ``condition`` (a class index k): it comes back as a
     :class:`ConditionedGenerator` whose forward(z) is G(z, [k] * B), so it samples like a per-class one.
     A file of a local run folder whose manifest records its sha256 must match it (else ConfigError).
+    A checkpoint with a "G_ema" (gan.ema_decay > 0) gives its EMA weights, as the generator file does.
     """
     verify_member_file(Path(checkpoint_path))
     fix = member_fix(Path(checkpoint_path))
@@ -103,7 +104,8 @@ def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu",
                          "classes; pass condition=k (the class index to sample)")
     try:
         G, _ = build_gan(GANConfig(**ckpt["gan"]), tuple(ckpt["sample_shape"]), n_classes=n_classes)
-        G.load_state_dict(ckpt["G"])
+        # a member checkpoint of a run with gan.ema_decay > 0 holds the EMA generator, which samples
+        G.load_state_dict(ckpt["G_ema"] if "G_ema" in ckpt else ckpt["G"])
     except (KeyError, TypeError, RuntimeError) as err:
         raise ConfigError(f"{checkpoint_path} does not hold a raygan generator ({type(err).__name__}: "
                           f"{str(err).splitlines()[0][:120] if str(err) else ''}); {fix}") from err

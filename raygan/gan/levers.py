@@ -68,6 +68,14 @@ def check_levers(gan: GANConfig, train: TrainConfig, device: Optional[torch.devi
     if train.channels_last and gan.family not in CONVOLUTIONAL:
         raise ConfigError(f"train.channels_last lays out convolutions, and gan.family={gan.family} has "
                           "none; set train.channels_last=false")
+    # R1 differentiates D's gradient (create_graph=True): torch.compile's AOT autograd has no double
+    # backward, and a captured step with one is untested here; refuse both rather than fail mid-run.
+    if gan.r1_gamma and train.compile:
+        raise ConfigError("gan.r1_gamma > 0 needs a double backward, which train.compile cannot run; set "
+                          "train.compile=false (or gan.r1_gamma=0)")
+    if gan.r1_gamma and train.cuda_graphs:
+        raise ConfigError("gan.r1_gamma > 0 (a double backward) is not supported with train.cuda_graphs; "
+                          "set train.cuda_graphs=false (or gan.r1_gamma=0)")
     if train.compile and gan.family == "pggan":
         raise ConfigError("train.compile cannot run gan.family=pggan: its fade-in changes the graph every "
                           "step (a recompilation each step); set train.compile=false")

@@ -50,6 +50,13 @@ the step computes, not what it draws: _draws takes every member's indices and la
 runs the step on them (under autocast, the compiled forward), and with CUDA graphs the pack captures
 _compute once and replays it. With the levers off the step is the one raygan always ran, bit for bit.
 
+Fidelity levers (gan.ema_decay, gan.r1_gamma; raygan.gan.fidelity): the members' EMA generators are
+stacked like their weights and one lerp_ per stacked tensor after every generator update moves them
+(elementwise, so each member's own average); write_back puts each member's average into its EMA copy
+with its G's buffers (write_back runs between steps, after a generator update, where train_gan copies
+them). R1: the gradient of the members' summed real logits with respect to the member-first real batch
+is each member's own, so each member's penalty joins its own d_loss (and the logged d_loss).
+
 The progressive family (pggan) is not packed: its growing schedule changes which layers run (another
 module graph at every resolution), so its packs hold one member, trained by train_gan's own loop.
 """
@@ -64,9 +71,10 @@ from typing import Callable, Optional, Union
 import torch
 
 from raygan.config import GANConfig, TrainConfig
+from raygan.gan.fidelity import ema_buffers, ema_step, r1_penalty
 from raygan.gan.levers import PLAIN, GraphedStep, Levers, compiled, levers_for, make_capturable
 from raygan.gan.losses import LOSSES
-from raygan.gan.models import CONDITIONAL, PROGRESSIVE
+from raygan.gan.models import CONDITIONAL, UNPACKABLE
 from raygan.gan.pack_layers import Context, Stack, packed_forward, sample_layout, with_ghosts
 from raygan.gan.train import (
     GANDivergedError,
@@ -132,6 +140,11 @@ class _Pack:
         betas = (gan.beta1, gan.beta2)
         self.opt_g = _stacked_adam([s.opt_g for s in states], self.G, gan.lr_g, betas)
         self.opt_d = _stacked_adam([s.opt_d for s in states], self.D, gan.lr_d, betas)
+        # gan.ema_decay > 0: the members' EMA weights, stacked in the layout of the stacked weights
+        self.ema = None if states[0].G_ema is None else [
+            torch.empty_like(p, requires_grad=False).copy_(
+                torch.stack([dict(s.G_ema.named_parameters())[name] for s in states]))
+            for name, p in self.G.params.items()]
         self.graphed: Optional[GraphedStep] = None  # train.cuda_graphs: this pack's captured step
         if levers.cuda_graphs:
             make_capturable(self.opt_g)
@@ -148,6 +161,11 @@ class _Pack:
         for i, m in enumerate(self.members):
             self.G.write_back(i, m.state.G)
             self.D.write_back(i, m.state.D)
+            if self.ema is not None:
+                with torch.no_grad():
+                    for e, (name, _) in zip(self.ema, self.G.params.items()):
+                        m.state.G_ema.get_parameter(name).copy_(e[i])
+                ema_buffers(m.state.G_ema, m.state.G)
             _unstack_adam(self.opt_g, self.G, i, m.state.opt_g)
             _unstack_adam(self.opt_d, self.D, i, m.state.opt_d)
             m.state.losses.copy_(self.losses[i])
@@ -184,18 +202,23 @@ def _draws(pack: _Pack, *, gan: GANConfig, batch: int) -> tuple[torch.Tensor, to
 def _compute(pack: _Pack, idx: torch.Tensor, z: torch.Tensor, *, gan: GANConfig) -> torch.Tensor:
     """train_gan's step for every member at once on drawn indices and latents; returns (P, 2): d_loss,
     g_loss per member. The forward passes run under the levers' autocast (and compiled forward), the
-    losses on fp32 logits."""
+    losses on fp32 logits; d_loss includes the R1 penalty when gan.r1_gamma > 0, and the stacked EMA
+    weights follow every G update."""
     d_loss_fn, g_loss_fn = LOSSES[gan.loss]
     d_losses = torch.vmap(d_loss_fn, in_dims=(0, 0, None))
     g_losses = torch.vmap(g_loss_fn)
     levers, P = pack.levers, len(pack.members)
     forward = compiled(packed_forward) if levers.compile else packed_forward
     real = pack.pool[idx]
+    if gan.r1_gamma:  # R1 differentiates D's real logits in the real batch
+        real.requires_grad_()
     y = None if pack.labels is None else pack.labels[idx]  # the fakes get the real batch's classes
     with levers.autocast():
         fake = forward(pack.g_ctx, z[0], y)
         real_logits, fake_logits = forward(pack.d_ctx, real, y), forward(pack.d_ctx, fake.detach(), y)
     d_loss = d_losses(with_ghosts(real_logits.float()), with_ghosts(fake_logits.float()), gan.real_label)[:P]
+    if gan.r1_gamma:  # (P,): each member's own penalty, added to its own d_loss
+        d_loss = d_loss + r1_penalty(real_logits, real, gan.r1_gamma)
     _update(pack.opt_d, d_loss, list(pack.D.params.values()))
     for k in range(gan.g_steps_per_d_step):
         with levers.autocast():
@@ -204,6 +227,8 @@ def _compute(pack: _Pack, idx: torch.Tensor, z: torch.Tensor, *, gan: GANConfig)
             fake_logits = forward(pack.d_ctx, fake, y)
         g_loss = g_losses(with_ghosts(fake_logits.float()))[:P]
         _update(pack.opt_g, g_loss, list(pack.G.params.values()))
+        if pack.ema is not None:
+            ema_step(pack.ema, list(pack.G.params.values()), gan.ema_decay)
     return torch.stack([d_loss.detach(), g_loss.detach()], dim=1)
 
 
@@ -279,13 +304,12 @@ def train_pack(members: list[PackMember], *, gan: GANConfig, train: TrainConfig,
     train_gan would have raised. ``on_log(member index, step, mean_d_loss, mean_g_loss)`` is called
     every ``train.log_every`` steps for every member still training.
     """
-    if gan.family in PROGRESSIVE and len(members) > 1:
-        raise ValueError(f"gan.family={gan.family} cannot be packed: its growing schedule changes the "
-                         f"module graph as it trains; train its {len(members)} members one by one "
-                         "with train_gan (packs of 1)")
+    if gan.family in UNPACKABLE and len(members) > 1:
+        raise ValueError(f"gan.family={gan.family} cannot be packed (see raygan.gan.models.UNPACKABLE); "
+                         f"train its {len(members)} members one by one with train_gan (packs of 1)")
     device = device or resolve_device(train.device)
     levers = levers_for(gan, train, device)  # a lever that cannot run: before any work
-    own_rngs = gan.family not in PROGRESSIVE
+    own_rngs = gan.family not in UNPACKABLE
     prepared = [_prepare(m.data, gan=gan, train=train, seed=m.seed, checkpoint_path=m.checkpoint_path,
                          data_weights=m.data_weights, device=device, labels=m.labels,
                          n_classes=m.n_classes, own_rngs=own_rngs) for m in members]

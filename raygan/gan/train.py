@@ -11,6 +11,11 @@ Conditional families (ccgan) train on (image, class index) pairs: the fakes of a
 real batch's labels, so the generated class frequencies follow the data's. Progressive families (pggan)
 are told their (resolution, alpha) before every step by ``pg_schedule``, a pure function of the step,
 so a resumed run grows exactly as an uninterrupted one.
+
+Fidelity levers (raygan.gan.fidelity), off by default: with gan.ema_decay > 0 an EMA copy of G follows
+every generator step, is saved as the checkpoint's "G_ema" (only then: a default checkpoint holds what it
+always held) and is the generator a run returns and samples; with gan.r1_gamma > 0 the discriminator
+loss (and the logged d_loss) includes the R1 penalty on the real batch.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch.nn as nn
 
 from raygan.config import GANConfig, TrainConfig
 from raygan.gan.checkpoints import gan_record, load_generator, load_torch_file, save_generator, save_torch_file
+from raygan.gan.fidelity import ema_buffers, ema_copy, ema_step, r1_penalty
 from raygan.gan.levers import PLAIN, Levers, levers_for, solo_models
 from raygan.gan.losses import LOSSES
 from raygan.gan.models import CONDITIONAL, PROGRESSIVE, build_gan, pg_resolutions, pg_schedule
@@ -45,7 +51,7 @@ class CheckpointMismatchError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    generator: nn.Module        # in eval mode
+    generator: nn.Module        # in eval mode; with gan.ema_decay > 0 the EMA generator
     losses: np.ndarray          # (steps, 2): discriminator loss, generator loss per step
     steps: int
     seconds: float              # wall time of this call (not of earlier, resumed-from calls)
@@ -158,10 +164,11 @@ class _Training:
     # for a member that trains beside others (raygan.gan.pack); None: the default generators.
     cpu_rng: Optional[torch.Generator] = None
     cuda_rng: Optional[torch.Generator] = None
+    G_ema: Optional[nn.Module] = None  # gan.ema_decay > 0: the weight average of G (raygan.gan.fidelity)
 
     def save(self, step: int, path: Path, *, shape: tuple, gan: GANConfig, n_classes) -> None:
         cuda = self.device.type == "cuda"
-        _atomic_save({
+        ckpt = {
             "identity": self.identity, "step": step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "rng": self.rng.get_state(),
@@ -170,7 +177,10 @@ class _Training:
             if cuda else None,
             "sampler": self.sampler.state(), "losses": self.losses[:step].cpu(),
             "sample_shape": shape, "gan": gan_record(gan), "n_classes": n_classes,
-        }, Path(path))
+        }
+        if self.G_ema is not None:  # only then, so that a default checkpoint's bytes stay as they were
+            ckpt["G_ema"] = self.G_ema.state_dict()
+        _atomic_save(ckpt, Path(path))
 
     def resume(self, path: Optional[Path], steps: int) -> int:
         """Load the checkpoint at ``path`` if there is one; returns the step to continue from."""
@@ -183,6 +193,8 @@ class _Training:
                 "use a new output.run name or delete the member folder to start over")
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])
+        if self.G_ema is not None:  # the identity records ema_decay, so the checkpoint has its G_ema
+            self.G_ema.load_state_dict(ckpt["G_ema"])
         self.opt_g.load_state_dict(ckpt["opt_g"])
         self.opt_d.load_state_dict(ckpt["opt_d"])
         self.rng.set_state(ckpt["rng"].cpu())
@@ -219,14 +231,19 @@ def _adversarial_step(state: _Training, real: torch.Tensor, y: tuple, *, gan: GA
                       batch: int, levers: Levers = PLAIN, models: Optional[tuple] = None) -> torch.Tensor:
     """One discriminator step and gan.g_steps_per_d_step generator steps; returns (d_loss, g_loss).
     ``models``: what the step calls for G and D (raygan.gan.levers.solo_models; default the modules);
-    the losses are computed in fp32 from the logits whatever ``levers.autocast`` ran them in."""
+    the losses are computed in fp32 from the logits whatever ``levers.autocast`` ran them in. d_loss
+    includes the R1 penalty when gan.r1_gamma > 0; the EMA generator follows every G step."""
     d_loss_fn, g_loss_fn = LOSSES[gan.loss]
     G, D = models or (state.G, state.D)
     rng, z_dim = state.rng, state.G.z_dim
+    if gan.r1_gamma:  # R1 differentiates D's real logits in the real batch
+        real = real.detach().requires_grad_()
     with levers.autocast():
         fake = G(torch.randn(batch, z_dim, generator=rng, device=state.device), *y)
         real_logits, fake_logits = D(real, *y), D(fake.detach(), *y)
     d_loss = d_loss_fn(real_logits.float(), fake_logits.float(), gan.real_label)
+    if gan.r1_gamma:
+        d_loss = d_loss + r1_penalty(real_logits, real, gan.r1_gamma)
     state.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     state.opt_d.step()
@@ -239,6 +256,9 @@ def _adversarial_step(state: _Training, real: torch.Tensor, y: tuple, *, gan: GA
         state.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         state.opt_g.step()
+        if state.G_ema is not None:
+            ema_step(list(state.G_ema.parameters()), list(state.G.parameters()), gan.ema_decay)
+            ema_buffers(state.G_ema, state.G)
     return torch.stack([d_loss.detach(), g_loss.detach()])
 
 
@@ -284,20 +304,23 @@ def _prepare(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: in
                       sampler=BatchSampler(n, train.batch_size, rng, weights),
                       losses=torch.zeros(train.steps, 2, device=device),
                       identity=_identity(gan, train, seed, n, weights is not None, n_classes), device=device,
-                      **own)
+                      G_ema=ema_copy(G) if gan.ema_decay else None, **own)
     start = state.resume(checkpoint_path, train.steps)
     return _Member(state, data, labels, n_classes, shape, start,
                    Path(checkpoint_path) if checkpoint_path else None)
 
 
 def _result(member: _Member, train: TrainConfig, seconds: float) -> TrainResult:
-    G, D = member.state.G, member.state.D
+    G, D, G_ema = member.state.G, member.state.D, member.state.G_ema
     if isinstance(G, PGGenerator):  # a trained progressive GAN samples at its full size
-        G.set_progress(member.shape[-1], 1.0)
-        D.set_progress(member.shape[-1], 1.0)
+        for model in (G, D) + ((G_ema,) if G_ema is not None else ()):
+            model.set_progress(member.shape[-1], 1.0)
     G.eval()
-    return TrainResult(generator=G, losses=member.state.losses.cpu().numpy(), steps=train.steps,
-                       seconds=seconds, resumed_from=member.start, checkpoint=member.checkpoint)
+    if G_ema is not None:
+        G_ema.eval()
+    return TrainResult(generator=G if G_ema is None else G_ema, losses=member.state.losses.cpu().numpy(),
+                       steps=train.steps, seconds=seconds, resumed_from=member.start,
+                       checkpoint=member.checkpoint)
 
 
 def _train_alone(member: _Member, *, gan: GANConfig, train: TrainConfig,

@@ -34,6 +34,7 @@ import torch
 from raygan import seeds
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, is_points
+from raygan.ensemble.counts import synthetic_count
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def validate_metrics(cfg: Config) -> list[str]:
 
 def samples_per_class(cfg: Config, dataset: RealDataset, class_name: str) -> int:
     """How many synthetic samples a set needs per class: N_g (or N real), capped at metric_samples."""
-    n = cfg.ensemble.samples_per_class or dataset.train_sizes()[class_name]
+    n = synthetic_count(cfg, dataset.train_sizes()[class_name])
     return int(min(n, cfg.eval.metric_samples))
 
 

@@ -50,8 +50,9 @@ def _known(section: str) -> set[str]:
 _MAY_CHANGE = {("train", "device"), ("train", "num_threads"), ("train", "log_every"),
                ("train", "checkpoint_every"), ("train", "divergence_retries")}
 # What the shards are made from besides the members: fixed once the manifest records shards.
-_SHARD_SETTINGS = [("ensemble", "weights"), ("ensemble", "samples_per_class"), ("synth", "seed"),
-                   ("synth", "truncation"), ("synth", "chunk_size")]
+# (A saved config without samples_ratio, from before it existed, reads it back as its default None.)
+_SHARD_SETTINGS = [("ensemble", "weights"), ("ensemble", "samples_per_class"), ("ensemble", "samples_ratio"),
+                   ("synth", "seed"), ("synth", "truncation"), ("synth", "chunk_size")]
 
 
 def _steps_may_grow(cfg: dict) -> bool:

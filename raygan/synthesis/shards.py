@@ -36,6 +36,7 @@ from pyarrow import fs as pafs
 
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
+from raygan.ensemble.counts import synthetic_count
 from raygan.ensemble.mixture import allocate
 from raygan.gan.train import load_generator
 from raygan.progress import track
@@ -129,7 +130,7 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
     manifest = run.manifest()
     items, counts = [], {}
     for k, name in enumerate(dataset.classes):
-        n_g = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
+        n_g = synthetic_count(cfg, dataset.train_sizes()[name])
         counts[name] = allocate(mixtures[name], n_g)
         for t, count in enumerate(counts[name]):
             if not count:  # a member given up after its divergence retries (p_t = 0) makes no rows

@@ -32,6 +32,7 @@ from raygan.cluster.packing import pack_fit, plan_pack_size  # imports no ray
 from raygan.config import Config, ConfigError
 from raygan.config.checks import why_not_packable
 from raygan.data import is_points
+from raygan.gan.models import CONDITIONAL
 
 # Ray starts a fresh worker process for every GPU task (reference: about 7 s with `import torch` on a
 # small machine); with the member's data arriving from the object store, count 10 s per task.
@@ -92,7 +93,7 @@ def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
     member_threads = max(1, int(cfg.cluster.cpus_per_member)) if dev.type == "cpu" else None
     if member_threads:  # a member task uses cluster.cpus_per_member threads
         torch.set_num_threads(member_threads)
-    conditional = cfg.gan.family == "ccgan"  # one model for all classes (labels go with the data)
+    conditional = cfg.gan.family in CONDITIONAL  # one model for all classes (labels go with the data)
     n = sum(sizes.values()) if conditional else max(sizes.values())
     gen = torch.Generator().manual_seed(0)
     data = real if real is not None and not conditional else torch.rand(n, *shape, generator=gen) * 2 - 1
@@ -176,7 +177,7 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
     pack = packing(gpus, 1.0 if cfg.cluster.gpus_per_member is None else cfg.cluster.gpus_per_member)
     sizes = measured["class_sizes"]
     K, T = len(sizes), cfg.ensemble.members
-    conditional = cfg.gan.family == "ccgan"
+    conditional = cfg.gan.family in CONDITIONAL
     members = T if conditional else K * T
     boosting = cfg.ensemble.method != "independent" and not conditional
     # Boosting packs the K members of one step (the classes step in lockstep), never across steps.
@@ -200,12 +201,14 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
         return math.ceil(n / share) if share > 1 else n * pack["gpus_per_member"]
 
     billed_h = sum(busy_gpus(n) for n in layout) * wave_s / 3600
-    samples = sum(cfg.ensemble.samples_per_class or n for n in sizes.values())
+    from raygan.ensemble.counts import synthetic_count  # N_g's one rule
+
+    samples = sum(synthetic_count(cfg, n) for n in sizes.values())
     cpus = cpus or 4 * gpus
     synth_cpu_s = samples * measured["sample_s"]
     n_train = sum(sizes.values())
-    runs_per_repeat = 1 + (cfg.eval.max_ensemble or T) + (len(cfg.eval.mixing_ratios)
-                                                        if cfg.eval.mixing else 0)
+    curve = len(cfg.eval.ensemble_sizes or range(cfg.eval.max_ensemble or T))
+    runs_per_repeat = 1 + curve + (len(cfg.eval.mixing_ratios) if cfg.eval.mixing else 0)
     classifier_steps = cfg.eval.epochs * math.ceil(n_train / cfg.eval.batch_size)
     eval_s = cfg.eval.repeats * runs_per_repeat * classifier_steps * measured["classifier_step_s"]
     if is_points(cfg.data.name):

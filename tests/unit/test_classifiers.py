@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raygan.evaluation.augment import AUGMENTATIONS, augment, default_pad, flip_crop, pathology_jitter
+from raygan.evaluation.augment import AUGMENTATIONS, augment, crop, default_pad, flip_crop, pathology_jitter
 from raygan.evaluation.classifiers import DOWNSTREAM, LiuHuMLP, ResNet18Small, SimpleCNN, build_classifier
 
 
@@ -150,6 +150,21 @@ def test_flip_crop_crops_are_shifted_windows_of_the_padded_image():
         assert found, f"sample {i} is not a crop of its (possibly flipped) padded image"
         shifts.add(found[0][1:])
     assert len(shifts) > 4  # offsets really vary
+
+
+def test_crop_shifts_but_never_mirrors():
+    x = _left_column_image()
+    x[:, :, 0, :] = -1.0  # a bright left column, rows 1..7 only: a mirror would move it to the right
+    out = crop(x, torch.Generator().manual_seed(3))
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifts = set()
+    for i in range(len(x)):
+        found = [(dy, dx) for dy in range(3) for dx in range(3)
+                 if torch.equal(padded[i, :, dy:dy + 8, dx:dx + 8], out[i])]
+        assert found, f"sample {i} is not an unmirrored crop of its padded image"
+        shifts.add(found[0])
+    assert len(shifts) > 4
+    assert not (out[..., -1] == 1).all(dim=(1, 2)).any()  # no sample has the column at the right
 
 
 def test_pathology_jitter_flips_both_ways():

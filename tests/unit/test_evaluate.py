@@ -75,3 +75,26 @@ def test_filtering_and_trts_use_a_real_trained_classifier(digits):
     assert filter_by_classifier(model, x, y, rho=0.5).sum() > keep.sum()  # a lower bar keeps more
     assert filter_by_classifier(model, x, wrong, rho=0.0).float().mean() < 0.1
     assert filter_by_classifier(model, x, y, rho=0.0).sum() >= keep.sum()
+
+
+def test_ensemble_sizes_pick_the_curve_points_and_are_checked(digits):
+    from raygan.config import ConfigError
+    from raygan.evaluation.units import curve_sizes, evaluation_jobs
+
+    every = load_config(overrides=["ensemble.members=4", "eval.repeats=2"])
+    some = load_config(overrides=["ensemble.members=4", "eval.repeats=2", "eval.ensemble_sizes=[4, 2]"])
+    assert curve_sizes(every) == [1, 2, 3, 4] and curve_sizes(some) == [2, 4]
+    tstr = sorted({(j.index, j.repeat) for j in evaluation_jobs(some, digits) if j.kind == "tstr"})
+    assert tstr == [(2, 0), (2, 1), (4, 0), (4, 1)]
+    for bad in ("[5]", "[0]", "[2, 2]"):
+        with pytest.raises(ConfigError, match="eval.ensemble_sizes"):
+            load_config(overrides=["ensemble.members=4", f"eval.ensemble_sizes={bad}"])
+
+
+def test_summary_reports_the_validation_accuracy_choices_are_made_on():
+    from raygan.evaluation.protocols import ClassifierRun
+
+    runs = [ClassifierRun(history=[], best_val_epoch=1, val_acc=v, test_acc=0.5, best_test_acc=0.5,
+                          confusion=[]) for v in (0.8, 0.9)]
+    s = ProtocolResult("TSTR", runs).summary()
+    assert s["val_acc_mean"] == pytest.approx(0.85) and s["val_acc_std"] == pytest.approx(0.05)
