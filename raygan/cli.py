@@ -82,7 +82,21 @@ def cmd_job(args) -> None:
 
     if getattr(args, "target", None):  # raygan sweep --target gan: the same as --set sweep.target=gan
         args.overrides = [*args.overrides, f"sweep.target={args.target}"]
-    raise SystemExit(run_job(args.job, args))
+    rc = run_job(args.job, args)
+    if rc == 0 and args.job == "sweep" and not args.dry_run:
+        _print_table1(args)
+    raise SystemExit(rc)
+
+
+def _print_table1(args) -> None:
+    """A protocol sweep's end: seed 001's Table 1 beside ours, as raygan.reporting.seed001 wrote it."""
+    from raygan.runs import RunFolder
+
+    cfg = load_config(args.config, args.overrides, getattr(args, "config_preset", None))
+    if cfg.sweep.protocols and cfg.sweep.target == "classifier":
+        table = RunFolder.for_config(cfg).path / "eval" / "table1_seed001.md"
+        if table.exists():
+            print(f"\n{table.read_text()}\n{table}")
 
 
 def cmd_report(args) -> None:
@@ -207,7 +221,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=300, help="timed steps per repeat (per member for pack)")
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--family", default=None, choices=["mlp2d", "dcgan", "ccgan", "pggan", "fc"],
+    p.add_argument("--family", default=None,
+                   choices=["mlp2d", "dcgan", "ccgan", "pggan", "fc", "biggan"],
                    help="train-step: mlp2d (the grid GAN at batch 100, default) or dcgan (DCGAN-32 at "
                         "batch 64); pack: the members' family (default dcgan, the demo member)")
     p.add_argument("--members", type=int, default=None,

@@ -28,6 +28,7 @@ from raygan.cluster.tasks import (
 from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.ensemble.members import check_classes, member_grid, record_trained
+from raygan.gan.models import CONDITIONAL
 from raygan.progress import progress
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
@@ -188,7 +189,7 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
 def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: Tracker) -> list[dict]:
     """Train the ensemble on Ray; then name every member given up, and fail (NoMemberError) if a class
     is left with none."""
-    if cfg.gan.family == "ccgan":
+    if cfg.gan.family in CONDITIONAL:
         entries = train_conditional_ray(cfg, dataset, run, tracker)
     elif cfg.ensemble.method == "independent":
         entries = train_independent_ray(cfg, dataset, run, tracker)

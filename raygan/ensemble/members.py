@@ -25,7 +25,7 @@ import torch.nn as nn
 from raygan import seeds
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
-from raygan.gan.models import CONDITIONAL, PROGRESSIVE
+from raygan.gan.models import CONDITIONAL, UNPACKABLE
 from raygan.gan.pack import PackMember, train_pack
 from raygan.gan.train import GANDivergedError, TrainResult, load_generator, resolve_device, save_generator, train_gan
 from raygan.progress import track
@@ -219,16 +219,15 @@ def train_members(units: list, cfg: Config, run: RunFolder, *,
     A unit (a dict or an object) has class_name, class_index, member, data and optionally
     data_weights. Every entry also says ``pack_size``. A diverged member does not stop the others:
     it trains again with its next seed (in a pack of the diverged ones), and if it never converges
-    its entry has status "diverged", the attempts and no generator. The progressive family (pggan)
-    and recursive training (train.recursive_rounds > 0) cannot be packed: their units train one by
-    one with train_member (pack_size 1).
+    its entry has status "diverged", the attempts and no generator. An UNPACKABLE family (pggan) and
+    recursive training (train.recursive_rounds > 0) train their units one by one (pack_size 1).
     """
     device = _device(cfg, device)
     if cfg.gan.family in CONDITIONAL:
         raise ValueError(f"gan.family={cfg.gan.family} is class-conditional: its members cover every "
                          "class; train them with train_conditional_members")
     units = [u if isinstance(u, dict) else vars(u) for u in units]
-    if cfg.gan.family in PROGRESSIVE or cfg.train.recursive_rounds > 0:
+    if cfg.gan.family in UNPACKABLE or cfg.train.recursive_rounds > 0:
         return [{**train_member(u["data"], cfg, run, class_name=u["class_name"], class_index=u["class_index"],
                                 member=u["member"], data_weights=u.get("data_weights"), device=device),
                  "pack_size": 1} for u in units]
@@ -276,7 +275,7 @@ def train_conditional_member(data: torch.Tensor, labels: torch.Tensor, classes: 
                              device: Optional[torch.device] = None,
                              on_log: Optional[Callable[[int, float, float], None]] = None
                              ) -> list[dict]:
-    """Seed 003's class-conditional GAN: one model per member for every class.
+    """A class-conditional GAN (seed 003's ccgan, or biggan): one model per member for every class.
 
     The task grid is then per member, not per (class, member). The model lives in
     members/_conditional/<member>/; the manifest gets one entry per class pointing at it with the class
@@ -300,10 +299,14 @@ def train_conditional_members(data: torch.Tensor, labels: torch.Tensor, classes:
                               cfg: Config, run: RunFolder, *, members: list[int],
                               device: Optional[torch.device] = None) -> list[dict]:
     """Conditional ``members`` trained as one pack, each written as train_conditional_member writes
-    it (members/_conditional/<t>/, one entry per class); their entries, member by member."""
+    it (members/_conditional/<t>/, one entry per class); their entries, member by member. An UNPACKABLE
+    family (biggan) trains them one by one with train_conditional_member instead (pack_size 1)."""
     device = _device(cfg, device)
     if cfg.train.recursive_rounds > 0:
         raise ValueError("recursive training cannot be packed: train_conditional_member one by one")
+    if cfg.gan.family in UNPACKABLE:
+        return [{**e, "pack_size": 1} for t in members for e in train_conditional_member(
+            data, labels, classes, cfg, run, member=t, device=device)]
     folders = [run.member_dir(CONDITIONAL_DIR, t) for t in members]
     trained = _with_retries(
         folders, cfg, seed_of=lambda i, a: seeds.conditional_member_retry(cfg.train.seed, members[i], a),
@@ -323,10 +326,8 @@ def train_conditional_members(data: torch.Tensor, labels: torch.Tensor, classes:
 
 def _write_losses(losses: np.ndarray, path) -> None:
     buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["step", "d_loss", "g_loss"])
-    for step, (d, g) in enumerate(losses, start=1):
-        writer.writerow([step, f"{d:.6g}", f"{g:.6g}"])
+    rows = ([step, f"{d:.6g}", f"{g:.6g}"] for step, (d, g) in enumerate(losses, start=1))
+    csv.writer(buf).writerows([["step", "d_loss", "g_loss"], *rows])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -339,7 +340,7 @@ def _training_units(cfg: Config, dataset: RealDataset, run: RunFolder
                     ) -> list[tuple[str, list[tuple[str, int]], Callable[[], list[dict]]]]:
     """What train_independent trains, one model at a time: (what to call it in the log, the manifest
     (class, member) keys it completes, a call that trains it and returns their entries)."""
-    if cfg.gan.family == "ccgan":  # a conditional member covers every class
+    if cfg.gan.family in CONDITIONAL:  # a conditional member covers every class
         data, labels = dataset.train_split()
         return [(f"conditional member {t}", [(name, t) for name in dataset.classes],
                  lambda t=t: train_conditional_member(data, labels, dataset.classes, cfg, run, member=t))
@@ -352,7 +353,7 @@ def _training_units(cfg: Config, dataset: RealDataset, run: RunFolder
 
 def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder) -> list[dict]:
     """Train the K x T independent ensemble in this process, skipping members already complete (the
-    Ray layer runs the same calls as tasks); ccgan trains T members, each covering every class."""
+    Ray layer runs the same calls as tasks); conditional families train T members, each for every class."""
     entries = []
     units = _training_units(cfg, dataset, run)
     for i, (label, keys, train) in enumerate(track(units, "members", unit="member"), start=1):

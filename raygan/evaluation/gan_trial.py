@@ -217,12 +217,13 @@ def train_to(cfg: Config, dataset: RealDataset, run: RunFolder) -> list[dict]:
         train_conditional_members,
         train_members,
     )
+    from raygan.gan.models import CONDITIONAL
 
     run.check_compatible(cfg)
     run.write_config(cfg)  # marks members trained to fewer steps as extending
     todo = [(k, name, t) for k, name, t in member_grid(dataset, cfg.ensemble.members)
             if run.member_entry(name, t) is None]
-    if cfg.gan.family == "ccgan":
+    if cfg.gan.family in CONDITIONAL:
         members = sorted({t for _, _, t in todo})
         if members:
             data, labels = dataset.train_split()

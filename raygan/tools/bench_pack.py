@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from raygan.config import ConfigError, GANConfig, TrainConfig
-from raygan.gan.models import CONDITIONAL, GAN_FAMILIES, PROGRESSIVE
+from raygan.gan.models import CONDITIONAL, GAN_FAMILIES, UNPACKABLE
 from raygan.gan.train import resolve_device, train_gan
 from raygan.tools.bench import _device_name
 
@@ -247,9 +247,9 @@ def pack_table(rows: list[tuple]) -> list[str]:
 def bench_pack(args) -> str:
     device = resolve_device(args.device)
     family, size = args.family or "dcgan", args.image_size or DEFAULT_IMAGE_SIZE
-    if family in PROGRESSIVE:
-        raise ConfigError(f"bench pack --family {family}: train_pack does not pack the progressive "
-                          "family (its packs hold one member); use dcgan, ccgan, fc or mlp2d")
+    if family in UNPACKABLE:
+        raise ConfigError(f"bench pack --family {family}: train_pack does not pack this family (its packs "
+                          "hold one member, raygan.gan.models.UNPACKABLE); use dcgan, ccgan, fc or mlp2d")
     setting = make_setting(family, size)
     budget = args.budget or DEFAULT_BUDGET_S
     with torch_threads(args.threads or DEFAULT_THREADS) as threads:

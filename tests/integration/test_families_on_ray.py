@@ -128,3 +128,25 @@ def test_evaluation_as_a_ray_task_writes_the_same_results(raygan_logs, ray_sessi
     assert [r["T"] for r in evaluation["tstr_curve"]] == [1, 2]
     assert evaluation["tstr_curve"] == result["evaluation"]["tstr_curve"]
     assert (run.path / "report.md").exists()
+
+
+def test_a_biggan_member_trains_synthesizes_evaluates_and_is_audited_on_ray(ray_session, ray_cfg):
+    """gan.family=biggan through every stage: one conditional model per member, never packed."""
+    import json
+
+    from raygan.cluster.pipeline import run_pipeline
+
+    cfg = ray_cfg("digits", "gan.family=biggan", "gan.width=4", "gan.loss=hinge", "gan.ema_decay=0.9",
+                  "train.steps=10", "ensemble.members=1", "eval.repeats=1", "eval.epochs=1",
+                  "tracking.enabled=false", "output.run=biggan")
+    run = RunFolder(run_pipeline(cfg)["run_dir"])
+    members = run.manifest()["members"]
+    assert set(members) == {"0-4/0", "5-9/0"}
+    a, b = members["0-4/0"], members["5-9/0"]
+    assert a["generator"] == b["generator"] and (a["condition"], b["condition"]) == (0, 1)
+    table = pq.read_table(run.path / "shards")
+    assert Counter(table["class_name"].to_pylist()) == {"0-4": 630, "5-9": 627}
+    evaluation = json.loads((run.path / "eval" / "evaluation.json").read_text())
+    assert [r["T"] for r in evaluation["tstr_curve"]] == [1]
+    privacy = json.loads((run.path / "audit" / "privacy.json").read_text())
+    assert set(privacy["classes"]) == {"0-4", "5-9"} and privacy["verdict"] in ("pass", "warn")

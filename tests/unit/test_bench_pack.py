@@ -95,4 +95,4 @@ def test_bench_train_step_refuses_a_family_it_has_no_setting_for(family, capsys)
 
 def test_bench_pack_refuses_the_family_train_pack_does_not_pack(capsys):
     assert main(["bench", "pack", "--family", "pggan", "--members", "2", "--device", "cpu"]) == 2
-    assert "train_pack does not pack the progressive family" in capsys.readouterr().err
+    assert "train_pack does not pack this family" in capsys.readouterr().err

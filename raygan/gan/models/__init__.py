@@ -2,8 +2,10 @@
 
 `build_gan(gan_cfg, sample_shape, n_classes=None)` returns (G, D). Every unconditional G maps (B, z_dim)
 latents to (B, *sample_shape) and every D maps a batch of samples to (B,) logits. The conditional
-families (``CONDITIONAL``: ccgan) take int64 class indices too, G(z, y) and D(x, y), and need
+families (``CONDITIONAL``: ccgan, biggan) take int64 class indices too, G(z, y) and D(x, y), and need
 ``n_classes``. The progressive family (pggan) also has ``set_progress(resolution, alpha)`` on G and D.
+``UNPACKABLE`` families train one member per pack: pggan's graph grows as it trains; biggan's spectral
+norm, conditional batch norm and self-attention have no grouped form in raygan.gan.pack_layers.
 """
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ from typing import Optional
 import torch.nn as nn
 
 from raygan.config import ConfigError, GANConfig
+from raygan.gan.models.biggan import BigGANDiscriminator, BigGANGenerator
 from raygan.gan.models.ccgan import CCGANDiscriminator, CCGANGenerator, ConditionedGenerator
 from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.gan.models.fc import FCDiscriminator, FCGenerator
 from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator
 from raygan.gan.models.pggan import PGDiscriminator, PGGenerator, pg_resolutions, pg_schedule
 
-CONDITIONAL = frozenset({"ccgan"})
+CONDITIONAL = frozenset({"ccgan", "biggan"})
 PROGRESSIVE = frozenset({"pggan"})
+# Families that train one member per pack (raygan.gan.pack runs them with train_gan's own loop).
+UNPACKABLE = PROGRESSIVE | {"biggan"}
 
 
 def _square(cfg: GANConfig, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -41,16 +46,31 @@ def _dcgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
             DCGANDiscriminator(image_size=size, channels=channels, width=cfg.width, depth=cfg.d_depth))
 
 
+def _classes(cfg: GANConfig, n_classes: Optional[int]) -> int:
+    if n_classes is None or int(n_classes) < 1:
+        raise ConfigError(f"gan.family={cfg.family} is class-conditional and needs the number of classes: "
+                          f"build_gan(cfg, shape, n_classes=K) (got n_classes={n_classes})")
+    return int(n_classes)
+
+
 def _ccgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     channels, size = _square(cfg, shape)
-    if n_classes is None or int(n_classes) < 1:
-        raise ConfigError(f"gan.family=ccgan is class-conditional and needs the number of classes: "
-                          f"build_gan(cfg, shape, n_classes=K) (got n_classes={n_classes})")
-    k = int(n_classes)
+    k = _classes(cfg, n_classes)
     return (CCGANGenerator(z_dim=cfg.z_dim, n_classes=k, image_size=size, channels=channels,
                            width=cfg.width, norm=cfg.g_norm),
             CCGANDiscriminator(n_classes=k, image_size=size, channels=channels, width=cfg.width,
                                depth=cfg.d_depth))
+
+
+def _biggan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
+    channels, size = _square(cfg, shape)
+    k = _classes(cfg, n_classes)
+    kwargs = {"n_classes": k, "image_size": size, "channels": channels, "width": cfg.width,
+              "attention_resolution": cfg.attention_resolution}
+    try:
+        return BigGANGenerator(z_dim=cfg.z_dim, **kwargs), BigGANDiscriminator(**kwargs)
+    except ValueError as err:  # a size, latent or attention resolution this model cannot have
+        raise ConfigError(str(err)) from err
 
 
 def _pggan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
@@ -68,7 +88,8 @@ def _fc(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
             FCDiscriminator(in_shape=shape, alpha=cfg.alpha, dropout=cfg.dropout))
 
 
-GAN_FAMILIES = {"mlp2d": _mlp2d, "dcgan": _dcgan, "ccgan": _ccgan, "pggan": _pggan, "fc": _fc}
+GAN_FAMILIES = {"mlp2d": _mlp2d, "dcgan": _dcgan, "ccgan": _ccgan, "pggan": _pggan, "fc": _fc,
+                "biggan": _biggan}
 
 
 def build_gan(cfg: GANConfig, sample_shape: tuple[int, ...],
@@ -78,5 +99,5 @@ def build_gan(cfg: GANConfig, sample_shape: tuple[int, ...],
     return GAN_FAMILIES[cfg.family](cfg, tuple(sample_shape), n_classes)
 
 
-__all__ = ["CONDITIONAL", "PROGRESSIVE", "GAN_FAMILIES", "build_gan", "ConditionedGenerator",
+__all__ = ["CONDITIONAL", "PROGRESSIVE", "UNPACKABLE", "GAN_FAMILIES", "build_gan", "ConditionedGenerator",
            "pg_resolutions", "pg_schedule"]
