@@ -6,6 +6,11 @@ to Tune, and is stopped early by ASHA on the real validation accuracy. The resul
 ``<run>/tune/<sweep.name>`` (Tune's storage), ``<run>/eval/sweep_best.json`` and
 ``<run>/eval/sweep_trials.json`` (each trial with the Ray node it ran on).
 
+Protocol cells (``sweep.protocols``, seed 001's Table 1): one more grid axis, ``protocol``, each
+trial's cell (on the fly, augment, filter_rho, truncation; MLflow params ``protocol/<key>``), its data
+built once on the driver by raygan.evaluation.protocol_sets; the grid beside the paper's numbers goes
+to ``<run>/eval/table1_seed001.md`` / ``.json`` (raygan.reporting.seed001).
+
 Several nodes: the training sets (one per T and mixing ratio) are built once on the driver from the
 shards as written (raygan.evaluation.measured's rule, as the evaluation reads them; regenerated from
 the generators only where that rule says so), put in the object store and handed to the trials by
@@ -71,6 +76,9 @@ def sweep_values(cfg: Config) -> dict[str, list]:
               "T": list(s.members) or [cfg.ensemble.members]}
     if s.synthetic_only:
         values["mixing_ratio"] = [0.0]
+    if s.protocols:  # seed 001's Table 1: a grid axis of protocol cells (raygan.config.protocol_cells)
+        from raygan.config.protocol_cells import protocol_cells
+        values["protocol"] = protocol_cells(cfg)
     return values
 
 
@@ -158,7 +166,9 @@ def training_sets(cfg: Config, dataset: RealDataset, run: RunFolder, values: dic
         return {}, {}
     run.pull("shards")  # a URI run: the shards come to this node's mirror (local: a no-op)
     measured = load_measured(cfg, dataset, run)
-    sizes = {n: cfg.ensemble.samples_per_class or dataset.train_sizes()[n] for n in dataset.classes}
+    from raygan.ensemble.counts import synthetic_count  # N_g's one rule
+
+    sizes = {n: synthetic_count(cfg, dataset.train_sizes()[n]) for n in dataset.classes}
     synthetic = {}
     for T in sorted({T for T, _ in keys}):
         rows = pick_rows(run, cfg, dataset, measured, T, sizes)
@@ -177,31 +187,35 @@ def training_sets(cfg: Config, dataset: RealDataset, run: RunFolder, values: dic
 def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, sets: dict, sources: dict) -> None:
     """One classifier on its training set, reporting to Tune every epoch (and the node it runs on).
 
-    ``sets`` maps (T, mixing_ratio) to an object reference of that set (training_sets); a trial that
-    trains on the real split alone finds none."""
+    ``sets`` maps set_key(config) to an object reference of that set (training_sets, or a protocol
+    cell's CellSet); a trial that trains on the real split alone finds none."""
     import ray
     import torch
 
+    from raygan.evaluation.protocol_sets import set_key, trial_data
     from raygan.evaluation.protocols import train_classifier
 
     torch.set_num_threads(max(1, math.floor(cfg.sweep.cpus_per_trial)))
     device = "cuda" if cfg.sweep.gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
-    key = (int(config["T"]), float(config["mixing_ratio"]))
-    train = ray.get(sets[key]) if key in sets else dataset.train_split()
-    where = {"node_id": ray.get_runtime_context().get_node_id(), "train_source": sources.get(key, "real")}
-    best = {"val_acc": -1.0, "test_acc": float("nan"), "epoch": 0}
+    key = set_key(config)
+    data = trial_data(config, cfg, dataset, ray.get(sets[key]) if key in sets else None, sources)
+    node = ray.get_runtime_context().get_node_id()
+    best = {"val_acc": -1.0, "test_acc": float("nan"), "epoch": 0, "best_test_acc": -1.0}
 
     def report(record: dict) -> None:
         if record["val_acc"] > best["val_acc"]:
             best.update(val_acc=record["val_acc"], test_acc=record["test_acc"], epoch=record["epoch"])
+        best["best_test_acc"] = max(best["best_test_acc"], record["test_acc"])  # seed 001's figure
         tune.report({**record, "best_val_acc": best["val_acc"], "best_val_epoch": best["epoch"],
-                     "test_acc_at_best_val": best["test_acc"], "train_size": len(train[1]), **where})
+                     "test_acc_at_best_val": best["test_acc"], "best_test_acc": best["best_test_acc"],
+                     "node_id": node, **data.figures()})
 
-    train_classifier(*train, val=dataset.val, test=dataset.test, n_classes=len(dataset.classes),
+    train_classifier(*data.train, val=dataset.val, test=dataset.test, n_classes=len(dataset.classes),
                      arch=config["arch"], epochs=int(config["epochs"]), lr=float(config["lr"]),
                      batch_size=int(config["batch_size"]),
-                     weight_decay=float(config["weight_decay"]), augment=cfg.eval.augment,
-                     seed=int(config["seed"]), device=device, on_epoch=report)
+                     weight_decay=float(config["weight_decay"]), augment=data.augment,
+                     seed=int(config["seed"]), device=device, epoch_data=data.epoch_data,
+                     on_epoch=report)
 
 
 # --- the job ------------------------------------------------------------------------------------------
@@ -234,7 +248,8 @@ def _grid_fingerprint(space_values: dict, cfg: Config) -> dict:
     return {"values": space_values, "num_samples": cfg.sweep.num_samples,
             "synthetic_only": cfg.sweep.synthetic_only, "eval_seed": cfg.eval.seed,
             "augment": cfg.eval.augment, "synth_seed": cfg.synth.seed,
-            "samples_per_class": cfg.ensemble.samples_per_class, "weights": cfg.ensemble.weights}
+            "samples_per_class": cfg.ensemble.samples_per_class, "weights": cfg.ensemble.weights,
+            **({"samples_ratio": cfg.ensemble.samples_ratio} if cfg.ensemble.samples_ratio is not None else {})}
 
 
 def _check_same_grid(marker: Path, fingerprint: dict, name: str, storage: str) -> None:
@@ -256,6 +271,7 @@ def trial_row(result, index: int) -> dict:
            "best_val_acc": m.get("best_val_acc"), "best_val_epoch": m.get("best_val_epoch"),
            "test_acc_at_best_val": m.get("test_acc_at_best_val"), "train_size": m.get("train_size"),
            "train_source": m.get("train_source"), "node_id": m.get("node_id")}
+    row.update({k: m[k] for k in ("best_test_acc", "kept_fraction") if m.get(k) is not None})
     if result.error is not None:
         row["error"] = str(result.error)[:2000]
     return row
@@ -290,6 +306,18 @@ def _summarise(cfg: Config, run: RunFolder, grid, *, storage: str, restored: boo
     return best, trials, counts
 
 
+def _put_once(sets: dict) -> dict:
+    """{key: object reference}: one copy of each set in the object store (protocol cells that differ
+    in augment only share one set object)."""
+    import ray
+
+    refs: dict[int, object] = {}
+    for data in sets.values():
+        if id(data) not in refs:
+            refs[id(data)] = ray.put(data)
+    return {key: refs[id(data)] for key, data in sets.items()}
+
+
 def run_sweep(cfg: Config, address: str | None = None) -> dict:
     """Run (or resume) the sweep of cfg.sweep over the trained run folder of cfg.
 
@@ -320,10 +348,13 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
         logger.info(f"sweep: warning: a trial asks for {cfg.sweep.cpus_per_trial:g} CPU / "
             f"{cfg.sweep.gpus_per_trial:g} GPU but the cluster has {resources.get('CPU', 0):g} CPU / "
             f"{resources.get('GPU', 0):g} GPU now; trials wait until nodes with them join")
-    import ray
-
     sets, sources = training_sets(cfg, dataset, run, values)
-    refs = {key: ray.put(data) for key, data in sets.items()}  # one copy each in the object store
+    if "protocol" in values:  # every trial trains on its cell's set, made from these
+        from raygan.evaluation.protocol_sets import cell_sets
+        sets, baseline = cell_sets(cfg, dataset, run, cells=values["protocol"], Ts=values["T"],
+                                   batch_sizes=values["batch_size"],
+                                   base={T: (sets[T, 0.0], sources[T, 0.0]) for T in values["T"]})
+    refs = _put_once(sets)
     trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset, sets=refs,
                                                          sources=sources),
                                     {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
@@ -355,5 +386,9 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     grid = tuner.fit()
 
     best, trials, counts = _summarise(cfg, run, grid, storage=storage, restored=restored)
-    return {"best": best, "trials": trials, "storage": storage, "restored": restored,
-            "counts": counts, "mlflow": MLFLOW_NOTE if cfg.tracking.enabled else "tracking disabled"}
+    out = {"best": best, "trials": trials, "storage": storage, "restored": restored,
+           "counts": counts, "mlflow": MLFLOW_NOTE if cfg.tracking.enabled else "tracking disabled"}
+    if "protocol" in values:
+        from raygan.reporting.seed001 import write_table1
+        out["table1"] = write_table1(run.path, cfg, trials, baseline=baseline)
+    return out

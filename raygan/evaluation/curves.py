@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ import torch
 from raygan import seeds
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.ensemble.counts import synthetic_count
 from raygan.ensemble.mixture import Mixture, load_member_generator
 from raygan.evaluation.measured import members_at, mixture_weights_at
 from raygan.evaluation.protocols import Split, train_classifier
@@ -52,7 +55,7 @@ def synthetic_set(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, see
     """N_g = N real samples per class from each class's size-T mixture, labelled by class index."""
     xs, ys = [], []
     for k, name in enumerate(dataset.classes):
-        n = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
+        n = synthetic_count(cfg, dataset.train_sizes()[name])
         x, _ = mixture_at(run, cfg, name, T).sample(n, seed=seeds.per_class(seed, k))
         xs.append(x)
         ys.append(torch.full((n,), k, dtype=torch.int64))
@@ -75,8 +78,35 @@ def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
 def on_the_fly(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, seed: int):
     """Seed 001's on-the-fly generation: every epoch a fresh synthetic set in which each batch-sized
     block comes from one member t ~ p_t (the same t for every class of the block)."""
-    mixtures = [mixture_at(run, cfg, name, T) for name in dataset.classes]
-    sizes = [cfg.ensemble.samples_per_class or dataset.train_sizes()[n] for n in dataset.classes]
+    sizes = [synthetic_count(cfg, dataset.train_sizes()[n]) for n in dataset.classes]
+    return on_the_fly_sets(run, cfg, list(dataset.classes), sizes, T, seed)
+
+
+@dataclass
+class LazyOnTheFly:
+    """:func:`on_the_fly`'s epoch data that loads its generators where it is first called: what a Ray
+    trial receives, since it pickles as a few names and numbers (a spectrally normalised generator,
+    biggan's, cannot be pickled at all, and none needs to travel)."""
+    run: RunFolder
+    cfg: Config
+    classes: list
+    sizes: list
+    T: int
+    seed: int
+    _draw: Optional[Callable[[int], Split]] = field(default=None, repr=False, compare=False)
+
+    def __call__(self, epoch: int) -> Split:
+        if self._draw is None:
+            self._draw = on_the_fly_sets(self.run, self.cfg, self.classes, self.sizes, self.T, self.seed)
+        return self._draw(epoch)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_draw": None}
+
+
+def on_the_fly_sets(run: RunFolder, cfg: Config, classes: list, sizes: list, T: int, seed: int):
+    """:func:`on_the_fly` for classes (in label order) of synthetic_count sizes."""
+    mixtures = [mixture_at(run, cfg, name, T) for name in classes]
     block = cfg.eval.batch_size
 
     def epoch_data(epoch: int) -> Split:
@@ -86,7 +116,7 @@ def on_the_fly(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, seed: 
             for start in range(0, n, block):
                 t = int(rng.choice(len(mix.weights), p=mix.weights))
                 count = min(block, n - start)
-                one = Mixture([mix.generators[t]], np.ones(1))
+                one = Mixture([mix.generators[t]], np.ones(1), mix.truncation)  # keep synth.truncation
                 xs.append(one.sample(count, seed=int(rng.integers(2**31)))[0])
                 ys.append(torch.full((count,), k, dtype=torch.int64))
         return torch.cat(xs), torch.cat(ys)
@@ -125,7 +155,7 @@ def recursive_set(run: RunFolder, cfg: Config, dataset: RealDataset, r: int) -> 
             folder = run.member_dir(name, t)
             gens.append(load_generator(folder / (f"round{r}.pt" if r < rounds else "generator.pt")))
             sizes.append(entry.get("recursive_train_sizes", [None] * (rounds + 1))[r])
-        n = cfg.ensemble.samples_per_class or dataset.train_sizes()[name]
+        n = synthetic_count(cfg, dataset.train_sizes()[name])
         x, _ = Mixture.uniform(gens, cfg.synth.truncation).sample(n, seed=seeds.per_class(cfg.synth.seed, k))
         xs.append(x)
         ys.append(torch.full((n,), k, dtype=torch.int64))

@@ -196,3 +196,35 @@ def test_bad_input_is_refused_before_any_work(ray_cfg, tmp_path, shared_root, ra
         run_sweep(cfg)
     assert not Path(cfg.output.root, "default", "run", "tune", "toolarge").exists()
     assert not Path(empty.output.root, "default", "run", "tune").exists()
+
+
+def test_seed001_protocol_cells_sweep_to_table1_and_mlflow(ray_session, ray_cfg, shared_root):
+    # Two of Table 1's cells: the fixed set as shipped, and on the fly + flip_crop + filter + tau.
+    cfg = _trained(ray_cfg, shared_root, "sweep.name=table1", "sweep.lr=[0.001]", "sweep.epochs=[2]",
+                   "sweep.synthetic_only=true", "eval.epochs=2",
+                   "sweep.protocols=[{}, {on_the_fly: true, augment: flip_crop, filter_rho: 0.5, "
+                   "truncation: 1.5}]")
+    out = run_sweep(cfg)
+    assert out["counts"] == {"TERMINATED": 2, "ERROR": 0, "total": 2}
+    by_cell = {t["config"]["protocol"]["name"]: t for t in out["trials"]}
+    fixed, otf = by_cell["fixed"], by_cell["otf+flip_crop+rho0.5+tau1.5"]
+    # the measured set is the shipped set: T = 2 is the shipped ensemble, N_g = N rows per class
+    assert fixed["train_source"] == "shards" and fixed["train_size"] == REAL_TRAIN
+    assert otf["train_source"] == "regenerated" and 0 < otf["kept_fraction"] <= 1
+    assert otf["train_size"] == round(otf["kept_fraction"] * REAL_TRAIN)  # the last epoch's kept set
+    assert all(0 < t["best_test_acc"] <= 1 for t in out["trials"])
+
+    table = out["table1"]
+    assert Path(table["markdown"]).read_text() == table["table"]
+    assert "| Paper (%) | 62.26 | 83.85 | 94.26 |" in table["table"]
+    assert "| Training data | shards | regenerated | real |" in table["table"]
+    cells = json.loads(Path(table["json"]).read_text())["settings"][0]["cells"]
+    assert [c["repeats"] for c in cells] == [1, 1]
+
+    # every cell is one MLflow run with its protocol keys as params
+    _, runs = _sweep_runs(cfg, "table1")
+    params = {r.data.params["protocol/name"]: r.data.params for r in runs}
+    assert set(params) == set(by_cell)
+    assert params["otf+flip_crop+rho0.5+tau1.5"]["protocol/filter_rho"] == "0.5"
+    assert params["otf+flip_crop+rho0.5+tau1.5"]["protocol/truncation"] == "1.5"
+    assert params["fixed"]["protocol/on_the_fly"] == "False" and params["fixed"]["protocol/augment"] == "none"
