@@ -83,6 +83,9 @@ def check_levers(gan: GANConfig, train: TrainConfig, device: Optional[torch.devi
         if gan.family == "pggan":
             raise ConfigError("train.cuda_graphs captures a pack's step, and gan.family=pggan is never "
                               "packed (its graph grows); set train.cuda_graphs=false")
+        if gan.family == "biggan":
+            raise ConfigError("train.cuda_graphs captures a pack's step, and gan.family=biggan is never "
+                              "packed (raygan.gan.models.UNPACKABLE); set train.cuda_graphs=false")
         if not packed:
             raise ConfigError("train.cuda_graphs captures a pack's step, and this member trains alone "
                               "(train_gan: recursive rounds, or cluster.members_per_task=1); set "

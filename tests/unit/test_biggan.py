@@ -186,3 +186,9 @@ def test_on_the_fly_data_of_a_biggan_run_pickles_and_draws_the_same(tiny_digits_
     (x, y), (x2, y2) = direct(1), lazy(1)
     assert torch.equal(y, y2) and torch.equal(x, x2) and len(y) == sum(sizes)
     assert not torch.equal(lazy(2)[0], x)  # a fresh set every epoch
+
+
+def test_cuda_graphs_are_refused_for_biggan_with_the_reason():
+    with pytest.raises(ConfigError, match="gan.family=biggan is never packed"):
+        load_config(overrides=["gan.family=biggan", "gan.loss=hinge", "train.cuda_graphs=true",
+                               "train.device=cuda"])
