@@ -12,7 +12,6 @@ from typing import Optional
 
 import yaml
 
-
 from raygan.config.fields import ConfigError, _f  # noqa: F401  (ConfigError is public here too)
 from raygan.config.schema_eval import AuditConfig, EvalConfig, GridEvalConfig, SweepConfig
 
