@@ -219,12 +219,15 @@ def _check_biggan(cfg: Config) -> None:
     size = d.image_size or _NATIVE_SIZE.get(d.name)
     if g.family != "biggan" or size is None:
         return
-    if size < 8 or size & (size - 1):
-        raise ConfigError(f"gan.family=biggan needs a power-of-two image size of 8 or more, and data.name="
-                          f"{d.name} gives {size} px; set data.image_size (e.g. 32)")
-    if r is not None and (r & (r - 1) or r > size // 2):
+    from raygan.gan.models.biggan import attention_resolutions  # the model's own rule, before any work
+
+    try:
+        allowed = attention_resolutions(size)  # refuses a size the model cannot have
+    except ValueError as err:
+        raise ConfigError(f"{err} (data.name={d.name} gives {size} px)") from err
+    if r is not None and r not in allowed:
         raise ConfigError(f"gan.attention_resolution={r} is not a resolution of a {size} px biggan's G and "
-                          f"D; choose a power of two from 4 to {size // 2}, or null")
+                          f"D; choose one of {', '.join(map(str, allowed))}, or null")
 
 
 def _check_relations(cfg: Config) -> None:

@@ -75,17 +75,17 @@ def _fit(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs):
                             seed=seed, **kwargs)
 
 
-def on_the_fly(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, seed: int):
+def on_the_fly(run: RunFolder, cfg: Config, dataset: RealDataset, T: int, seed: int) -> "LazyOnTheFly":
     """Seed 001's on-the-fly generation: every epoch a fresh synthetic set in which each batch-sized
     block comes from one member t ~ p_t (the same t for every class of the block)."""
     sizes = [synthetic_count(cfg, dataset.train_sizes()[n]) for n in dataset.classes]
-    return on_the_fly_sets(run, cfg, list(dataset.classes), sizes, T, seed)
+    return LazyOnTheFly(run=run, cfg=cfg, classes=list(dataset.classes), sizes=sizes, T=T, seed=seed)
 
 
 @dataclass
 class LazyOnTheFly:
-    """:func:`on_the_fly`'s epoch data that loads its generators where it is first called: what a Ray
-    trial receives, since it pickles as a few names and numbers (a spectrally normalised generator,
+    """:func:`on_the_fly`'s epoch data, which loads its generators where it is first called, so that it
+    pickles as a few names and numbers (a Ray trial receives it; a spectrally normalised generator,
     biggan's, cannot be pickled at all, and none needs to travel)."""
     run: RunFolder
     cfg: Config

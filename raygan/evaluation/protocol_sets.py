@@ -26,7 +26,6 @@ import torch
 from raygan import seeds
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble.counts import synthetic_count
 from raygan.evaluation import curves
 from raygan.evaluation.measured import REGENERATED
 from raygan.evaluation.protocols import Split, filter_by_classifier
@@ -96,11 +95,8 @@ def _fixed(cfg, dataset, run, T, cell, base: tuple[Split, str], reference) -> Ce
 
 
 def _on_the_fly(cfg, dataset, run, T, cell, batch_size: int, reference) -> CellSet:
-    cell_cfg = _cell_cfg(cfg, cell, batch_size)
-    sizes = [synthetic_count(cell_cfg, dataset.train_sizes()[n]) for n in dataset.classes]
     # loads its generators in the trial: a set put in the object store holds names, not modules
-    make = curves.LazyOnTheFly(run=run, cfg=cell_cfg, classes=list(dataset.classes), sizes=sizes, T=T,
-                               seed=cfg.synth.seed)
+    make = curves.on_the_fly(run, _cell_cfg(cfg, cell, batch_size), dataset, T, seed=cfg.synth.seed)
     if cell["filter_rho"] is not None:
         make = FilteredEpochs(epoch_data=make, model=reference, rho=cell["filter_rho"])
     return CellSet(source=REGENERATED, epoch_data=make)
