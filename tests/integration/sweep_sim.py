@@ -49,7 +49,7 @@ def _overrides(*extra: str) -> list[str]:
 CLASSIFIER = ["sweep.name=grid", "sweep.arch=[mlp]", "sweep.epochs=[1, 20]", "sweep.mixing_ratio=[0, 1]",
               "sweep.grace_period=20", "sweep.batch_size=[4]"]  # long trials: seconds
 GAN = ["sweep.name=gan", "sweep.target=gan", "ensemble.members=1", "sweep.gan_rungs=1", "eval.epochs=1",
-       "eval.metric_samples=50", "sweep.gan_space={gan.width: [4, 8], train.steps: [4, 40]}"]
+       "eval.metric_samples=50", "sweep.gan_space={gan.width: [4, 8], train.steps: [30, 40]}"]
 
 
 def _cfg(*extra: str):
