@@ -38,12 +38,12 @@ def evaluation_job_task(cfg_dict: dict, dataset: RealDataset, measured, run_loca
     """One unit of work of the evaluation on a worker (its GPU when it has one); returns its result."""
     cfg = task_setup(cfg_dict)
 
-    from raygan.evaluation.units import EvalInputs, run_job
+    from raygan.evaluation.units import EvalInputs, run_unit
 
     run = RunFolder.at(run_location)
     if run.uri is not None and job.kind in _GENERATOR_JOBS:
         run.pull_outputs()
-    return run_job(EvalInputs(cfg, dataset, measured, run), job, *needed)
+    return run_unit(EvalInputs(cfg, dataset, measured, run), job, *needed)
 
 
 def evaluate_on_ray(cfg: Config, dataset: RealDataset, run: RunFolder, resources: dict, *,

@@ -188,7 +188,7 @@ def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset, measu
     jobs = [j for j in units.evaluation_jobs(cfg, dataset) if j.key in needed] + tstr
     results: dict = {}
     for job in track(jobs, "classifiers", unit="job"):
-        results[job.key] = units.run_job(inputs, job, *(results[k] for k in job.needs))
+        results[job.key] = units.run_unit(inputs, job, *(results[k] for k in job.needs))
     return units.tstr_rows(cfg, jobs, results)
 
 
@@ -215,5 +215,5 @@ def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: b
     jobs = units.evaluation_jobs(cfg, dataset, mixing=mixing)
     results: dict = {}
     for job in track(jobs, "classifiers", unit="job"):
-        results[job.key] = units.run_job(inputs, job, *(results[k] for k in job.needs))
+        results[job.key] = units.run_unit(inputs, job, *(results[k] for k in job.needs))
     return finish_evaluation(run, units.assemble(cfg, dataset, jobs, results, mixing=mixing))

@@ -84,13 +84,13 @@ def pca_samples(generators: dict[str, PCAGenerator], counts: dict[str, int], *, 
             for k, (name, G) in enumerate(generators.items())}
 
 
-def pca_synthetic_set(dataset: RealDataset, *, n_per_class: int | None = None, seed: int = 0,
+def pca_synthetic_set(dataset: RealDataset, *, counts: dict[str, int] | None = None, seed: int = 0,
                       variance: float = DEFAULT_VARIANCE,
                       max_components: int = DEFAULT_MAX_COMPONENTS
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A labelled PCA training set for TSTR: n_per_class (default N real) samples per class."""
+    """A labelled PCA training set for TSTR: counts[class] (default N real) samples per class."""
     gens = fit_pca_generators(dataset, variance=variance, max_components=max_components, seed=seed)
-    counts = {n: n_per_class or dataset.train_sizes()[n] for n in dataset.classes}
+    counts = counts or dataset.train_sizes()
     samples = pca_samples(gens, counts, seed=seed)
     xs = [samples[n] for n in dataset.classes]
     ys = [torch.full((len(x),), k, dtype=torch.int64) for k, x in enumerate(xs)]

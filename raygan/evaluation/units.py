@@ -1,6 +1,6 @@
 """The evaluation as units of work: the list of jobs, the function that runs one, the one that assembles.
 
-``evaluation_jobs`` lists them, ``run_job`` runs one and returns what it computed (plain data, and the
+``evaluation_jobs`` lists them, ``run_unit`` runs one and returns what it computed (plain data, and the
 reference classifier's model), ``assemble`` turns every job's result into evaluate_run's result (the
 format of eval/evaluation.json). raygan.evaluation.curves.evaluate_run runs the jobs in a loop in this
 process; raygan.cluster.evaluation runs each as its own Ray task. A job is a pure function of the
@@ -166,8 +166,8 @@ def _quality(inputs: EvalInputs, job: Job, context) -> dict:
                                           "source": source}, **extra}
 
 
-def run_job(inputs: EvalInputs, job: Job, *needed) -> dict:
-    """One job's result; ``needed`` are the results of the jobs in job.needs, in that order."""
+def run_unit(inputs: EvalInputs, job: Job, *needed) -> dict:
+    """One unit's result; ``needed`` are the results of the jobs in job.needs, in that order."""
     cfg, dataset = inputs.cfg, inputs.dataset
     seed = seeds.offset(cfg.eval.seed, job.repeat)
     if job.kind == "trtr":
@@ -188,7 +188,8 @@ def run_job(inputs: EvalInputs, job: Job, *needed) -> dict:
     if job.kind == "pca_tstr":
         from raygan.evaluation.pca import pca_synthetic_set
 
-        train = pca_synthetic_set(dataset, n_per_class=cfg.ensemble.samples_per_class, seed=cfg.synth.seed)
+        # N_g per class as the GANs' TSTR sets have it (ensemble.samples_ratio included)
+        train = pca_synthetic_set(dataset, counts=inputs._sizes(quality=False), seed=cfg.synth.seed)
         return _classifier("pca_tstr", curves._fit(cfg, dataset, train, seed))
     if job.kind == "recursive":
         train, sizes = curves.recursive_set(inputs.run, cfg, dataset, job.index)
@@ -299,4 +300,4 @@ def _quality_result(cfg: Config, dataset: RealDataset, jobs: list[Job], results:
     return quality
 
 
-__all__ = ["Job", "EvalInputs", "evaluation_jobs", "run_job", "assemble", "tstr_rows", "t_max"]
+__all__ = ["Job", "EvalInputs", "evaluation_jobs", "run_unit", "assemble", "tstr_rows", "t_max"]
