@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import sys
 
-from raygan.config import ConfigError, load_config
+from raygan.config import load_config
 
 JOBS = {"train": ("pipeline", "run_train"), "synthesize": ("pipeline", "run_synth"),
         "evaluate": ("pipeline", "run_evaluate"), "pipeline": ("pipeline", "run_pipeline"),
@@ -52,20 +51,17 @@ def preflight(job: str, cfg, address: str | None) -> None:
 
 
 def run_job(job: str, args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config, args.overrides, getattr(args, "config_preset", None))
-        from raygan.metrics.quality import validate_metrics
-        validate_metrics(cfg)  # unknown metric names, missing Inception weights: before any work
-        print(f"# raygan {job}: resolved config\n{cfg.to_yaml()}", flush=True)
-        if args.dry_run:
-            return 0
-        preflight(job, cfg, args.address)
-        from raygan.runs.lock import job_lock
+    """Run ``job`` as the command line asked; 0 when it is done. A ConfigError (bad input, refused
+    before any work) goes up to the one place that shows it, raygan.cli.main (exit status 2)."""
+    cfg = load_config(args.config, args.overrides, getattr(args, "config_preset", None))
+    from raygan.metrics.quality import validate_metrics
+    validate_metrics(cfg)  # unknown metric names, missing Inception weights: before any work
+    print(f"# raygan {job}: resolved config\n{cfg.to_yaml()}", flush=True)
+    if args.dry_run:
+        return 0
+    preflight(job, cfg, args.address)
+    from raygan.runs.lock import job_lock
 
-        with job_lock(job, cfg):  # this driver only, never its Ray tasks: a second job refuses at once
-            job_function(job, cfg, args.address)(cfg)
-    except ConfigError as err:
-        from raygan.cli import config_error_line
-        print(config_error_line(err), file=sys.stderr)
-        return 2
+    with job_lock(job, cfg):  # this driver only, never its Ray tasks: a second job refuses at once
+        job_function(job, cfg, args.address)(cfg)
     return 0
