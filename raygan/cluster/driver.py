@@ -20,8 +20,7 @@ import torch
 from raygan import logs
 from raygan.cluster.packing import group_packs
 from raygan.cluster.runtime import member_resources, task_setup
-from raygan.cluster.tasks import submit_member, submit_pack
-from raygan.cluster.train import pack_size_on_ray
+from raygan.cluster.tasks import pack_size_on_ray, submit_member, submit_pack
 from raygan.config import Config, from_dict
 from raygan.data import RealDataset
 from raygan.ensemble.boosting_loop import (

@@ -1,4 +1,5 @@
-"""Remote wrappers: one Ray task per (class, member) GAN or per pack of them, and the pack probe.
+"""Remote wrappers: one Ray task per (class, member) GAN or per pack of them, the pack probe and the pack
+size it decides (``pack_size_on_ray``, for the independent members and the boosting driver alike).
 
 Tasks train on the device Ray assigned them and write into the run folder; a retried task (worker or
 node lost) resumes from the member's last checkpoint, so a crash costs at most one checkpoint interval.
@@ -12,6 +13,7 @@ Only the driver writes the manifest and MLflow: tasks return what they did.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -20,7 +22,7 @@ from typing import Callable, Optional
 import ray
 import torch
 
-from raygan.cluster.packing import pack_fit
+from raygan.cluster.packing import choose_pack_size, pack_fit
 from raygan.cluster.runtime import task_setup
 from raygan.config import Config
 from raygan.ensemble.members import (
@@ -31,6 +33,8 @@ from raygan.ensemble.members import (
     train_members,
 )
 from raygan.runs import RunFolder
+
+logger = logging.getLogger(__name__)
 
 
 def device_for_task(requested: str, gpu_ids: list, cuda_available: bool) -> torch.device:
@@ -142,6 +146,28 @@ def pack_fit_task(data: torch.Tensor, cfg_dict: dict, gpu_share: float,
     members) a pack may hold."""
     cfg = task_setup(cfg_dict)
     return pack_fit(cfg, data, _device_for_task(cfg.train.device), gpu_share, labels=labels)
+
+
+def pack_size_on_ray(cfg: Config, grid: list, resources: dict, data_refs: dict, sizes: dict,
+                     labels_ref=None) -> int:
+    """cluster.members_per_task, or auto's choice for the run's whole ``grid`` of members (or of
+    classes, for boosting's lockstep), done or not, so that a rerun chooses as the first run did.
+    A GPU's fit is probed by a task holding what a pack will hold, on the largest class still to
+    train (its members need the most memory), or for conditional members on the whole training
+    split and its labels (``labels_ref``). A rerun on a cluster of another size may still choose
+    another size: its resumed members then agree with the first run's only to float rounding."""
+    def measure_fit() -> int:
+        biggest = max(data_refs, key=lambda name: sizes[name])
+        share = resources["num_gpus"] if resources["num_gpus"] < 1 else 1.0
+        return ray.get(pack_fit_task.options(**resources, max_retries=cfg.cluster.max_retries,
+                                             name="pack_fit").remote(
+            data_refs[biggest], cfg.to_dict(), share, labels_ref))
+
+    if cfg.cluster.members_per_task == 1:
+        return 1  # today's one task per member, without asking the cluster anything
+    size, why = choose_pack_size(cfg, len(grid), resources, ray.cluster_resources(), measure_fit)
+    logger.info(f"members per task: {size} ({why})")
+    return size
 
 
 def _placement(gpu_ids: list[str], t0: float, started: float) -> dict:

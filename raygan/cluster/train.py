@@ -15,10 +15,11 @@ import time
 
 import ray
 
-from raygan.cluster.packing import choose_pack_size, group_packs
+from raygan.cluster.driver import train_boosting_ray
+from raygan.cluster.packing import group_packs
 from raygan.cluster.runtime import member_resources
 from raygan.cluster.tasks import (
-    pack_fit_task,
+    pack_size_on_ray,
     submit_conditional,
     submit_conditional_pack,
     submit_member,
@@ -83,28 +84,6 @@ def _note_cpus(cfg: Config, resources: dict) -> None:
     if resources["num_gpus"] == 0 and cfg.cluster.gpus_per_member is None:
         logger.info("note: the cluster has no GPU now, so members train on CPUs; on a cluster that adds GPU "
             "workers on demand (cluster.yaml) set cluster.gpus_per_member=1 so that they ask for one")
-
-
-def pack_size_on_ray(cfg: Config, grid: list, resources: dict, data_refs: dict, sizes: dict,
-                     labels_ref=None) -> int:
-    """cluster.members_per_task, or auto's choice for the run's whole ``grid`` of members (or of
-    classes, for boosting's lockstep), done or not, so that a rerun chooses as the first run did.
-    A GPU's fit is probed by a task holding what a pack will hold, on the largest class still to
-    train (its members need the most memory), or for conditional members on the whole training
-    split and its labels (``labels_ref``). A rerun on a cluster of another size may still choose
-    another size: its resumed members then agree with the first run's only to float rounding."""
-    def measure_fit() -> int:
-        biggest = max(data_refs, key=lambda name: sizes[name])
-        share = resources["num_gpus"] if resources["num_gpus"] < 1 else 1.0
-        return ray.get(pack_fit_task.options(**resources, max_retries=cfg.cluster.max_retries,
-                                             name="pack_fit").remote(
-            data_refs[biggest], cfg.to_dict(), share, labels_ref))
-
-    if cfg.cluster.members_per_task == 1:
-        return 1  # today's one task per member, without asking the cluster anything
-    size, why = choose_pack_size(cfg, len(grid), resources, ray.cluster_resources(), measure_fit)
-    logger.info(f"members per task: {size} ({why})")
-    return size
 
 
 def _train_packs(cfg: Config, run: RunFolder, tracker: Tracker, todo: list, size: int,
@@ -194,7 +173,6 @@ def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: T
     elif cfg.ensemble.method == "independent":
         entries = train_independent_ray(cfg, dataset, run, tracker)
     else:
-        from raygan.cluster.driver import train_boosting_ray
         entries = train_boosting_ray(cfg, dataset, run, tracker)
     check_classes(run, dataset.classes, cfg)
     return entries
