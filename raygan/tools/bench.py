@@ -9,7 +9,6 @@ gpu: every GPU check in one command and one table, without Ray or MLflow (raygan
 """
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from datetime import date
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from raygan.config import ConfigError, GANConfig, TrainConfig
 from raygan.gan.models import build_gan
 from raygan.gan.train import resolve_device, train_gan
+from raygan.tools.bench_common import PAPER_DCGAN_MINUTES, PAPER_DCGAN_STEPS, device_name
 
 
 def _plain_loop(data: torch.Tensor, gan: GANConfig, batch: int, steps: int, seed: int,
@@ -73,11 +73,6 @@ def _compare(data: torch.Tensor, gan: GANConfig, batch: int, steps: int, repeats
     return plain, ours
 
 
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
-
-
 def _table(plain: list[float], ours: list[float]) -> list[str]:
     return ["| loop | steps/s (median) | all repeats |",
             "|---|---|---|",
@@ -110,7 +105,7 @@ def bench_train_step(args) -> str:
     plain, ours = _compare(data, gan, batch, args.steps, args.repeats, device)
     ratio = statistics.median(ours) / statistics.median(plain)
     text = "\n".join([
-        f"### train-step ({date.today().isoformat()}, {_device_name(device)})",
+        f"### train-step ({date.today().isoformat()}, {device_name(device)})",
         "",
         f"Command: `raygan bench train-step --family {family} --steps {args.steps} "
         f"--repeats {args.repeats} --device {args.device}`",
@@ -124,10 +119,6 @@ def bench_train_step(args) -> str:
     return text
 
 
-PAPER_DCGAN_STEPS = 50_000           # seed 000, Supplement B: 50K steps at batch 64 per DCGAN
-PAPER_DCGAN_MINUTES = (70, 75)       # "DCGAN takes around 70-75 min to train on one class"
-
-
 def bench_dcgan(args) -> str:
     """One DCGAN-32 member (batch 64) through train_gan against the plain loop, and seed 000's 50K
     steps projected at the measured rates."""
@@ -136,7 +127,7 @@ def bench_dcgan(args) -> str:
     p, o = statistics.median(plain), statistics.median(ours)
     lo, hi = PAPER_DCGAN_MINUTES
     return "\n".join([
-        f"### dcgan ({date.today().isoformat()}, {_device_name(device)})",
+        f"### dcgan ({date.today().isoformat()}, {device_name(device)})",
         "",
         f"Command: `raygan bench dcgan --steps {args.steps} --repeats {args.repeats} "
         f"--device {args.device}`",

@@ -26,7 +26,7 @@ from raygan.config import ConfigError, GANConfig
 from raygan.gan.levers import check_levers
 from raygan.gan.train import resolve_device, train_gan
 from raygan.tools import bench_pack as bp
-from raygan.tools.bench import PAPER_DCGAN_MINUTES, PAPER_DCGAN_STEPS, _device_name
+from raygan.tools.bench_common import PAPER_DCGAN_MINUTES, PAPER_DCGAN_STEPS, device_name
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def bench_gpu(args) -> str:
     # --quick runs on shared CPUs, where one thread per process is the fast and steady choice.
     with bp.torch_threads(args.threads or (1 if args.quick else None)) as threads:
         rows, seconds = run_checks(plan, device, quick=args.quick)
-        where = _device_name(device)
+        where = device_name(device)
     cuda = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA build"
     failed = [r[0] for r in rows if r[3] == "FAIL"]
     return "\n".join([

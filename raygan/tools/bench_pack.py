@@ -24,7 +24,7 @@ import torch
 from raygan.config import ConfigError, GANConfig, TrainConfig
 from raygan.gan.models import CONDITIONAL, GAN_FAMILIES, UNPACKABLE
 from raygan.gan.train import resolve_device, train_gan
-from raygan.tools.bench import _device_name
+from raygan.tools.bench_common import device_name
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def bench_pack(args) -> str:
         else:
             rows, stopped = [measure(setting, args.members or DEFAULT_MEMBERS, args.steps,
                                      args.repeats, device)], None
-        where = _device_name(device)
+        where = device_name(device)
     members = "--sweep" if args.sweep else f"--members {rows[0][0]}"
     notes = [saturation(rows)] if args.sweep else []
     if stopped:
