@@ -82,7 +82,11 @@ def cmd_job(args) -> None:
 
     if getattr(args, "target", None):  # raygan sweep --target gan: the same as --set sweep.target=gan
         args.overrides = [*args.overrides, f"sweep.target={args.target}"]
-    rc = run_job(args.job, args)
+    try:
+        rc = run_job(args.job, args)
+    except ConfigError as err:  # shown as main shows it; a job command ends in SystemExit(its code)
+        print(config_error_line(err), file=sys.stderr)
+        raise SystemExit(2) from None
     if rc == 0 and args.job == "sweep" and not args.dry_run:
         _print_table1(args)
     raise SystemExit(rc)
