@@ -80,7 +80,7 @@ class SweepConfig:
     gan_space: dict = _f({}, "sweep.target=gan: {dotted key: values}, e.g. {gan.width: [8, 16]}; a list "
                          "is a grid, {choice: [...]}, {uniform: [lo, hi]}, {loguniform: [lo, hi]}, "
                          "{randint: [lo, hi]} (whole numbers, hi included) are sampled sweep.num_samples "
-                         "times (raygan.evaluation.gan_trial.SPACE_KEYS lists the keys).")
+                         "times (raygan.config.gan_space.SPACE_KEYS lists the keys).")
     gan_rungs: int = _f(1, "sweep.target=gan: a trial trains its GAN steps (train: steps) in this many "
                         "equal chunks and reports after each (ASHA stops weak trials at a rung; its time "
                         "is GAN steps).",
