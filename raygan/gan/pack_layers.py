@@ -1,7 +1,7 @@
 """Packed layers: P copies of one GAN's modules evaluated as one batched model (for raygan.gan.pack).
 
-A :class:`Stack` holds P modules' parameters and buffers stacked member-first, under their state-dict
-names; :func:`packed_forward` runs a generator or discriminator of any packable family on member-first
+A Stack (raygan.gan.stack) holds P modules' parameters and buffers stacked member-first, under their
+state-dict names; :func:`packed_forward` runs a generator or discriminator of any packable family on member-first
 inputs by walking the solo module's layers and applying each as a grouped operation:
 
 - activations are member-first: (P, B, F) for flat features and channels-last (P, B, H, W, C) for
@@ -34,42 +34,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raygan.gan.levers import in_layout, stored_layout
 from raygan.gan.models.ccgan import CCGANDiscriminator, CCGANGenerator
 from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.gan.models.fc import FCDiscriminator, FCGenerator
 from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator, Maxout
 from raygan.gan.models.vbn import VirtualBatchNorm2d, mix, normalise
-
-
-class Stack:
-    """P modules of one architecture: parameters (leaves) and buffers stacked member-first."""
-
-    def __init__(self, modules: list[nn.Module], channels_last: bool = False):
-        """``channels_last``: convolution weights stored in the memory order their batched matrix
-        product reads (raygan.gan.levers.stored_layout), so its permute is a view, not a copy."""
-        self.template = modules[0]
-        self.params = {name: in_layout(torch.stack([dict(m.named_parameters())[name].detach() for m in modules]),
-                                       stored_layout(self.template, name) if channels_last else None)
-                       .requires_grad_() for name, _ in self.template.named_parameters()}
-        self.buffers = {name: torch.stack([dict(m.named_buffers())[name] for m in modules])
-                        for name, _ in self.template.named_buffers()}
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self.params[name] if name in self.params else self.buffers[name]
-
-    @torch.no_grad()
-    def write_back(self, i: int, module: nn.Module) -> None:
-        """Copy member ``i``'s parameters and buffers into its solo ``module``."""
-        for name, tensor in module.state_dict(keep_vars=True).items():
-            tensor.copy_(self[name][i])
-
-
-class Context:
-    """What a packed forward reads: the stacks and each member's dropout generator."""
-
-    def __init__(self, stack: Stack, dropout_rngs: list[torch.Generator]):
-        self.stack, self.dropout_rngs = stack, dropout_rngs
+from raygan.gan.stack import Context
 
 
 def _windows(x: torch.Tensor, k: int, s: int, p: int) -> tuple[torch.Tensor, int, int]:

@@ -20,7 +20,8 @@ from raygan.ensemble.members import (
     train_member,
     train_members,
 )
-from raygan.gan.train import GANDivergedError, _check_finite, train_gan
+from raygan.gan.member import check_finite
+from raygan.gan.train import GANDivergedError, train_gan
 from raygan.runs import RunFolder, sha256_file
 from raygan.synthesis.shards import mixture_weights
 
@@ -42,12 +43,12 @@ def test_retry_seeds_are_a_named_stream_whose_attempt_zero_is_the_member_seed():
 def test_absurd_finite_losses_are_divergence_and_the_message_says_which_bound():
     gan = load_config().gan
     losses = torch.tensor([[0.7, 0.7], [0.6, 1e13], [0.5, 0.5]])
-    _check_finite(losses[:1], 0, 1, gan, max_abs_loss=1e4)  # healthy: nothing raised
+    check_finite(losses[:1], 0, 1, gan, max_abs_loss=1e4)  # healthy: nothing raised
     with pytest.raises(GANDivergedError, match=r"at step 1: .*past train.max_abs_loss=10000"):
-        _check_finite(losses, 0, 3, gan, max_abs_loss=1e4)
+        check_finite(losses, 0, 3, gan, max_abs_loss=1e4)
     losses[1, 1] = float("nan")
     with pytest.raises(GANDivergedError, match="not finite"):
-        _check_finite(losses, 0, 3, gan)
+        check_finite(losses, 0, 3, gan)
 
 
 def _peak_loss(data, cfg, seed) -> float:

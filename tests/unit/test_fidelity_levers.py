@@ -12,9 +12,11 @@ from raygan.data import load_dataset
 from raygan.ensemble.counts import synthetic_count
 from raygan.gan.checkpoints import load_generator, load_torch_file, save_generator
 from raygan.gan.levers import check_levers
+from raygan.gan.member import prepare_member
 from raygan.gan.models import build_gan
 from raygan.gan.pack import PackMember, train_pack
-from raygan.gan.train import _adversarial_step, _prepare, train_gan
+from raygan.gan.solo import SoloStepper
+from raygan.gan.train import train_gan
 from raygan.synthesis.shards import shard_plan
 
 CPU = torch.device("cpu")
@@ -110,14 +112,18 @@ def _d_step_grads(digits, gamma):
     """D's gradients in one training step (captured as its optimizer steps), the D it started from,
     the step's real batch and its losses."""
     data = digits.train[digits.classes[3]]
-    m = _prepare(data, gan=dataclasses.replace(GAN, r1_gamma=gamma), train=TRAIN, seed=5, checkpoint_path=None,
-                 data_weights=None, device=CPU, labels=None, n_classes=None)
+    gan = dataclasses.replace(GAN, r1_gamma=gamma)
+
+    def prepare():
+        return prepare_member(data, gan=gan, train=TRAIN, seed=5, checkpoint_path=None, data_weights=None,
+                              device=CPU, labels=None, n_classes=None)
+
+    real = data[prepare().state.sampler.next()]  # the same seed: every run draws the same batch first
+    m = prepare()
     D0, grads = copy.deepcopy(m.state.D), []
     step = m.state.opt_d.step
     m.state.opt_d.step = lambda: (grads.extend(p.grad.clone() for p in m.state.D.parameters()), step())
-    real = data[m.state.sampler.next()]  # the same seed: both runs draw the same batch and latents
-    losses = _adversarial_step(m.state, real, (), gan=dataclasses.replace(GAN, r1_gamma=gamma),
-                               batch=TRAIN.batch_size)
+    losses = SoloStepper(m, 0, gan=gan, train=TRAIN).step(0)[0]  # the one adversarial step
     return grads, D0, real, losses
 
 

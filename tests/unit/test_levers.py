@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from raygan.config import ConfigError, GANConfig, TrainConfig
-from raygan.gan.levers import PLAIN, Levers, check_levers, in_layout, stored_layout
+from raygan.gan.levers import PLAIN, Levers, check_levers
 from raygan.gan.models import build_gan
 from raygan.gan.pack import PackMember, train_pack
-from raygan.gan.pack_layers import Stack
+from raygan.gan.stack import Stack, in_layout, stored_layout
 from raygan.gan.train import train_gan
 
 STEPS = 20

@@ -12,9 +12,10 @@ from raygan.config import DataConfig, GANConfig, TrainConfig
 from raygan.data import load_dataset
 from raygan.data.grid2d import sample_grid
 from raygan.ensemble.members import train_member, train_members
+from raygan.gan.member import prepare_member
 from raygan.gan.models import build_gan
-from raygan.gan.pack import PackMember, _Pack, train_pack
-from raygan.gan.train import GANDivergedError, TrainResult, _prepare, train_gan
+from raygan.gan.pack import PackMember, PackStepper, train_pack
+from raygan.gan.train import GANDivergedError, TrainResult, train_gan
 from raygan.runs import RunFolder
 from raygan.seeds import member as member_seed
 
@@ -71,9 +72,9 @@ GANS = {"dcgan": GANConfig(family="dcgan", **TINY),
 
 def test_packed_members_start_from_train_gans_weights(digits):
     gan, members = GANS["dcgan"], _members("dcgan", digits)
-    prepared = [_prepare(m.data, gan=gan, train=TRAIN, seed=m.seed, checkpoint_path=None, data_weights=None,
+    prepared = [prepare_member(m.data, gan=gan, train=TRAIN, seed=m.seed, checkpoint_path=None, data_weights=None,
                          device=CPU, labels=None, n_classes=None, own_rngs=True) for m in members]
-    pack = _Pack(prepared, list(range(len(members))), gan, CPU)
+    pack = PackStepper(prepared, list(range(len(members))), gan, CPU, batch_size=TRAIN.batch_size)
     for i, m in enumerate(members):
         torch.manual_seed(m.seed)
         G, D = build_gan(gan, tuple(m.data.shape[1:]))
