@@ -8,6 +8,7 @@ from pathlib import Path
 
 from raygan import __version__, logs
 from raygan.config import ConfigError, describe, load_config
+from raygan.config.families import FAMILY_NAMES
 
 # The shipped configs: inside the package when installed from a wheel, at the top of a checkout.
 CONFIG_DIR = next((d for d in (Path(__file__).resolve().parent / "configs",
@@ -226,7 +227,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--family", default=None,
-                   choices=["mlp2d", "dcgan", "ccgan", "pggan", "fc", "biggan"],
+                   choices=list(FAMILY_NAMES),
                    help="train-step: mlp2d (the grid GAN at batch 100, default) or dcgan (DCGAN-32 at "
                         "batch 64); pack: the members' family (default dcgan, the demo member)")
     p.add_argument("--members", type=int, default=None,

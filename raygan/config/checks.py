@@ -1,31 +1,29 @@
-"""Typed, frozen run configuration: defaults, YAML deltas, dotted overrides, strict validation.
+"""The rules between a config's fields, run on every Config when it is built (raygan.config.build):
+relations between sections, every list item, the output names, the speed levers
+and the GAN search space, each a one-line ConfigError naming the key and the fix, before any work.
 
-Every field has a documented default (``doc`` in its metadata). A YAML file holds only what differs
-from the defaults; ``--set section.key=value`` overrides apply on top. Unknown keys, wrong types and
-impossible values raise :class:`ConfigError` naming the key and what is allowed, before any work starts.
+The config is the bottom layer (DESIGN.md 17): what a rule needs to know of a family, a dataset or a
+lever is data in raygan.config (families, datasets, levers), never an import of the stage that runs it.
 """
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from raygan.config.schema import _SECTIONS, Config, ConfigError, _section_class
+from raygan.config.datasets import POINT_DATASETS, image_size, is_points
+from raygan.config.families import (
+    CONDITIONAL,
+    DCGAN_BLOCKS,
+    FAMILIES,
+    biggan_attention_stage,
+    biggan_up_blocks,
+)
+from raygan.config.fields import ConfigError
+from raygan.config.gan_space import check_gan_space
+from raygan.config.levers import check_lever_config
+from raygan.config.protocol_cells import protocol_cells
 
-# data.name values whose samples are 2-D points, not images (RealDataset.kind "points"). It lives in
-# the config layer, which imports no torch, so that config checks can use it; raygan.data re-exports it.
-POINT_DATASETS = frozenset({"grid2d"})
-
-
-def is_points(data_name: str) -> bool:
-    """Whether data.name ``data_name`` gives 2-D points (no images, labels or test split)."""
-    return data_name in POINT_DATASETS
-
-
-# Per-class families whose members can train as one packed model (cluster.members_per_task): pggan
-# grows its layers on a schedule and ccgan is one model for every class, so they stay one per task.
-PACKABLE_FAMILIES = frozenset({"mlp2d", "dcgan", "fc"})
+if TYPE_CHECKING:  # the schema builds through these checks, so they import it for annotations only
+    from raygan.config.schema import Config
 
 
 def why_not_packable(cfg: Config) -> str | None:
@@ -35,92 +33,19 @@ def why_not_packable(cfg: Config) -> str | None:
     lockstep); ccgan packs its conditional members (each one model for every class); recursive
     training changes each member's data between rounds.
     """
-    # ccgan's members are not per class but pack all the same (raygan.gan.pack handles labels)
-    if cfg.gan.family == "biggan":
-        return ("gan.family=biggan trains one member per task (raygan.gan.pack's grouped layers have no "
-                "form of spectral norm's power iteration, conditional batch norm or self-attention)")
-    if cfg.gan.family not in PACKABLE_FAMILIES | {"ccgan"}:
-        return f"gan.family={cfg.gan.family} trains one member per task"
+    family = FAMILIES[cfg.gan.family]
+    if not family.packable:
+        return f"gan.family={cfg.gan.family} trains one member per task ({family.unpackable_because})"
     if cfg.train.recursive_rounds:
         return "train.recursive_rounds > 0 retrains each member on its own growing data"
     return None
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
-
-
-def _check_type(key: str, value: Any, tp) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _check_type(key, value, inner)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if tp in (str, bool) and type(value) is tp:
-        return value
-    if tp in (list, dict) and isinstance(value, tp):
-        return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-
-
-# Optional fields whose null means "auto": the word auto is refused with a pointer to null (no
-# sentinel strings in a config), before the generic "expected int".
-_NULL_IS_AUTO = frozenset({"cluster.members_per_task"})
-
-
-def _check_field(key: str, f: dataclasses.Field, value: Any, tp) -> Any:
-    if key in _NULL_IS_AUTO and isinstance(value, str):
-        raise ConfigError(f"{key}: {value!r} is not allowed; give a whole number >= 1, or null for "
-                          "auto")
-    value = _check_type(key, value, tp)
-    meta = f.metadata
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        allowed = ", ".join("null" if c is None else str(c) for c in meta["choices"])
-        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of: {allowed}")
-    if value is None or isinstance(value, (str, list, dict, bool)):
-        return value
-    lo, hi = meta.get("minimum"), meta.get("maximum")
-    if lo is not None and (value < lo or (meta.get("exclusive_min") and value == lo)):
-        bound = f"> {lo}" if meta.get("exclusive_min") else f">= {lo}"
-        raise ConfigError(f"{key}: {value!r} is out of range; it must be {bound}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{key}: {value!r} is out of range; it must be <= {hi}")
-    return value
-
-
-def from_dict(raw: dict) -> Config:
-    """Build and validate a Config from a (possibly partial) nested dict."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
-    unknown = set(raw) - set(_SECTIONS)
-    if unknown:
-        raise ConfigError(f"unknown config section(s) {sorted(unknown)}; known sections: "
-                          f"{', '.join(_SECTIONS)}")
-    sections = {}
-    for name in _SECTIONS:
-        cls = _section_class(name)
-        values = raw.get(name) or {}
-        if not isinstance(values, dict):
-            raise ConfigError(f"{name}: expected a mapping of keys, got {values!r}")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in fields:
-                raise ConfigError(f"unknown key {name}.{key}; known keys in {name}: "
-                                  f"{', '.join(fields)}")
-        checked = {k: _check_field(f"{name}.{k}", fields[k], v, hints[k]) for k, v in values.items()}
-        sections[name] = cls(**checked)
-    cfg = Config(**sections)
+def check_config(cfg: Config) -> None:
+    """Every rule between fields of a Config whose fields each passed their own checks."""
     _check_relations(cfg)
     _check_list_items(cfg)
     _check_output_names(cfg)
-    return cfg
 
 
 # The audit's search spaces (raygan.audit.inputs.SPACES), here so that a bad name is refused at load.
@@ -173,13 +98,11 @@ def _check_list_items(cfg: Config) -> None:
     _check_items("sweep.members", s.members, lambda x: _whole(x) and x >= 1, "a whole number >= 1",
                  empty=True)
     if s.protocols:  # every cell's keys and values, and the rules tying them to the sweep
-        from raygan.config.protocol_cells import protocol_cells
         protocol_cells(cfg)
     if s.gan_space and s.target != "gan":
         raise ConfigError("sweep.gan_space is set but sweep.target=classifier; set sweep.target: gan "
                           "(raygan sweep --target gan) or remove sweep.gan_space")
     if s.gan_space:  # every key and value through this schema (points applied with gan_space emptied)
-        from raygan.evaluation.gan_trial import check_gan_space
         check_gan_space(cfg)
     gpus = cfg.cluster.gpus_per_member
     if gpus is not None and gpus > 1 and gpus != int(gpus):
@@ -201,13 +124,10 @@ def _check_output_names(cfg: Config) -> None:
                               "parts)")
 
 
-# Native square sizes of the datasets whose size the config alone decides (data.image_size resizes).
-_NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn": 32}
-
-
 def _check_biggan(cfg: Config) -> None:
-    """The hinge loss and biggan's options (its image size and attention resolution where the config
-    decides the size; raygan.gan.models.biggan refuses the rest when it is built)."""
+    """The hinge loss and biggan's options: its image size and attention resolution where the config
+    decides the size, by the model's own rule (raygan.config.families); raygan.gan.models.biggan
+    refuses the rest when it is built."""
     g, d = cfg.gan, cfg.data
     if g.loss == "hinge" and g.real_label != 1.0:
         raise ConfigError(f"gan.real_label={g.real_label:g} smooths a target, and gan.loss=hinge has none; "
@@ -216,18 +136,17 @@ def _check_biggan(cfg: Config) -> None:
     if r is not None and g.family != "biggan":
         raise ConfigError(f"gan.attention_resolution={r} places biggan's self-attention, and gan.family="
                           f"{g.family} has none; set gan.attention_resolution=null")
-    size = d.image_size or _NATIVE_SIZE.get(d.name)
+    size = image_size(d.name, d.image_size)
     if g.family != "biggan" or size is None:
         return
-    from raygan.gan.models.biggan import attention_resolutions  # the model's own rule, before any work
-
     try:
-        allowed = attention_resolutions(size)  # refuses a size the model cannot have
+        biggan_up_blocks(size)
     except ValueError as err:
         raise ConfigError(f"{err} (data.name={d.name} gives {size} px)") from err
-    if r is not None and r not in allowed:
-        raise ConfigError(f"gan.attention_resolution={r} is not a resolution of a {size} px biggan's G and "
-                          f"D; choose one of {', '.join(map(str, allowed))}, or null")
+    try:
+        biggan_attention_stage(r, size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _check_relations(cfg: Config) -> None:
@@ -256,14 +175,13 @@ def _check_relations(cfg: Config) -> None:
     if cfg.gan.ema_decay >= 1.0:
         raise ConfigError(f"gan.ema_decay: {cfg.gan.ema_decay!r} is out of range; it must be < 1 (0 is "
                           "off; 0.999 averages about the last thousand generator steps)")
-    if is_points(d.name) and cfg.gan.family != "mlp2d":
+    models_points = FAMILIES[cfg.gan.family].points
+    if is_points(d.name) and not models_points:
         raise ConfigError(f"gan.family {cfg.gan.family!r} cannot model 2D points; use gan.family=mlp2d "
                           f"with data.name={d.name}")
-    if not is_points(d.name) and cfg.gan.family == "mlp2d":
-        raise ConfigError("gan.family mlp2d is for data.name=grid2d; use dcgan or fc for images")
+    if not is_points(d.name) and models_points:
+        raise ConfigError(f"gan.family {cfg.gan.family} is for data.name=grid2d; use dcgan or fc for images")
     g, t = cfg.gan, cfg.train
-    from raygan.gan.models import CONDITIONAL  # raygan.gan imports raygan.config
-
     if g.family in CONDITIONAL and cfg.ensemble.method != "independent":
         raise ConfigError(f"gan.family={g.family} trains one model for every class, but ensemble.method="
                           f"{cfg.ensemble.method} reweights each class's data separately; use "
@@ -275,10 +193,10 @@ def _check_relations(cfg: Config) -> None:
         raise ConfigError(f"train.recursive_rounds is not supported with gan.family={g.family} (its "
                           "synthetic rounds would need labels); use gan.family=dcgan")
     _check_biggan(cfg)
-    if g.g_norm != "batch" and g.family not in ("dcgan", "ccgan"):
+    if g.g_norm != "batch" and g.family not in DCGAN_BLOCKS:
         raise ConfigError(f"gan.g_norm={g.g_norm} is a DCGAN/CCGAN generator's (seed 004's layer, seed "
                           f"003's vbn); gan.family={g.family} has its own normalisation; set gan.g_norm=batch")
-    if g.d_depth != 1 and g.family not in ("dcgan", "ccgan"):
+    if g.d_depth != 1 and g.family not in DCGAN_BLOCKS:
         raise ConfigError(f"gan.d_depth={g.d_depth} deepens the DCGAN/CCGAN discriminator (seed 003); "
                           f"gan.family={g.family} has its own; set gan.d_depth=1")
     if d.name in ("mnist", "fashion_mnist", "cifar10", "svhn", "imagefolder", "parquet") and \
@@ -294,12 +212,11 @@ def _check_relations(cfg: Config) -> None:
     if packs is not None and packs > 1 and why is not None:
         raise ConfigError(f"cluster.members_per_task={packs} packs members into one task, but {why}; "
                           "set cluster.members_per_task=1 (or null: auto packs only what it can)")
-    # The speed levers' rules that the config alone decides, at load rather than inside a Ray task
-    # (raygan.gan imports raygan.config, hence the local import).
-    from raygan.gan.levers import check_levers
-
-    check_levers(cfg.gan, cfg.train, packed=why is None and packs != 1)
+    # The speed levers' rules that the config alone decides, at load rather than inside a Ray task.
+    check_lever_config(cfg.gan, cfg.train, packed=why is None and packs != 1)
     if cfg.grid_eval.max_ensemble > cfg.grid_eval.gans:
         raise ConfigError(f"grid_eval.max_ensemble ({cfg.grid_eval.max_ensemble}) exceeds "
                           f"grid_eval.gans ({cfg.grid_eval.gans}); train at least as many GANs")
 
+
+__all__ = ["AUDIT_SPACES", "POINT_DATASETS", "check_config", "is_points", "why_not_packable"]

@@ -12,8 +12,7 @@ from typing import Any
 
 import yaml
 
-from raygan.config.checks import from_dict
-from raygan.config.schema import _SECTIONS, Config, ConfigError, _section_class
+from raygan.config.schema import _SECTIONS, Config, ConfigError, _section_class, from_dict
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:

@@ -20,9 +20,14 @@ item and key, raised when the config loads. No torch is imported here (the confi
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from raygan.config.schema import Config, ConfigError, EvalConfig
+from raygan.config.datasets import is_points
+from raygan.config.fields import ConfigError
+from raygan.config.schema_eval import EvalConfig
+
+if TYPE_CHECKING:  # the schema imports the checks, which import this module
+    from raygan.config.schema import Config
 
 CELL_DEFAULTS = {"on_the_fly": False, "augment": "none", "filter_rho": None, "truncation": None}
 CELL_KEYS = ("name", *CELL_DEFAULTS)
@@ -104,8 +109,6 @@ def protocol_cells(cfg: Config) -> list[dict]:
     if twice:
         raise ConfigError(f"sweep.protocols names the cell(s) {twice} twice; give each a distinct "
                           "name (or leave two identical cells out)")
-    from raygan.config.checks import is_points
-
     if is_points(cfg.data.name) and any(c["augment"] != "none" for c in cells):
         raise ConfigError(f"sweep.protocols: augment applies to images but data.name={cfg.data.name} "
                           "gives points; use augment: none")

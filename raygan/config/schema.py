@@ -12,6 +12,8 @@ from typing import Optional
 
 import yaml
 
+from raygan.config.build import build_config
+from raygan.config.families import FAMILY_NAMES
 from raygan.config.fields import ConfigError, _f  # noqa: F401  (ConfigError is public here too)
 from raygan.config.schema_eval import AuditConfig, EvalConfig, GridEvalConfig, SweepConfig
 
@@ -62,7 +64,7 @@ class GANConfig:
                      "(seed 002's fully connected GAN) or biggan (Brock et al.'s CIFAR BigGAN, class-"
                      "conditional like ccgan, 8-128 px; never packed: raygan.gan.pack's grouped layers "
                      "have no form of spectral norm's power iteration, conditional batch norm or attention).",
-                     choices=("mlp2d", "dcgan", "ccgan", "pggan", "fc", "biggan"))
+                     choices=FAMILY_NAMES)
     g_norm: str = _f("batch", "Normalisation in the DCGAN/CCGAN generator: batch (DCGAN), layer "
                      "(seed 004's LayerNorm generator) or vbn (seed 003's virtual batch norm, Salimans "
                      "et al.: statistics of a fixed reference batch plus the sample itself, so no "
@@ -269,8 +271,7 @@ class _ConfigMethods:
         merged = self.to_dict()
         for section, values in sections.items():
             merged[section].update(values)
-        from raygan.config.checks import from_dict  # checks import the schema
-        return from_dict(merged)
+        return build_config(type(self), merged)
 
 
 # One field per section (cfg.data, cfg.gan, ...), each defaulting to its section's defaults; frozen.
@@ -282,6 +283,11 @@ Config.__doc__ = "A whole run configuration: one frozen section per entry of SEC
 
 
 _SECTIONS = SECTIONS
+
+
+def from_dict(raw: dict) -> Config:
+    """Build and validate a Config from a (possibly partial) nested dict."""
+    return build_config(Config, raw)
 
 
 def _section_class(name: str):

@@ -6,6 +6,10 @@ families (``CONDITIONAL``: ccgan, biggan) take int64 class indices too, G(z, y) 
 ``n_classes``. The progressive family (pggan) also has ``set_progress(resolution, alpha)`` on G and D.
 ``UNPACKABLE`` families train one member per pack: pggan's graph grows as it trains; biggan's spectral
 norm, conditional batch norm and self-attention have no grouped form in raygan.gan.pack_layers.
+
+What a family is (conditional, progressive, packable, ...) is raygan.config.families' table, read by the
+config's checks before any work; CONDITIONAL, PROGRESSIVE and UNPACKABLE here are its names, kept for
+the stages that import them from the models.
 """
 from __future__ import annotations
 
@@ -14,17 +18,13 @@ from typing import Optional
 import torch.nn as nn
 
 from raygan.config import ConfigError, GANConfig
+from raygan.config.families import CONDITIONAL, PROGRESSIVE, UNPACKABLE
 from raygan.gan.models.biggan import BigGANDiscriminator, BigGANGenerator
 from raygan.gan.models.ccgan import CCGANDiscriminator, CCGANGenerator, ConditionedGenerator
 from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.gan.models.fc import FCDiscriminator, FCGenerator
 from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator
 from raygan.gan.models.pggan import PGDiscriminator, PGGenerator, pg_resolutions, pg_schedule
-
-CONDITIONAL = frozenset({"ccgan", "biggan"})
-PROGRESSIVE = frozenset({"pggan"})
-# Families that train one member per pack (raygan.gan.pack runs them with train_gan's own loop).
-UNPACKABLE = PROGRESSIVE | {"biggan"}
 
 
 def _square(cfg: GANConfig, shape: tuple[int, ...]) -> tuple[int, int]:
@@ -88,6 +88,8 @@ def _fc(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
             FCDiscriminator(in_shape=shape, alpha=cfg.alpha, dropout=cfg.dropout))
 
 
+# One builder per gan.family of raygan.config.families.FAMILIES (tests/unit/test_families.py holds the two
+# to the same names).
 GAN_FAMILIES = {"mlp2d": _mlp2d, "dcgan": _dcgan, "ccgan": _ccgan, "pggan": _pggan, "fc": _fc,
                 "biggan": _biggan}
 

@@ -19,7 +19,7 @@ shared embedding are spectrally normalised (raygan.gan.models.biggan_layers). ``
 places SAGAN's self-attention after the stage of G and of D whose maps have that resolution: a power
 of two from 4 (G: the linear layer's map; D: its last down-block's) up to half the image size.
 
-Why it is never packed (raygan.gan.models.UNPACKABLE): raygan.gan.pack's grouped layers (one
+Why it is never packed (raygan.config.families, UNPACKABLE): raygan.gan.pack's grouped layers (one
 convolution holding P members' kernels) have no form of spectral norm's power iteration (one u and v
 per member's weight), of conditional batch norm (gains and biases computed from each sample's class)
 or of self-attention, so a pack could not compute this model; its members train one per task with
@@ -33,6 +33,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# biggan's size rule is the config's, so that the config check refuses exactly what this model cannot build
+from raygan.config.families import BIGGAN_BOTTOM as BOTTOM
+from raygan.config.families import biggan_attention_stage as _attention_stage
+from raygan.config.families import biggan_up_blocks as up_blocks
 from raygan.gan.models.biggan_layers import (
     DBlock,
     GBlock,
@@ -43,22 +47,6 @@ from raygan.gan.models.biggan_layers import (
     sn_linear,
 )
 
-BOTTOM = 4  # G starts from, and D ends at, a 4 x 4 map (BigGAN's bottom width)
-
-
-def up_blocks(image_size: int) -> int:
-    """G's residual up-blocks (D's down-blocks) for a square image: log2(image_size / 4)."""
-    blocks = (int(image_size) // BOTTOM).bit_length() - 1
-    if image_size < 2 * BOTTOM or BOTTOM * 2 ** blocks != image_size:
-        raise ValueError(f"gan.family=biggan needs a power-of-two image size of 8 or more (8, 16, 32, "
-                         f"64, 128), got {image_size}; set data.image_size")
-    return blocks
-
-
-def attention_resolutions(image_size: int) -> tuple[int, ...]:
-    """The resolutions at which both G and D have a feature map for the self-attention block."""
-    return tuple(BOTTOM * 2 ** i for i in range(up_blocks(image_size)))
-
 
 def latent_chunks(z_dim: int, blocks: int) -> list[int]:
     """The hierarchical latent's split: blocks + 1 equal chunks, the remainder to the first (the
@@ -68,18 +56,6 @@ def latent_chunks(z_dim: int, blocks: int) -> list[int]:
         raise ValueError(f"gan.family=biggan splits z into {n} chunks (one for the linear layer, one per "
                          f"up-block) and needs gan.z_dim >= {n}, got {z_dim}")
     return [z_dim // n + z_dim % n] + [z_dim // n] * blocks
-
-
-def _attention_stage(attention_resolution: Optional[int], image_size: int) -> Optional[int]:
-    """The stage (0: G's 4 x 4 input map / D's last down-block; i: i up-blocks later) of the attention."""
-    if attention_resolution is None:
-        return None
-    allowed = attention_resolutions(image_size)
-    if attention_resolution not in allowed:
-        raise ValueError(f"gan.attention_resolution={attention_resolution} is not a resolution of a "
-                         f"{image_size} px BigGAN with attention in G and D; choose one of "
-                         f"{', '.join(map(str, allowed))} or null")
-    return allowed.index(attention_resolution)
 
 
 class BigGANGenerator(nn.Module):
