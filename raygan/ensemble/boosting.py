@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raygan.evaluation.classifiers import build_boost_classifier
-from raygan.evaluation.protocols import batched, softmax_of
+from raygan.classifiers.fit import batched, softmax_of
+from raygan.classifiers.networks import build_boost_classifier
 from raygan.metrics.neighbours import search
 
 DATA_WEIGHT_RULES = ("theory_star", "theory_dagger", "topk")

@@ -20,7 +20,10 @@ classifiers, min(N_g, eval.metric_samples) for the quality metrics), per class, 
   always picks the same rows;
 - the set comes from the shards (``"source": "shards"``) when every class's members hold enough rows,
   else the whole set is drawn anew from the generators (``"source": "regenerated"``, floats, seeded as
-  before: raygan.evaluation.curves.synthetic_set) and the report says so beside its number.
+  before: raygan.evaluation.generated) and the report says so beside its number.
+
+``shards_else_regenerated`` applies the rule: the evaluation's units and the classifier sweep's
+training sets both take a T's set from it.
 
 With uniform members a smaller T needs N_g / T rows of a member that shipped N_g / T_max, so the TSTR
 curve below T_max is regenerated; the quality metrics' smaller sets usually fit in the shards.
@@ -28,7 +31,6 @@ Rows keep the reader's order, sorted by (label, member, index).
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Optional
@@ -39,7 +41,10 @@ import torch
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
 from raygan.data.shards import ShardRows, read_shard_rows
+from raygan.ensemble.counts import synthetic_count
 from raygan.ensemble.mixture import allocate
+from raygan.ensemble.mixture_weights import members_at, mixture_weights_at
+from raygan.evaluation import generated
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -102,33 +107,6 @@ def load_measured(cfg: Config, dataset: RealDataset, run: RunFolder) -> Measured
     return MeasuredSet(rows=rows, counts=counts)
 
 
-def members_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> list[int]:
-    """The member indices of a class's size-T mixture: those of 0..T-1 that the manifest records.
-
-    The one place that says which members form a mixture (mixture_weights_at, mixture_at in
-    raygan.evaluation.curves and the shard-row rule follow it): a member that diverged in every
-    attempt has no manifest entry and, as in the shards (p_t = 0, raygan.synthesis.shards), is left
-    out, the others' weights renormalised.
-    """
-    recorded = run.manifest()["members"]
-    return [t for t in range(T) if f"{class_name}/{t}" in recorded]
-
-
-def mixture_weights_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> Optional[list[float]]:
-    """p_t of members_at's members (None: uniform): boosting after step T, else the configured ones."""
-    members = members_at(run, cfg, class_name, T)
-    if cfg.ensemble.method != "independent":
-        from raygan.ensemble.boosting_loop import state_path
-
-        state = json.loads(state_path(run, class_name).read_text())
-        weights = state["steps"][T - 1]["mixture_weights"]
-    elif cfg.ensemble.weights is not None:
-        weights = list(cfg.ensemble.weights[:T])
-    else:
-        return None
-    return [weights[t] for t in members]
-
-
 def pick_rows(run: RunFolder, cfg: Config, dataset: RealDataset, measured: MeasuredSet, T: int,
               sizes: dict[str, int]) -> Optional[torch.Tensor]:
     """Positions of the size-T set with sizes[class] rows per class by the module's rule; None when
@@ -140,7 +118,7 @@ def pick_rows(run: RunFolder, cfg: Config, dataset: RealDataset, measured: Measu
             members = sorted(have)
             weights = [have[t] for t in members]
         else:
-            members = members_at(run, cfg, name, T)
+            members = members_at(run, name, T)
             weights = mixture_weights_at(run, cfg, name, T) or [1.0] * len(members)
         need = allocate(weights, sizes[name])
         if any(n > have.get(t, 0) for t, n in zip(members, need)):
@@ -149,5 +127,29 @@ def pick_rows(run: RunFolder, cfg: Config, dataset: RealDataset, measured: Measu
     return torch.cat(picks)
 
 
-__all__ = ["MeasuredSet", "check_shards", "load_measured", "members_at", "mixture_weights_at", "pick_rows",
+
+def set_sizes(cfg: Config, dataset: RealDataset, *, quality: bool = False) -> dict[str, int]:
+    """n per class of a T's set: N_g (raygan.ensemble.counts), or with ``quality`` the quality
+    metrics' size (raygan.metrics.quality.samples_per_class)."""
+    if quality:
+        from raygan.metrics.quality import samples_per_class
+
+        return {n: samples_per_class(cfg, dataset, n) for n in dataset.classes}
+    return {n: synthetic_count(cfg, dataset.train_sizes()[n]) for n in dataset.classes}
+
+
+def shards_else_regenerated(run: RunFolder, cfg: Config, dataset: RealDataset, measured: MeasuredSet, T: int,
+                            *, quality: bool = False) -> tuple[tuple[torch.Tensor, torch.Tensor], str]:
+    """The size-T set of set_sizes' n per class and its source, by the module's rule: the shards' rows
+    (``SHARDS``) where every class's members hold enough, else the whole set drawn anew from the
+    generators (``REGENERATED``, seeded by synth.seed)."""
+    rows = pick_rows(run, cfg, dataset, measured, T, set_sizes(cfg, dataset, quality=quality))
+    if rows is not None:
+        return measured.split(rows), SHARDS
+    if quality:
+        return generated.quality_draw(run, cfg, dataset, T), REGENERATED
+    return generated.synthetic_set(run, cfg, dataset, T, seed=cfg.synth.seed), REGENERATED
+
+
+__all__ = ["MeasuredSet", "check_shards", "load_measured", "pick_rows", "set_sizes", "shards_else_regenerated",
            "SHARDS", "REGENERATED", "SYNTHESIZE"]

@@ -2,43 +2,23 @@
 
 TSTR (train synthetic, test real; seed 000, 001, 004), TRTR (the real-data reference line), TRTS
 (a real-trained classifier scored on synthetic samples; seed 001 Section 3.2, seed 004), mixed
-training at a synthetic/real ratio (seed 002 Figure 2, optionally per class as seed 003), on-the-fly
-generation with one member per batch (seed 001), and filtering by a real-trained classifier (keep a
-sample if argmax = label and confidence >= rho; seed 001). Every protocol repeats with R classifier
-seeds and reports mean +- std; each run keeps its test confusion matrix (seed 004).
-
-The epoch is chosen on the real *validation* split and the test accuracy at that epoch is the
-reported figure; seed 000's figure (best test accuracy over epochs, test used as validation) is kept
-beside it as ``best_test_acc`` and labelled so in every report.
+training at a synthetic/real ratio (seed 002 Figure 2, optionally per class as seed 003), and
+filtering by a real-trained classifier (keep a sample if argmax = label and confidence >= rho; seed
+001), on a fixed set or on every epoch's fresh on-the-fly set (``FilteredEpochs``). Every protocol
+repeats with R classifier seeds and reports mean +- std; each run keeps its test confusion matrix
+(seed 004). The classifier itself is fitted by raygan.classifiers.fit, which picks the epoch on the
+real validation split.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from raygan import seeds
-from raygan.evaluation.augment import augment as apply_augmentation
-from raygan.evaluation.classifiers import build_classifier
-
-Split = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass
-class ClassifierRun:
-    history: list[dict]            # per epoch: epoch, train_loss, val_acc, test_acc
-    best_val_epoch: int
-    val_acc: float
-    test_acc: float                # at the best validation epoch: the protocol's figure
-    best_test_acc: float           # seed 000's figure (best test epoch), reported beside it
-    confusion: list[list[int]]     # test confusion matrix at the best validation epoch
-    model: Optional[torch.nn.Module] = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "model"}
+from raygan.classifiers.fit import ClassifierRun, Split, accuracy, predict
 
 
 @dataclass
@@ -58,101 +38,6 @@ class ProtocolResult:
                 "test_acc_mean": float(test.mean()), "test_acc_std": float(test.std()),
                 "best_test_acc_mean": float(best.mean()), "best_test_acc_std": float(best.std()),
                 **self.extra}
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
-@torch.no_grad()
-def batched(model: torch.nn.Module, x: torch.Tensor, *,
-            apply: Optional[Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]] = None,
-            batch_size: int = 1024, device: Optional[str | torch.device] = None,
-            empty: tuple[int, ...] = (0,)) -> torch.Tensor:
-    """``apply(model, batch)`` (default: the model's output) over x, batch_size rows at a time, in eval
-    mode without gradients; concatenated on the CPU, ``torch.empty(empty)`` when x has no rows.
-
-    The model is moved to ``device`` (None: it stays where it is) and every batch goes to it.
-    """
-    dev = _device_of(model) if device is None else torch.device(device)
-    model = model.to(dev).eval()
-    out = [(model(xb) if apply is None else apply(model, xb)).cpu()
-           for xb in (x[i:i + batch_size].to(dev) for i in range(0, len(x), batch_size))]
-    return torch.cat(out) if out else torch.empty(empty)
-
-
-def softmax_of(model: torch.nn.Module, xb: torch.Tensor) -> torch.Tensor:
-    return F.softmax(model(xb), dim=1)
-
-
-def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024,
-            device: str | torch.device = "cpu") -> torch.Tensor:
-    """Softmax probabilities (N, K)."""
-    return batched(model, x, apply=softmax_of, batch_size=batch_size, device=device)
-
-
-def accuracy(model, x, y, device="cpu") -> float:
-    if len(y) == 0:
-        return float("nan")
-    return float((predict(model, x, device=device).argmax(1) == y).float().mean())
-
-
-def confusion_matrix(model, x, y, n_classes: int, device="cpu") -> list[list[int]]:
-    pred = predict(model, x, device=device).argmax(1)
-    cm = torch.zeros(n_classes, n_classes, dtype=torch.int64)
-    cm.index_put_((y, pred), torch.ones_like(y), accumulate=True)
-    return cm.tolist()
-
-
-def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, val: Split, test: Split,
-                     n_classes: int, arch: str = "simplecnn", epochs: int = 20, lr: float = 1e-3,
-                     batch_size: int = 64, weight_decay: float = 0.0, augment: str = "none",
-                     seed: int = 0, device: str = "cpu",
-                     epoch_data: Optional[Callable[[int], Split]] = None,
-                     on_epoch: Optional[Callable[[dict], None]] = None) -> ClassifierRun:
-    """Train a fresh classifier; evaluate on val and test after every epoch.
-
-    ``epoch_data(epoch)`` (on-the-fly generation) replaces (train_x, train_y) with fresh data each epoch.
-    ``on_epoch(record)`` sees every epoch's record (Ray Tune reports through it).
-    """
-    torch.manual_seed(seed)
-    model = build_classifier(arch, tuple(train_x.shape[1:]), n_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    rng = torch.Generator().manual_seed(seed)
-    history, best, best_state = [], None, None
-    for epoch in range(1, epochs + 1):
-        x, y = epoch_data(epoch) if epoch_data is not None else (train_x, train_y)
-        model.train()
-        order = torch.randperm(len(y), generator=rng)
-        losses = []
-        for i in range(0, len(y), batch_size):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2:  # batch norm needs two samples
-                continue
-            xb = x[idx]
-            if augment != "none":
-                xb = apply_augmentation(augment, xb, rng)
-            loss = F.cross_entropy(model(xb.to(device)), y[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-        record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()) if losses else
-                  float("nan"), "val_acc": accuracy(model, *val, device=device),
-                  "test_acc": accuracy(model, *test, device=device)}
-        history.append(record)
-        key = "val_acc" if len(val[1]) else "test_acc"
-        if best is None or record[key] > best[key]:
-            best = record
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if on_epoch is not None:
-            on_epoch(record)
-    model.load_state_dict(best_state)
-    return ClassifierRun(history=history, best_val_epoch=best["epoch"],
-                         val_acc=best["val_acc"], test_acc=best["test_acc"],
-                         best_test_acc=max(r["test_acc"] for r in history),
-                         confusion=confusion_matrix(model, *test, n_classes, device=device),
-                         model=model.cpu().eval())
 
 
 def repeat(protocol: str, fn: Callable[[int], ClassifierRun], repeats: int, seed: int,
@@ -193,3 +78,19 @@ def filter_by_classifier(model, x: torch.Tensor, y: torch.Tensor, rho: float = 0
 def trts(model, synthetic: Split, device: str = "cpu") -> float:
     """TRTS: accuracy of a real-trained classifier on synthetic samples."""
     return accuracy(model, *synthetic, device=device)
+
+
+@dataclass
+class FilteredEpochs:
+    """Seed 001's filter on on-the-fly data: every epoch's fresh set, kept where the reference
+    classifier agrees with confidence >= rho (a module-level class, so Ray pickles it by reference)."""
+    epoch_data: Callable[[int], Split]
+    model: torch.nn.Module
+    rho: float
+    kept_fraction: Optional[float] = None  # of the latest epoch
+
+    def __call__(self, epoch: int) -> Split:
+        x, y = self.epoch_data(epoch)
+        keep = filter_by_classifier(self.model, x, y, rho=self.rho)
+        self.kept_fraction = float(keep.float().mean()) if len(y) else 0.0
+        return x[keep], y[keep]

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from raygan import seeds
+from raygan.classifiers.fit import ClassifierRun, fit_classifier
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble.counts import synthetic_count
-from raygan.evaluation import curves
-from raygan.evaluation.measured import REGENERATED, SHARDS, MeasuredSet, pick_rows
-from raygan.evaluation.protocols import ClassifierRun, ProtocolResult, filter_by_classifier, trts
+from raygan.evaluation import generated
+from raygan.evaluation.measured import REGENERATED, MeasuredSet, set_sizes, shards_else_regenerated
+from raygan.evaluation.protocols import FilteredEpochs, ProtocolResult, filter_by_classifier, trts
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -97,13 +97,6 @@ class EvalInputs:
         self.cfg, self.dataset, self.measured, self.run = cfg, dataset, measured, run
         self._sets: dict[tuple, Any] = {}
 
-    def _sizes(self, quality: bool) -> dict[str, int]:
-        from raygan.metrics.quality import samples_per_class
-
-        if quality:
-            return {n: samples_per_class(self.cfg, self.dataset, n) for n in self.dataset.classes}
-        return {n: synthetic_count(self.cfg, self.dataset.train_sizes()[n]) for n in self.dataset.classes}
-
     def synthetic(self, T: int, *, quality: bool = False) -> tuple[tuple[torch.Tensor, torch.Tensor], str]:
         """The size-T set (the classifiers' N_g per class, or the quality metrics' size) and its source."""
         key = (T, quality)
@@ -111,14 +104,8 @@ class EvalInputs:
             # Jobs come grouped by set: keep the shipped set and the latest one, not every T's in memory.
             shipped = (self.cfg.ensemble.members, False)
             self._sets = {k: v for k, v in self._sets.items() if k == shipped}
-            rows = pick_rows(self.run, self.cfg, self.dataset, self.measured, T, self._sizes(quality))
-            if rows is not None:
-                self._sets[key] = (self.measured.split(rows), SHARDS)
-            elif quality:
-                self._sets[key] = (curves.quality_draw(self.run, self.cfg, self.dataset, T), REGENERATED)
-            else:
-                self._sets[key] = (curves.synthetic_set(self.run, self.cfg, self.dataset, T,
-                                                        seed=self.cfg.synth.seed), REGENERATED)
+            self._sets[key] = shards_else_regenerated(self.run, self.cfg, self.dataset, self.measured, T,
+                                                      quality=quality)
         return self._sets[key]
 
 
@@ -129,13 +116,11 @@ def _classifier(kind: str, run: ClassifierRun, **extra) -> dict:
 def _tstr(inputs: EvalInputs, job: Job, seed: int, reference: Optional[dict]) -> dict:
     cfg, dataset, T = inputs.cfg, inputs.dataset, job.index
     if cfg.eval.on_the_fly:
-        make = curves.on_the_fly(inputs.run, cfg, dataset, T, seed=cfg.synth.seed)
+        make = generated.on_the_fly(inputs.run, cfg, dataset, T, seed=cfg.synth.seed)
         extra = {}
         if reference is not None:  # seed 001's filter on every epoch's fresh set
-            from raygan.evaluation.protocol_sets import FilteredEpochs
-
             make = FilteredEpochs(make, reference["model"], cfg.eval.filter_rho)
-        fit = curves._fit(cfg, dataset, make(0), seed, epoch_data=make)
+        fit = fit_classifier(cfg, dataset, make(0), seed, epoch_data=make)
         if reference is not None:
             extra["kept_fraction"] = make.kept_fraction
         return _classifier("tstr", fit, on_the_fly=True, source=REGENERATED, **extra)
@@ -145,7 +130,7 @@ def _tstr(inputs: EvalInputs, job: Job, seed: int, reference: Optional[dict]) ->
         keep = filter_by_classifier(reference["model"], *train, rho=cfg.eval.filter_rho)
         extra["kept_fraction"] = float(keep.float().mean())
         train = (train[0][keep], train[1][keep])
-    return _classifier("tstr", curves._fit(cfg, dataset, train, seed), source=source, **extra)
+    return _classifier("tstr", fit_classifier(cfg, dataset, train, seed), source=source, **extra)
 
 
 def _quality(inputs: EvalInputs, job: Job, context) -> dict:
@@ -171,7 +156,7 @@ def run_unit(inputs: EvalInputs, job: Job, *needed) -> dict:
     cfg, dataset = inputs.cfg, inputs.dataset
     seed = seeds.offset(cfg.eval.seed, job.repeat)
     if job.kind == "trtr":
-        fit = curves._fit(cfg, dataset, dataset.train_split(), seed)
+        fit = fit_classifier(cfg, dataset, dataset.train_split(), seed)
         if job.key != REFERENCE:
             return _classifier("trtr", fit)
         shipped, source = inputs.synthetic(cfg.ensemble.members)
@@ -184,16 +169,16 @@ def run_unit(inputs: EvalInputs, job: Job, *needed) -> dict:
         shipped, source = inputs.synthetic(cfg.ensemble.members)
         ratio = float(cfg.eval.mixing_ratios[job.index])
         train = mix_real_synthetic(dataset.train_split(), shipped, ratio, seed=cfg.synth.seed)
-        return _classifier("mixed", curves._fit(cfg, dataset, train, seed), source=source)
+        return _classifier("mixed", fit_classifier(cfg, dataset, train, seed), source=source)
     if job.kind == "pca_tstr":
         from raygan.evaluation.pca import pca_synthetic_set
 
         # N_g per class as the GANs' TSTR sets have it (ensemble.samples_ratio included)
-        train = pca_synthetic_set(dataset, counts=inputs._sizes(quality=False), seed=cfg.synth.seed)
-        return _classifier("pca_tstr", curves._fit(cfg, dataset, train, seed))
+        train = pca_synthetic_set(dataset, counts=set_sizes(cfg, dataset), seed=cfg.synth.seed)
+        return _classifier("pca_tstr", fit_classifier(cfg, dataset, train, seed))
     if job.kind == "recursive":
-        train, sizes = curves.recursive_set(inputs.run, cfg, dataset, job.index)
-        return _classifier("recursive", curves._fit(cfg, dataset, train, seed), sizes=sizes,
+        train, sizes = generated.recursive_set(inputs.run, cfg, dataset, job.index)
+        return _classifier("recursive", fit_classifier(cfg, dataset, train, seed), sizes=sizes,
                            source=REGENERATED)
     if job.kind == "quality_setup":
         from raygan.gan.train import resolve_device

@@ -20,9 +20,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from raygan.classifiers.fit import batched, softmax_of, train_classifier
+from raygan.classifiers.networks import SimpleCNN
 from raygan.data import RealDataset
-from raygan.evaluation.classifiers import SimpleCNN
-from raygan.evaluation.protocols import batched, softmax_of, train_classifier
 from raygan.gan.checkpoints import load_torch_file, save_torch_file
 
 DOMAIN_EPOCHS = 8

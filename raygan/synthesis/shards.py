@@ -38,6 +38,7 @@ from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
 from raygan.ensemble.counts import synthetic_count
 from raygan.ensemble.mixture import allocate
+from raygan.ensemble.mixture_weights import members_at, mixture_weights_at
 from raygan.gan.train import load_generator
 from raygan.progress import track
 from raygan.runs import RunFolder, join_uri, sha256_remote
@@ -97,27 +98,27 @@ def part_name(chunk: int) -> str:
 
 
 def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[str, list[float]]:
-    """p_t per class: the configured/uniform weights for independent members, the boosted ones else.
+    """p_t per class of the shipped mixture (T = ensemble.members), summing to 1, by the one rule of
+    raygan.ensemble.mixture_weights (configured or uniform weights for independent members, the boosted
+    ones else).
 
     A member that diverged in every attempt (the manifest's "diverged" section) gets p_t = 0 and the
     others' weights are renormalised without it (said in the log); a member missing otherwise is an
     error: training has not finished."""
-    manifest = run.manifest()
+    given_up = run.manifest().get("diverged", {})
     T = cfg.ensemble.members
-    given_up = manifest.get("diverged", {})
     out = {}
     for name in dataset.classes:
-        absent = [t for t in range(T) if f"{name}/{t}" not in manifest["members"]]
+        members = members_at(run, name, T)
+        absent = [t for t in range(T) if t not in members]
         missing = [t for t in absent if f"{name}/{t}" not in given_up]
         if missing or len(absent) == T:
             raise ConfigError(f"class {name} has no trained member(s) {missing or absent} in {run.path}; "
                               "run the training job (raygan train) first")
-        if cfg.ensemble.method == "independent":
-            w = np.asarray(cfg.ensemble.weights or [1.0 / T] * T, dtype=np.float64)
-        else:
-            w = np.asarray(manifest["mixtures"][name][:T], dtype=np.float64)
+        weights = mixture_weights_at(run, cfg, name, T)
+        w = np.zeros(T, dtype=np.float64)
+        w[members] = 1.0 / T if weights is None else weights
         if absent:
-            w[absent] = 0.0
             logger.warning(f"class {name}: member(s) {absent} diverged in every attempt; the mixture "
                            f"weights of the {T - len(absent)} others are renormalised without them")
         out[name] = (w / np.sum(w)).tolist()

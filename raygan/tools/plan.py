@@ -78,7 +78,7 @@ def _data(cfg: Config) -> tuple[dict[str, int], tuple[int, ...], Optional[torch.
 def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
     """Time `steps` training steps of one member (after a short warm-up), synthesis and a classifier
     step on this machine; returns the measurements and what they were taken on."""
-    from raygan.evaluation.classifiers import build_classifier
+    from raygan.classifiers.networks import build_classifier
     from raygan.gan.train import resolve_device, train_gan
     from raygan.synthesis.records import synth_records
 
@@ -122,7 +122,7 @@ def probe(cfg: Config, steps: int = 50, device: Optional[str] = None) -> dict:
                       method=cfg.ensemble.method, start=0)
         sample_s = (time.perf_counter() - t0) / count
 
-        # Evaluation trains classifiers in the job's driver, on its CPU (raygan.evaluation.protocols); timed on one
+        # Evaluation trains classifiers in the job's driver, on its CPU (raygan.classifiers.fit); timed on one
         # thread (an upper bound for a many-core head), as more threads on a busy machine time noise.
         model = build_classifier(cfg.eval.arch, shape, len(sizes))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.eval.lr)

@@ -169,7 +169,7 @@ def test_on_the_fly_data_of_a_biggan_run_pickles_and_draws_the_same(tiny_digits_
     import pickle
 
     from raygan.ensemble.members import train_independent
-    from raygan.evaluation import curves
+    from raygan.evaluation import generated
 
     cfg = tiny_digits_cfg("gan.family=biggan", "gan.width=2", "gan.z_dim=8", "gan.loss=hinge",
                           "train.steps=4", "train.checkpoint_every=4", "train.log_every=2",
@@ -180,7 +180,7 @@ def test_on_the_fly_data_of_a_biggan_run_pickles_and_draws_the_same(tiny_digits_
     G, _ = build_gan(cfg.gan, (1, 8, 8), n_classes=2)
     with pytest.raises(RuntimeError, match="parametrized"):  # why the on-the-fly data loads lazily
         pickle.dumps(G)
-    here = curves.on_the_fly(run, cfg, ds, 1, seed=3)
+    here = generated.on_the_fly(run, cfg, ds, 1, seed=3)
     (x, y) = here(1)  # loads the generators in this process
     lazy = pickle.loads(pickle.dumps(here))  # travels without them
     x2, y2 = lazy(1)

@@ -1,4 +1,4 @@
-"""raygan.ensemble.boosting and raygan.evaluation.classifiers: AdaGAN's published test vector, weight invariants,
+"""raygan.ensemble.boosting and raygan.classifiers.networks: AdaGAN's published test vector, weight invariants,
 mixture schedules, seed 001's feature-distance weights, and the boosting classifier learning a toy."""
 import subprocess
 import sys
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from raygan.classifiers.networks import CLASSIFIERS, MLPClassifier, SimpleCNN, build_boost_classifier
 from raygan.ensemble.boosting import (
     adagan_data_weights,
     adagan_step_weights,
@@ -19,7 +20,6 @@ from raygan.ensemble.boosting import (
     train_boost_classifier,
     update_mixture_weights,
 )
-from raygan.evaluation.classifiers import CLASSIFIERS, MLPClassifier, SimpleCNN, build_boost_classifier
 
 torch.set_num_threads(1)
 

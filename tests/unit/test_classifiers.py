@@ -1,4 +1,4 @@
-"""raygan.evaluation.classifiers (downstream archs) and raygan.evaluation.augment: shapes, the seeds' architectures,
+"""raygan.classifiers.networks (downstream archs) and raygan.classifiers.augment: shapes, the seeds' architectures,
 registry errors, SimpleCNN learning a toy, and augmentations that are seeded, in range and do what
 they say."""
 import pytest
@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from raygan.evaluation.augment import AUGMENTATIONS, augment, crop, default_pad, flip_crop, pathology_jitter
-from raygan.evaluation.classifiers import DOWNSTREAM, LiuHuMLP, ResNet18Small, SimpleCNN, build_classifier
+from raygan.classifiers.augment import AUGMENTATIONS, augment, crop, default_pad, flip_crop, pathology_jitter
+from raygan.classifiers.networks import DOWNSTREAM, LiuHuMLP, ResNet18Small, SimpleCNN, build_classifier
 
 
 @pytest.mark.parametrize("arch", sorted(DOWNSTREAM))
@@ -206,7 +206,7 @@ def test_pathology_jitter_changes_colour_of_rgb_and_keeps_grey_in_range():
 def test_hue_shift_matches_torchvision_adjust_hue_per_sample():
     from torchvision.transforms.v2.functional import adjust_hue
 
-    from raygan.evaluation.augment import _shift_hue
+    from raygan.classifiers.augment import _shift_hue
 
     u = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(0))
     u[0] = u[0, :1]      # a grey image: no hue to move

@@ -20,7 +20,8 @@ def core_modules() -> list[str]:
 def test_importing_every_core_module_does_not_import_ray():
     modules = core_modules()
     assert {"raygan.ensemble.boosting", "raygan.synthesis.records", "raygan.evaluation.curves",
-            "raygan.audit.run", "raygan.cli"} <= set(modules)
+            "raygan.classifiers.fit", "raygan.sweeps.classifier", "raygan.sweeps.gan", "raygan.audit.run",
+            "raygan.cli"} <= set(modules)
     code = ("import importlib, sys\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"
@@ -33,9 +34,11 @@ def test_importing_every_core_module_does_not_import_ray():
 
 def test_the_stage_packages_import_with_ray_unimportable():
     code = ("import sys; sys.modules['ray'] = None\n"
-            "import raygan.ensemble, raygan.synthesis, raygan.evaluation, raygan.audit\n"
-            "import raygan.ensemble.members, raygan.synthesis.records, raygan.evaluation.curves, "
-            "raygan.audit.run, raygan.reporting.report\n"
+            "import raygan.ensemble, raygan.synthesis, raygan.classifiers, raygan.evaluation, raygan.sweeps, "
+            "raygan.audit\n"
+            "import raygan.ensemble.members, raygan.synthesis.records, raygan.classifiers.fit, "
+            "raygan.evaluation.curves, raygan.sweeps.classifier, raygan.sweeps.gan, raygan.audit.run, "
+            "raygan.reporting.report\n"
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

@@ -2,16 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from raygan.classifiers.fit import train_classifier
 from raygan.config import load_config
 from raygan.data import load_dataset
-from raygan.evaluation.protocols import (
-    ProtocolResult,
-    filter_by_classifier,
-    mix_real_synthetic,
-    repeat,
-    train_classifier,
-    trts,
-)
+from raygan.evaluation.protocols import ProtocolResult, filter_by_classifier, mix_real_synthetic, repeat, trts
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +86,7 @@ def test_ensemble_sizes_pick_the_curve_points_and_are_checked(digits):
 
 
 def test_summary_reports_the_validation_accuracy_choices_are_made_on():
-    from raygan.evaluation.protocols import ClassifierRun
+    from raygan.classifiers.fit import ClassifierRun
 
     runs = [ClassifierRun(history=[], best_val_epoch=1, val_acc=v, test_acc=0.5, best_test_acc=0.5,
                           confusion=[]) for v in (0.8, 0.9)]

@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from raygan.classifiers.fit import train_classifier
 from raygan.config import ConfigError, load_config
 from raygan.data import load_dataset
 from raygan.ensemble.members import train_independent
 from raygan.evaluation.curves import evaluate_run
 from raygan.evaluation.job import evaluate_job
-from raygan.evaluation.protocols import train_classifier
 from raygan.reporting.report import write_report
 from raygan.runs import RunFolder
 from raygan.synthesis.shards import mixture_weights, write_shards

@@ -1,10 +1,10 @@
 """The one chunked neighbour search (raygan.metrics.neighbours) and the one batched predictor
-(raygan.evaluation.protocols.batched) against brute force: the full distance matrix, the whole batch."""
+(raygan.classifiers.fit.batched) against brute force: the full distance matrix, the whole batch."""
 import numpy as np
 import pytest
 import torch
 
-from raygan.evaluation.protocols import batched, softmax_of
+from raygan.classifiers.fit import batched, softmax_of
 from raygan.metrics.neighbours import distance_blocks, search
 
 

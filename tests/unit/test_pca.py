@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from raygan.classifiers.fit import train_classifier
 from raygan.config import load_config
 from raygan.data import load_dataset
 from raygan.ensemble.mixture import Mixture
 from raygan.evaluation.pca import fit_pca_generator, fit_pca_generators, pca_samples, pca_synthetic_set
-from raygan.evaluation.protocols import train_classifier
 from raygan.synthesis.generate import generate
 
 

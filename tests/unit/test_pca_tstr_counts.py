@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from raygan.data import load_dataset
 from raygan.ensemble.counts import synthetic_count
-from raygan.evaluation import curves, units
+from raygan.evaluation import units
 
 
 class _Fit:
@@ -23,7 +23,7 @@ def test_the_pca_baseline_draws_n_g_per_class_as_the_gans_do(tiny_digits_cfg, mo
         seen.update({name: int((y == k).sum()) for k, name in enumerate(dataset.classes)})
         return _Fit()
 
-    monkeypatch.setattr(curves, "_fit", fit)
+    monkeypatch.setattr(units, "fit_classifier", fit)
     units.run_unit(units.EvalInputs(cfg, dataset, None, None), units.Job("pca_tstr"))
     want = {name: synthetic_count(cfg, n) for name, n in dataset.train_sizes().items()}
     assert want != dataset.train_sizes()  # the ratio changes N_g, so the test can tell the two apart
