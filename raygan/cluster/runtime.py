@@ -185,6 +185,11 @@ def _largest_gpu_node() -> float:
     return max((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
 
 
+def alive_nodes() -> int:
+    """How many nodes of the cluster are alive now."""
+    return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
 def check_gpus(cfg: Config) -> None:
     """Members that ask for GPUs (cluster.gpus_per_member > 0) need a node that has that many.
 

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from raygan.config import ConfigError
+from raygan.config.gan_space import apply_point, check_gan_space, steps_values
 from raygan.data import load_dataset
-from raygan.evaluation import gan_trial
 from raygan.runs import RunFolder
+from raygan.sweeps import gan_trial
 
 TRIAL = ["data.grouping=II", "ensemble.members=1", "eval.epochs=2", "eval.metric_samples=200",
          "sweep.target=gan", "sweep.gan_space={gan.width: [4, 8]}", "gan.width=4"]
@@ -66,9 +67,9 @@ def test_trial_in_rungs_equals_a_straight_run_and_never_reads_the_test_split(tin
 
 def test_every_key_and_value_is_checked_when_the_config_loads(tiny_digits_cfg):
     cfg = tiny_digits_cfg(*TRIAL)
-    forms = gan_trial.check_gan_space(cfg)
+    forms = check_gan_space(cfg)
     assert forms == {"gan.width": ("grid", [4, 8])}
-    point = gan_trial.apply_point(cfg, {"gan.width": 8, "train.batch_size": 32})
+    point = apply_point(cfg, {"gan.width": 8, "train.batch_size": 32})
     assert (point.gan.width, point.train.batch_size, point.sweep.gan_space) == (8, 32, {})
     with pytest.raises(ConfigError, match=r"unknown key 'gan.nope'; allowed keys: gan.width, gan.d_depth"):
         tiny_digits_cfg(*TRIAL, "sweep.gan_space={gan.nope: [1]}")
@@ -91,15 +92,15 @@ def test_every_key_and_value_is_checked_when_the_config_loads(tiny_digits_cfg):
                         "sweep.gan_space={gan.lr_g: [0.001]}")
     assert gan_trial.rung_steps(25, 3) == [8, 16, 25]
     # seed 003's discriminator depth is a key like any other
-    assert gan_trial.check_gan_space(tiny_digits_cfg(*TRIAL, "sweep.gan_space={gan.d_depth: [1, 2]}"))
+    assert check_gan_space(tiny_digits_cfg(*TRIAL, "sweep.gan_space={gan.d_depth: [1, 2]}"))
 
 
 def test_tied_keys_and_the_command_refusing_an_unknown_key_before_any_work(tiny_digits_cfg, tmp_path,
                                                                           capsys):
     tied = tiny_digits_cfg(*TRIAL, 'sweep.gan_space={"train.batch_size,train.steps": [[16, 20], [32, 10]]}')
-    forms = gan_trial.check_gan_space(tied)
-    assert gan_trial.steps_values(tied, forms) == [20, 10]
-    point = gan_trial.apply_point(tied, {"train.batch_size,train.steps": [32, 10]})
+    forms = check_gan_space(tied)
+    assert steps_values(tied, forms) == [20, 10]
+    point = apply_point(tied, {"train.batch_size,train.steps": [32, 10]})
     assert (point.train.batch_size, point.train.steps) == (32, 10)
     with pytest.raises(ConfigError, match="must be a list of 2 values, one per key"):
         tiny_digits_cfg(*TRIAL, 'sweep.gan_space={"train.batch_size,train.steps": [[16, 20], [32]]}')

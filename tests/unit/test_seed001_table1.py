@@ -7,8 +7,9 @@ import torch
 
 from raygan.config import ConfigError, load_config
 from raygan.config.protocol_cells import protocol_cells, signature
-from raygan.evaluation.protocol_sets import CellSet, FilteredEpochs, set_key, trial_data
+from raygan.evaluation.protocols import FilteredEpochs
 from raygan.reporting.seed001 import PAPER_TABLE1, format_table1, table1_cells, write_table1
+from raygan.sweeps.cells import CellSet, set_key, trial_data
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TSTR = ["sweep.synthetic_only=true"]
