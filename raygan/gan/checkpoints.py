@@ -1,8 +1,8 @@
 """raygan's torch files (checkpoints, generator files, cached classifiers): written as tensors and plain
 data only, read with ``torch.load(weights_only=True)``, so that no file raygan reads can run code.
 
-A file that this safe loader refuses (a pickle of other Python objects, a truncated or foreign file) is a
-one-line ConfigError naming the file and the fix; raygan never falls back to unsafe loading. Generator
+The format itself (``save_torch_file``, ``load_torch_file``: a file the safe loader refuses is a one-line
+ConfigError naming the file and the fix, never an unsafe retry) is raygan.runs.torch_files'. Generator
 files are rebuilt into modules here (``load_generator``); a generator inside a local run folder is checked
 against the sha256 its manifest records before it is read (a URI run's files are checked as they are
 fetched, raygan.runs.folder.RunFolder.fetch).
@@ -10,20 +10,20 @@ fetched, raygan.runs.folder.RunFolder.fetch).
 from __future__ import annotations
 
 import dataclasses
-import io
-import pickle
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
 
 from raygan.config import ConfigError, GANConfig
 from raygan.gan.models import ConditionedGenerator, build_gan
-from raygan.runs import atomic_write_bytes
 from raygan.runs.manifest import member_fix, verify_member_file
-
-_PLAIN = (str, int, float, bool, type(None))
+from raygan.runs.torch_files import (  # noqa: F401  (the format's functions, importable here as before)
+    check_plain,
+    load_torch_file,
+    save_torch_file,
+)
 
 # GANConfig fields added after checkpoints existed, with the default that builds the earlier models: a
 # file records them only when they differ, so a default config writes the bytes it always wrote and an
@@ -35,52 +35,6 @@ def gan_record(gan: GANConfig) -> dict:
     """``gan`` as the plain dict raygan's torch files record (see _ADDED_LATER)."""
     return {k: v for k, v in dataclasses.asdict(gan).items()
             if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
-
-
-def check_plain(obj: Any, where: str = "") -> None:
-    """Raise TypeError unless ``obj`` is tensors inside dicts, lists and tuples of plain values:
-    what torch.load(weights_only=True) reads back without unpickling any other class."""
-    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN:  # np.float64 is a float, not plain
-        return
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            check_plain(key, where)
-            check_plain(value, f"{where}.{key}")
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            check_plain(value, f"{where}[{i}]")
-    else:
-        raise TypeError(f"{where or 'the object'} is a {type(obj).__name__}: raygan's torch files hold "
-                        "only tensors, dicts, lists, str, numbers, bool and None (store it as those)")
-
-
-def save_torch_file(obj: dict, path: Path) -> None:
-    """``obj`` (plain data and tensors, checked) written atomically with torch.save."""
-    check_plain(obj)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def _reason(err: Exception) -> str:
-    if isinstance(err, pickle.UnpicklingError):
-        return "it holds Python objects besides tensors and plain data, which could run code"
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return f"truncated or not a torch file: {first[:160]}"
-
-
-def load_torch_file(path: Path, *, fix: str, map_location: str | torch.device = "cpu") -> dict:
-    """The dict in a raygan torch file, loaded with weights_only=True, or a one-line ConfigError
-    naming ``path``, why and ``fix`` (never an unsafe retry)."""
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        raise ConfigError(f"{path} was not read ({_reason(err)}); {fix}") from err
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{path} was not read (it holds a {type(obj).__name__}, not raygan's dict); {fix}")
-    return obj
 
 
 def load_generator(checkpoint_path: Path, device: str | torch.device = "cpu",

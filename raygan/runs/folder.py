@@ -277,7 +277,7 @@ class RunFolder:
         fix: a job never builds on, samples or ships a changed file. A URI run's files are checked as
         they are fetched (``fetch``: a mirror's copy that differs from the manifest is fetched anew, then
         checked); here only the safe loading of mirror copies that match."""
-        from raygan.gan.checkpoints import load_torch_file  # the torch side of the run folder
+        from raygan.runs.torch_files import load_torch_file  # torch is imported only to check members
 
         seen = set()
         for entry in self.manifest()["members"].values():
