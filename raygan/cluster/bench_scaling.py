@@ -1,6 +1,6 @@
 """`raygan bench ray-scaling`: K x T tiny members one after another in one process vs as Ray tasks.
 
-Both sides run the same `train_member` calls with one torch thread per member; the Ray side is timed
+Both sides run the same `train_units` calls (one unit alone) with one torch thread per member; the Ray side is timed
 from submission to the last result (worker start-up included), on a local Ray with --workers CPUs.
 Parallel efficiency = (sequential time / Ray time) / workers; the target is >= 0.8.
 """
@@ -16,7 +16,8 @@ import torch
 
 from raygan.config import load_config
 from raygan.data import load_dataset
-from raygan.ensemble.members import member_grid, train_member
+from raygan.ensemble.members import member_grid
+from raygan.ensemble.training import class_unit, train_units
 from raygan.runs import RunFolder
 
 
@@ -39,7 +40,8 @@ def bench_ray_scaling(args) -> str:
         run = RunFolder.for_config(cfg)
         t0 = time.perf_counter()
         for k, name, t in grid:
-            train_member(dataset.train[name], cfg, run, class_name=name, class_index=k, member=t)
+            train_units([class_unit(cfg, run, dataset.train[name], class_name=name, class_index=k, member=t)],
+                        cfg, run, pack=False)
         sequential = time.perf_counter() - t0
 
         ray_cfg = load_config(overrides=overrides + ["output.run=ray"])

@@ -20,7 +20,7 @@ import torch
 from raygan import logs
 from raygan.cluster.packing import group_packs
 from raygan.cluster.runtime import member_resources, task_setup
-from raygan.cluster.tasks import pack_size_on_ray, submit_member, submit_pack
+from raygan.cluster.tasks import pack_size_on_ray, submit_units
 from raygan.config import Config, from_dict
 from raygan.data import RealDataset
 from raygan.ensemble.boosting_loop import (
@@ -83,12 +83,11 @@ class BoostingDriver:
 
         def train_step(heads: list[tuple]) -> list[dict]:
             if self.pack_size == 1:
-                return ray.get([submit_member(self.data_refs[name], cfg, run, resources, class_name=name,
-                                              class_index=k, member=t, data_weights=w)
-                                for k, name, t, w in heads])
-            refs = [submit_pack(self.data_refs, cfg, run, resources, pack=i,
-                                heads=[(k, name, t) for k, name, t, _ in pack],
-                                data_weights=[w for *_, w in pack])
+                refs = [submit_units(cfg, run, resources, heads=[(k, name, t)], data_refs=self.data_refs,
+                                     data_weights=[w]) for k, name, t, w in heads]
+                return [e for entries in ray.get(refs) for e in entries]
+            refs = [submit_units(cfg, run, resources, pack=i, heads=[(k, name, t) for k, name, t, _ in pack],
+                                 data_refs=self.data_refs, data_weights=[w for *_, w in pack])
                     for i, pack in enumerate(group_packs(heads, self.pack_size))]
             return [e for entries in ray.get(refs) for e in entries]
 

@@ -21,7 +21,7 @@ import torch
 
 from raygan.config import Config
 from raygan.config.checks import why_not_packable
-from raygan.ensemble.members import train_conditional_members, train_members
+from raygan.ensemble.training import class_unit, conditional_unit, train_units
 from raygan.gan.models import CONDITIONAL
 
 logger = logging.getLogger(__name__)
@@ -124,17 +124,17 @@ def pack_fit(cfg: Config, data: torch.Tensor, device: torch.device, gpu_share: f
     probe = cfg.replace(train={"steps": PROBE_STEPS, "log_every": PROBE_STEPS,
                                "checkpoint_every": PROBE_STEPS, "recursive_rounds": 0},
                         output={"sample_grid": 1})
-    units = [{"class_name": "probe", "class_index": 0, "member": t, "data": data,
-              "data_weights": None} for t in range(2)]
     torch.cuda.synchronize(device)
     base = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     with tempfile.TemporaryDirectory(prefix="raygan-pack-probe-") as tmp:
+        run = RunFolder(tmp)
         if cfg.gan.family in CONDITIONAL:
             classes = [str(k) for k in range(int(labels.max()) + 1)]
-            train_conditional_members(data, labels, classes, probe, RunFolder(tmp), members=[0, 1], device=device)
+            units = [conditional_unit(probe, run, data, labels, classes, member=t) for t in range(2)]
         else:
-            train_members(units, probe, RunFolder(tmp), device=device)
+            units = [class_unit(probe, run, data, class_name="probe", class_index=0, member=t) for t in range(2)]
+        train_units(units, probe, run, pack=True, device=device)
     torch.cuda.synchronize(device)
     per_member = max(1, torch.cuda.max_memory_allocated(device) - base) / 2
     gc.collect()

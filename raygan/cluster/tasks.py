@@ -25,13 +25,8 @@ import torch
 from raygan.cluster.packing import choose_pack_size, pack_fit
 from raygan.cluster.runtime import task_setup
 from raygan.config import Config
-from raygan.ensemble.members import (
-    CONDITIONAL_DIR,
-    train_conditional_member,
-    train_conditional_members,
-    train_member,
-    train_members,
-)
+from raygan.ensemble.members import CONDITIONAL_DIR
+from raygan.ensemble.training import Unit, class_unit, conditional_unit, train_units
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -76,66 +71,41 @@ def _member_task(cfg_dict: dict, run_location: str, folders: list[tuple[str, int
     return [{**e, **where} for e in entries]
 
 
-@ray.remote
-def train_member_task(data: torch.Tensor, cfg_dict: dict, run_location: str, class_name: str,
-                      class_index: int, member: int,
-                      data_weights: Optional[torch.Tensor] = None) -> dict:
-    """Train (or resume) one member; `data` arrives as the class's shared object-store tensor."""
-    def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
-        return [train_member(data, cfg, run, class_name=class_name, class_index=class_index,
-                             member=member, data_weights=data_weights, device=device)]
+def _unit(cfg: Config, run: RunFolder, head: list, tensors: dict, weights, classes: Optional[list[str]]) -> Unit:
+    k, name, t = head
+    if name == CONDITIONAL_DIR:
+        return conditional_unit(cfg, run, tensors[CONDITIONAL_DIR], tensors[LABELS], classes, member=t)
+    return class_unit(cfg, run, tensors[name], class_name=name, class_index=k, member=t, data_weights=weights)
 
-    [entry] = _member_task(cfg_dict, run_location, [(class_name, member)], train)
-    return entry
+
+LABELS = "_labels"  # the key of a conditional unit's labels among a task's tensors
 
 
 @ray.remote
-def train_conditional_task(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
-                           cfg_dict: dict, run_location: str, member: int) -> list[dict]:
-    """One conditional member (every class at once): the task grid of gan.family=ccgan."""
-    def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
-        return train_conditional_member(data, labels, classes, cfg, run, member=member, device=device)
+def train_units_task(cfg_dict: dict, run_location: str, pack: Optional[int], heads: list[list],
+                     data_weights: Optional[list], classes: Optional[list[str]], names: list[str],
+                     *tensors: torch.Tensor) -> list[dict]:
+    """Train (or resume) the units ``heads`` ((class index, class name, member); the class name
+    CONDITIONAL_DIR for a conditional member, which covers every class of ``classes``) with
+    raygan.ensemble.training.train_units: as one pack task when ``pack`` is its number, else the one
+    unit alone. ``tensors`` are the object-store tensors the units read, named by ``names`` (a class's
+    training data by its name; CONDITIONAL_DIR and LABELS for the training split and its labels); top-
+    level arguments, so that Ray hands each over once however many members use it. ``data_weights``:
+    per unit its boosting data weights or None (uniform), or None for all.
 
-    return _member_task(cfg_dict, run_location, [(CONDITIONAL_DIR, member)], train)
-
-
-@ray.remote
-def train_pack_task(cfg_dict: dict, run_location: str, pack: int, heads: list[tuple[int, str, int]],
-                    classes: list[str], data_weights: Optional[list], *data: torch.Tensor) -> list[dict]:
-    """Train (or resume) the members ``heads`` ((class index, class name, member), member_grid's
-    order) as one packed model; ``data`` holds each of ``classes``' shared object-store tensor (top-
-    level arguments, so Ray hands the tensors over, once per class however many members use it);
-    ``data_weights``: per member its boosting data weights or None (uniform), or None for all.
-
-    Returns one entry per member, in the order of ``heads``: complete, or diverged past its retries
-    (a diverged member does not stop the others); every entry says which pack it trained in.
+    Returns every unit's entries, in the order of ``heads``: complete, or diverged past its retries (a
+    diverged member does not stop the others); a pack task's entries say which pack they trained in.
     """
-    by_class = dict(zip(classes, data))
+    by_name = dict(zip(names, tensors))
     weights = data_weights or [None] * len(heads)
 
     def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
-        units = [{"class_name": name, "class_index": k, "member": t, "data": by_class[name],
-                  "data_weights": w} for (k, name, t), w in zip(heads, weights)]
-        entries = train_members(units, cfg, run, device=device)
-        if len(entries) != len(heads):
-            raise RuntimeError(f"train_members returned {len(entries)} entries for {len(heads)} units")
-        # A diverged entry may carry no more than its status and error: name its member.
-        return [{"class": name, "class_index": k, "member": t, **e, "pack": pack}
-                for (k, name, t), e in zip(heads, entries)]
+        units = [_unit(cfg, run, h, by_name, w, classes) for h, w in zip(heads, weights)]
+        made = train_units(units, cfg, run, pack=pack is not None, device=device)
+        extra = {} if pack is None else {"pack": pack}
+        return [{**e, **extra} for entries in made for e in entries]
 
     return _member_task(cfg_dict, run_location, [(name, t) for _, name, t in heads], train)
-
-
-@ray.remote
-def train_conditional_pack_task(data: torch.Tensor, labels: torch.Tensor, classes: list[str],
-                                cfg_dict: dict, run_location: str, pack: int, members: list[int]) -> list[dict]:
-    """Conditional ``members`` (each one model for every class) as one packed model: the pack task of
-    gan.family=ccgan. Returns their entries (one per class each, member by member), saying the pack."""
-    def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
-        entries = train_conditional_members(data, labels, classes, cfg, run, members=members, device=device)
-        return [{**e, "pack": pack} for e in entries]
-
-    return _member_task(cfg_dict, run_location, [(CONDITIONAL_DIR, t) for t in members], train)
 
 
 @ray.remote
@@ -178,43 +148,29 @@ def _placement(gpu_ids: list[str], t0: float, started: float) -> dict:
             "task_started": round(started, 3), "task_finished": round(time.time(), 3)}
 
 
-def submit_member(data_ref, cfg: Config, run: RunFolder, resources: dict, *, class_name: str,
-                  class_index: int, member: int, data_weights=None):
-    return train_member_task.options(**resources, max_retries=cfg.cluster.max_retries,
-                                     name=f"train_member:{class_name}/{member}").remote(
-        data_ref, cfg.to_dict(), run.location, class_name, class_index, member, data_weights)
-
-
 def pack_name(heads: list[tuple[int, str, int]]) -> str:
     """The Ray task name of a pack: train_pack:<class>/<member>,<class>/<member>,..."""
     return "train_pack:" + ",".join(f"{name}/{t}" for _, name, t in heads)
 
 
-def submit_pack(data_refs: dict, cfg: Config, run: RunFolder, resources: dict, *, pack: int,
-                heads: list[tuple[int, str, int]], data_weights: Optional[list] = None):
-    """One pack task; ``data_refs`` maps class names to their object refs (ray.put once each);
-    ``data_weights``: per member of ``heads`` its data weights (a boosting step's), or None."""
-    classes = list(dict.fromkeys(name for _, name, _ in heads))
-    return train_pack_task.options(**resources, max_retries=cfg.cluster.max_retries,
-                                   name=pack_name(heads)).remote(
-        cfg.to_dict(), run.location, pack, [list(h) for h in heads], classes, data_weights,
-        *[data_refs[name] for name in classes])
-
-
-def submit_conditional(data_ref, labels_ref, classes: list[str], cfg: Config, run: RunFolder,
-                       resources: dict, *, member: int):
-    return train_conditional_task.options(**resources, max_retries=cfg.cluster.max_retries,
-                                          name=f"train_member:{CONDITIONAL_DIR}/{member}").remote(
-        data_ref, labels_ref, list(classes), cfg.to_dict(), run.location, member)
-
-
-def submit_conditional_pack(data_ref, labels_ref, classes: list[str], cfg: Config, run: RunFolder,
-                            resources: dict, *, pack: int, members: list[int]):
-    """One pack task of conditional members, named train_pack:_conditional/<t>,..."""
-    return train_conditional_pack_task.options(
-        **resources, max_retries=cfg.cluster.max_retries,
-        name=pack_name([(0, CONDITIONAL_DIR, t) for t in members])).remote(
-        data_ref, labels_ref, list(classes), cfg.to_dict(), run.location, pack, list(members))
+def submit_units(cfg: Config, run: RunFolder, resources: dict, *, heads: list[tuple[int, str, int]],
+                 data_refs: dict, pack: Optional[int] = None, data_weights: Optional[list] = None,
+                 labels_ref=None, classes: Optional[list[str]] = None):
+    """One training task (train_units_task): the unit ``heads[0]`` alone (named
+    train_member:<class>/<member>), or with ``pack`` its number, the units ``heads`` as one pack task
+    (named train_pack:...). ``data_refs`` maps class names (CONDITIONAL_DIR: the training split) to
+    their object refs, put once each; conditional units also take ``labels_ref`` and ``classes``.
+    Its result: the units' entries (a list)."""
+    if pack is None and len(heads) != 1:
+        raise ValueError(f"a task without a pack number trains one unit, not {len(heads)}")
+    names = list(dict.fromkeys(name for _, name, _ in heads))
+    refs = [data_refs[name] for name in names]
+    if labels_ref is not None:
+        names, refs = names + [LABELS], refs + [labels_ref]
+    name = f"train_member:{heads[0][1]}/{heads[0][2]}" if pack is None else pack_name(heads)
+    return train_units_task.options(**resources, max_retries=cfg.cluster.max_retries, name=name).remote(
+        cfg.to_dict(), run.location, pack, [list(h) for h in heads], data_weights,
+        None if classes is None else list(classes), names, *refs)
 
 
 def wait_all(refs: dict, on_done: Callable[[object, dict], None]) -> list[dict]:

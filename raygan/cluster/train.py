@@ -18,17 +18,10 @@ import ray
 from raygan.cluster.driver import train_boosting_ray
 from raygan.cluster.packing import group_packs
 from raygan.cluster.runtime import member_resources
-from raygan.cluster.tasks import (
-    pack_size_on_ray,
-    submit_conditional,
-    submit_conditional_pack,
-    submit_member,
-    submit_pack,
-    wait_all,
-)
+from raygan.cluster.tasks import pack_size_on_ray, submit_units, wait_all
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.ensemble.members import check_classes, member_grid, record_trained
+from raygan.ensemble.members import CONDITIONAL_DIR, check_classes, member_grid, record_trained
 from raygan.gan.models import CONDITIONAL
 from raygan.progress import progress
 from raygan.runs import RunFolder
@@ -65,19 +58,19 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     logger.info(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each)")
     _note_cpus(cfg, resources)
-    refs = {submit_member(data_refs[name], cfg, run, resources, class_name=name, class_index=k,
-                          member=t): (name, t) for k, name, t in todo}
+    refs = {submit_units(cfg, run, resources, heads=[(k, name, t)], data_refs=data_refs): (name, t)
+            for k, name, t in todo}
     t0, counter = time.perf_counter(), [len(done)]
 
-    def record(_key, entry: dict) -> None:
+    def record(_key, entries: list[dict]) -> None:
         counter[0] += 1
-        for ok in record_trained(run, [entry]):
+        for ok in record_trained(run, entries):
             tracker.log_member(ok, run.path)
             logger.info(_member_line(counter[0], len(grid), ok, t0))
         bar.update(1)
 
     with progress(total=len(grid), initial=len(done), desc="members", unit="member") as bar:
-        return done + [e for e in wait_all(refs, record) if e.get("status") == "complete"]
+        return done + [e for entries in wait_all(refs, record) for e in entries if e.get("status") == "complete"]
 
 
 def _note_cpus(cfg: Config, resources: dict) -> None:
@@ -93,7 +86,7 @@ def _train_packs(cfg: Config, run: RunFolder, tracker: Tracker, todo: list, size
     logger.info(f"submitting {len(todo)} members as {len(packs)} pack tasks of up to {size} "
                 f"({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each)")
     _note_cpus(cfg, resources)
-    refs = {submit_pack(data_refs, cfg, run, resources, pack=i, heads=heads): i
+    refs = {submit_units(cfg, run, resources, pack=i, heads=heads, data_refs=data_refs): i
             for i, heads in enumerate(packs)}
     t0, counter, complete, diverged = time.perf_counter(), [first], [], []
 
@@ -141,10 +134,9 @@ def train_conditional_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
         f"{len(todo)} conditional members as {len(packs)} pack tasks of up to {size}"
     logger.info(f"submitting {what} ({resources['num_cpus']} CPU, {resources['num_gpus']} GPU each), each "
                 f"member for all {len(dataset.classes)} classes")
-    refs = {submit_conditional(data_ref, labels_ref, dataset.classes, cfg, run, resources, member=t): [t]
-            for t in todo} if size == 1 else \
-        {submit_conditional_pack(data_ref, labels_ref, dataset.classes, cfg, run, resources, pack=i,
-                                 members=pack): pack for i, pack in enumerate(packs)}
+    refs = {submit_units(cfg, run, resources, pack=None if size == 1 else i, data_refs={CONDITIONAL_DIR: data_ref},
+                         heads=[(0, CONDITIONAL_DIR, t) for t in pack], labels_ref=labels_ref,
+                         classes=dataset.classes): pack for i, pack in enumerate(packs)}
     t0, counter = time.perf_counter(), [len(members) - len(todo)]
 
     def record(held: list[int], entries: list[dict]) -> None:

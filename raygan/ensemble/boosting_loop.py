@@ -35,6 +35,7 @@ from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.ensemble import boosting, members
 from raygan.ensemble.mixture import Mixture
+from raygan.ensemble.training import class_unit, train_units
 from raygan.gan.train import load_generator, resolve_device
 from raygan.runs import RunFolder, atomic_write_bytes, atomic_write_text
 
@@ -222,7 +223,7 @@ def train_boosting(cfg: Config, dataset: RealDataset, run: RunFolder) -> list[di
 
     The in-process twin of the cluster's driver actors: the same loop, seeds and files, with the weights
     and the members computed here; a step's members train cluster.members_per_task to a pack
-    (train_members; null, auto, trains them one by one here, like train_independent). Returns the
+    (train_units; null, auto, trains them one by one here, like train_independent). Returns the
     manifest entries of the K x T members that are complete.
     """
     device = resolve_device(cfg.train.device)
@@ -258,12 +259,10 @@ def _local_step(cfg: Config, run: RunFolder, dataset: RealDataset, device: torch
     size = cfg.cluster.members_per_task or 1
 
     def train(heads: list[tuple]) -> list[dict]:
-        units = [{"class_name": name, "class_index": k, "member": t, "data": dataset.train[name],
-                  "data_weights": w} for k, name, t, w in heads]
-        if size == 1:  # train_gan's own loop, as one member per task does
-            return [members.train_member(u["data"], cfg, run, class_name=u["class_name"], device=device,
-                                         class_index=u["class_index"], member=u["member"],
-                                         data_weights=u["data_weights"]) for u in units]
+        units = [class_unit(cfg, run, dataset.train[name], class_name=name, class_index=k, member=t,
+                            data_weights=w) for k, name, t, w in heads]
+        if size == 1:  # each member on its own modules, as one member per task does
+            return [e for entries in train_units(units, cfg, run, pack=False, device=device) for e in entries]
         return [e for i in range(0, len(units), size)
-                for e in members.train_members(units[i:i + size], cfg, run, device=device)]
+                for entries in train_units(units[i:i + size], cfg, run, pack=True, device=device) for e in entries]
     return train

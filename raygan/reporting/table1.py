@@ -17,8 +17,8 @@ from raygan import seeds
 from raygan.config import Config
 from raygan.data import check_batch_fits, load_dataset
 from raygan.data.grid2d import grid_means
-from raygan.ensemble.members import train_independent
 from raygan.ensemble.mixture import load_mixture
+from raygan.ensemble.training import train_independent
 from raygan.figures import figure, save_figure
 from raygan.metrics.grid import Table1Row, nearest_modes, table1_bootstrap
 from raygan.runs import RunFolder, atomic_write_text

@@ -56,7 +56,7 @@ def _check_shards(run: RunFolder, expected: dict):
 def _running_member_with_checkpoint(run: RunFolder, address: str):
     """(worker pid, 'class/member') of a running member task that has written a checkpoint."""
     from ray.util.state import list_tasks
-    tasks = list_tasks(filters=[("func_or_class_name", "=", "train_member_task"),
+    tasks = list_tasks(filters=[("func_or_class_name", "=", "train_units_task"),
                                 ("state", "=", "RUNNING")], detail=True, address=address)
     for task in tasks:
         member = task.name.split(":", 1)[1]  # tasks are named train_member:<class>/<member>

@@ -72,7 +72,7 @@ def test_packs_of_four_train_six_members_in_two_tasks(raygan_logs, ray_session, 
 def _running_pack_with_checkpoint(run: RunFolder, address: str):
     """(worker pid, [class/member, ...]) of a running pack task one of whose members checkpointed."""
     from ray.util.state import list_tasks
-    tasks = list_tasks(filters=[("func_or_class_name", "=", "train_pack_task"),
+    tasks = list_tasks(filters=[("func_or_class_name", "=", "train_units_task"),
                                 ("state", "=", "RUNNING")], detail=True, address=address)
     for task in tasks:
         held = task.name.split(":", 1)[1].split(",")  # train_pack:<class>/<member>,...

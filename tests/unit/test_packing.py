@@ -90,14 +90,15 @@ def test_pack_fit_on_cuda_divides_free_memory_by_the_probed_peak_per_member(monk
     monkeypatch.setattr(cuda, "memory_allocated", lambda *a: 100 * mib)  # e.g. what was there
     monkeypatch.setattr(cuda, "max_memory_allocated", lambda *a: 100 * mib + 2 * 50 * mib)
     monkeypatch.setattr(cuda, "mem_get_info", lambda *a: (1000 * mib, 2000 * mib))
-    monkeypatch.setattr(packing, "train_members",
-                        lambda units, cfg, run, device=None: calls.append((units, cfg)) or [])
+    monkeypatch.setattr(packing, "train_units",
+                        lambda units, cfg, run, pack, device=None: calls.append((units, cfg, pack)) or [])
     cfg = load_config(overrides=["gan.width=8", "train.steps=3000"])
     data = torch.zeros(64, 1, 8, 8)
     assert pack_fit(cfg, data, torch.device("cuda")) == math.floor(0.8 * 1000 / 50)
     assert pack_fit(cfg, data, torch.device("cuda"), gpu_share=0.25) == math.floor(0.8 * 250 / 50)
-    units, probe_cfg = calls[0]
-    assert [u["member"] for u in units] == [0, 1] and probe_cfg.train.steps == packing.PROBE_STEPS
+    units, probe_cfg, pack = calls[0]
+    assert [u.folder.name for u in units] == ["0", "1"] and probe_cfg.train.steps == packing.PROBE_STEPS
+    assert pack  # the probe trains what a pack task trains
     monkeypatch.setattr(cuda, "mem_get_info", lambda *a: (10 * mib, 2000 * mib))
     assert pack_fit(cfg, data, torch.device("cuda")) == 1  # never fewer than one member
 
@@ -121,7 +122,7 @@ def test_the_driver_records_each_pack_and_reports_a_diverged_member(monkeypatch,
                                             "error": "GAN training diverged at step 3", "pack": 0}],
                1: [complete("b", 0, 1, 1)]}
     submitted = []
-    monkeypatch.setattr(ray_train, "submit_pack", lambda *a, pack, heads, **k: submitted.append(heads)
+    monkeypatch.setattr(ray_train, "submit_units", lambda *a, pack, heads, **k: submitted.append(heads)
                         or pack)
     monkeypatch.setattr(ray_train, "wait_all", lambda refs, on_done: [on_done(i, results[i]) for i in refs])
     todo = [(0, "a", 0), (0, "a", 1), (1, "b", 0)]
