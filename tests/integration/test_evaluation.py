@@ -60,7 +60,7 @@ def test_ray_fan_out_gives_the_in_process_numbers_and_only_the_driver_writes(ray
     this process, and eval/evaluation.json and the manifest entry written by the driver."""
     from raygan.cluster.evaluation import evaluate_on_ray
     from raygan.data import load_dataset
-    from raygan.ensemble.members import train_independent
+    from raygan.ensemble.training import train_independent
     from raygan.evaluation.curves import evaluate_run
     from raygan.synthesis.shards import mixture_weights, write_shards
 

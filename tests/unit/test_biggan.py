@@ -168,7 +168,7 @@ def test_conditional_members_of_an_unpackable_family_train_one_per_pack(tiny_dig
 def test_on_the_fly_data_of_a_biggan_run_pickles_and_draws_the_same(tiny_digits_cfg):
     import pickle
 
-    from raygan.ensemble.members import train_independent
+    from raygan.ensemble.training import train_independent
     from raygan.evaluation import generated
 
     cfg = tiny_digits_cfg("gan.family=biggan", "gan.width=2", "gan.z_dim=8", "gan.loss=hinge",

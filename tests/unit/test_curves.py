@@ -2,7 +2,7 @@
 import torch
 
 from raygan.data import load_dataset
-from raygan.ensemble.members import train_independent
+from raygan.ensemble.training import train_independent
 from raygan.evaluation.curves import ensemble_size_curve
 from raygan.evaluation.generated import on_the_fly, synthetic_set
 from raygan.runs import RunFolder

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from raygan.data import load_dataset
-from raygan.ensemble.members import train_independent
 from raygan.ensemble.mixture import Mixture, allocate, load_mixture
+from raygan.ensemble.training import train_independent
 from raygan.runs import RunFolder
 from raygan.seeds import member as member_seed
 

@@ -20,7 +20,7 @@ from raygan.cli import main
 from raygan.config import ConfigError, load_config
 from raygan.data import load_dataset
 from raygan.data.shards import png_bytes, read_shard_rows
-from raygan.ensemble.members import train_independent
+from raygan.ensemble.training import train_independent
 from raygan.runs import MIRROR_ENV, RunFolder, sha256_file
 from raygan.synthesis.shards import mixture_weights, write_shards
 from raygan.tools.export import export_run

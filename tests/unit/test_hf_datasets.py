@@ -16,7 +16,7 @@ import torch
 
 from raygan.config import load_config
 from raygan.data.shards import read_shard_rows
-from raygan.ensemble.members import train_independent
+from raygan.ensemble.training import train_independent
 from raygan.evaluation.job import prepare
 from raygan.runs import sha256_file
 from raygan.synthesis.shards import IMAGE_SCHEMA, POINT_SCHEMA, complete, mixture_weights, shard_plan, write_shards

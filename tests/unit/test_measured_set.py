@@ -16,7 +16,7 @@ from PIL import Image
 from raygan.classifiers.fit import train_classifier
 from raygan.config import ConfigError, load_config
 from raygan.data import load_dataset
-from raygan.ensemble.members import train_independent
+from raygan.ensemble.training import train_independent
 from raygan.evaluation.curves import evaluate_run
 from raygan.evaluation.job import evaluate_job
 from raygan.reporting.report import write_report

@@ -225,7 +225,7 @@ def test_inception_fid_kid_near_zero_for_a_copy_of_the_reference_large_for_noise
 
 # --- evaluate_run and the report ------------------------------------------------------------------
 def test_evaluate_run_stores_quality_per_T_and_the_report_shows_it(tiny_digits_cfg):
-    from raygan.ensemble.members import train_independent
+    from raygan.ensemble.training import train_independent
     from raygan.evaluation.curves import evaluate_run
     from raygan.reporting.report import write_report
     from raygan.runs import RunFolder

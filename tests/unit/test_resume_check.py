@@ -9,7 +9,7 @@ import pytest
 
 from raygan.cli import main
 from raygan.config import load_config
-from raygan.ensemble.members import train_independent
+from raygan.ensemble.training import train_independent
 from raygan.evaluation.job import prepare
 from raygan.runs.folder import changes
 

@@ -14,7 +14,7 @@ import torch
 
 from raygan.cli import main
 from raygan.config import ConfigError, load_config
-from raygan.ensemble.members import train_independent
+from raygan.ensemble.training import train_independent
 from raygan.evaluation.job import prepare
 from raygan.gan.checkpoints import check_plain, load_generator
 from raygan.synthesis.shards import mixture_weights, write_shards

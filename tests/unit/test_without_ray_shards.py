@@ -22,7 +22,7 @@ _SCRIPT = textwrap.dedent("""
     from raygan.cli import main
     from raygan.cluster.entry import job_function
     from raygan.config import load_config
-    from raygan.ensemble.members import train_independent
+    from raygan.ensemble.training import train_independent
     from raygan.evaluation.job import evaluate_job, prepare
     from raygan.synthesis.records import decode_png
     from raygan.synthesis.shards import mixture_weights, write_shards
