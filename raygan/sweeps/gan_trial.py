@@ -76,13 +76,8 @@ def make_reference(dataset: RealDataset, cfg: Config, *, cache=None, device: str
 def train_to(cfg: Config, dataset: RealDataset, run: RunFolder) -> list[dict]:
     """Train (or resume) the trial's ensemble to cfg.train.steps in ``run`` in this process: the
     per-class members as one pack (or conditional members, for ccgan); returns the manifest entries."""
-    from raygan.ensemble.members import (
-        check_classes,
-        member_grid,
-        record_trained,
-        train_conditional_members,
-        train_members,
-    )
+    from raygan.ensemble.members import check_classes, member_grid, record_trained
+    from raygan.ensemble.training import class_unit, conditional_unit, train_units
     from raygan.gan.models import CONDITIONAL
 
     run.check_compatible(cfg)
@@ -93,12 +88,12 @@ def train_to(cfg: Config, dataset: RealDataset, run: RunFolder) -> list[dict]:
         members = sorted({t for _, _, t in todo})
         if members:
             data, labels = dataset.train_split()
-            record_trained(run, train_conditional_members(data, labels, dataset.classes, cfg, run,
-                                                          members=members))
+            units = [conditional_unit(cfg, run, data, labels, dataset.classes, member=t) for t in members]
+            record_trained(run, [e for made in train_units(units, cfg, run, pack=True) for e in made])
     elif todo:
-        units = [{"class_name": name, "class_index": k, "member": t, "data": dataset.train[name]}
+        units = [class_unit(cfg, run, dataset.train[name], class_name=name, class_index=k, member=t)
                  for k, name, t in todo]
-        record_trained(run, train_members(units, cfg, run))
+        record_trained(run, [e for made in train_units(units, cfg, run, pack=True) for e in made])
     check_classes(run, dataset.classes, cfg)
     return [run.member_entry(name, t) for _, name, t in member_grid(dataset, cfg.ensemble.members)]
 
