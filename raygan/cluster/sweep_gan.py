@@ -42,16 +42,9 @@ from raygan.config import Config
 from raygan.config.gan_space import apply_point, check_gan_space, steps_values
 from raygan.data import RealDataset, load_dataset
 from raygan.runs import RunFolder, atomic_write_text
+from raygan.sweeps import shared
 from raygan.sweeps.gan import LOGGED_METRICS, fingerprint, summarise, trial_folder, trial_point
 from raygan.sweeps.gan_trial import METRIC, Reference, make_reference, run_gan_trial, without_test
-from raygan.sweeps.shared import (
-    MLFLOW_NOTE,
-    check_same_grid,
-    check_shared_storage,
-    sweep_storage,
-    trial_device,
-    warn_if_short,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +80,7 @@ def gan_trial(config: dict, cfg: Config, dataset: RealDataset, reference: Refere
     node it ran on."""
     import ray
 
-    device = trial_device(cfg)
+    device = shared.trial_device(cfg)
     trial_cfg = apply_point(cfg, trial_point(config))
     trial_id = tune.get_context().get_trial_id()
     run = RunFolder.at(trial_folder(storage, trial_id))
@@ -126,12 +119,12 @@ def run_gan_sweep(cfg: Config, address: str | None = None) -> dict:
     forms = check_gan_space(cfg)  # every key and value, before any work
     dataset = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
-    storage_root, storage, marker = sweep_storage(cfg, run)
-    check_same_grid(marker, fingerprint(cfg), cfg.sweep.name, storage, restorable=tune.Tuner.can_restore(storage))
+    storage_root, storage, marker = shared.sweep_storage(cfg, run)
+    shared.check_same_grid(marker, fingerprint(cfg), cfg.sweep.name, storage, restorable=tune.Tuner.can_restore(storage))
 
     resources = connect(cfg, address)
-    check_shared_storage(cfg, run, alive_nodes())
-    warn_if_short(cfg, resources, "GAN sweep")
+    shared.check_shared_storage(cfg, run, alive_nodes())
+    shared.warn_if_short(cfg, resources, "GAN sweep")
     seen = without_test(dataset)
     cache = marker.with_name(f"{cfg.sweep.name}.domain_classifier.pt")  # the mirror's copy for a URI run
     run.pull(cache)
@@ -144,4 +137,4 @@ def run_gan_sweep(cfg: Config, address: str | None = None) -> dict:
     grid = tuner.fit()
     out = summarise(cfg, run, grid, storage=storage, restored=restored)
     return {**out, "storage": storage, "restored": restored,
-            "mlflow": MLFLOW_NOTE if cfg.tracking.enabled else "tracking disabled"}
+            "mlflow": shared.MLFLOW_NOTE if cfg.tracking.enabled else "tracking disabled"}

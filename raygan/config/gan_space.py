@@ -6,7 +6,7 @@ hi included). Several keys tied together ("train.batch_size,train.steps") take o
 point. Every key and every value is checked through the typed config before any work: a point is
 applied with ``Config.replace``, so the schema's own types, ranges and cross-field rules run on it
 (``check_gan_space``). Pure config logic: a trial itself (training, scoring) is
-raygan.evaluation.gan_trial's, its Tune wiring raygan.cluster.sweep_gan's.
+raygan.sweeps.gan_trial's, its Tune wiring raygan.cluster.sweep_gan's.
 """
 from __future__ import annotations
 

@@ -35,9 +35,9 @@ import torch
 import torch.nn as nn
 
 from raygan.config import ConfigError, GANConfig, TrainConfig
+from raygan.config.levers import check_lever_config
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
-CONVOLUTIONAL = ("dcgan", "ccgan", "pggan")
 
 
 def _compile_problem(device: torch.device) -> Optional[str]:
@@ -58,38 +58,11 @@ def _compile_problem(device: torch.device) -> Optional[str]:
 
 def check_levers(gan: GANConfig, train: TrainConfig, device: Optional[torch.device] = None, *,
                  packed: bool = True) -> None:
-    """ConfigError (one line: the problem and the fix) for a lever this family or device cannot run;
-    without ``device`` only what the configuration alone decides (train.device=cpu included).
+    """ConfigError (one line: the problem and the fix) for a lever this family or device cannot run:
+    the configuration's rules (raygan.config.levers, which the config's checks ran at load), then
+    with ``device`` what the device itself decides (bfloat16 support, a compiler for torch.compile).
     ``packed=False``: the member trains alone (train_gan), where no step is captured."""
-    if train.channels_last and gan.family not in CONVOLUTIONAL:
-        raise ConfigError(f"train.channels_last lays out convolutions, and gan.family={gan.family} has "
-                          "none; set train.channels_last=false")
-    # R1 differentiates D's gradient (create_graph=True): torch.compile's AOT autograd has no double
-    # backward, and a captured step with one is untested here; refuse both rather than fail mid-run.
-    if gan.r1_gamma and train.compile:
-        raise ConfigError("gan.r1_gamma > 0 needs a double backward, which train.compile cannot run; set "
-                          "train.compile=false (or gan.r1_gamma=0)")
-    if gan.r1_gamma and train.cuda_graphs:
-        raise ConfigError("gan.r1_gamma > 0 (a double backward) is not supported with train.cuda_graphs; "
-                          "set train.cuda_graphs=false (or gan.r1_gamma=0)")
-    if train.compile and gan.family == "pggan":
-        raise ConfigError("train.compile cannot run gan.family=pggan: its fade-in changes the graph every "
-                          "step (a recompilation each step); set train.compile=false")
-    if train.cuda_graphs:
-        if gan.family == "pggan":
-            raise ConfigError("train.cuda_graphs captures a pack's step, and gan.family=pggan is never "
-                              "packed (its graph grows); set train.cuda_graphs=false")
-        if gan.family == "biggan":
-            raise ConfigError("train.cuda_graphs captures a pack's step, and gan.family=biggan is never "
-                              "packed (raygan.gan.models.UNPACKABLE); set train.cuda_graphs=false")
-        if not packed:
-            raise ConfigError("train.cuda_graphs captures a pack's step, and this member trains alone "
-                              "(train_gan: recursive rounds, or cluster.members_per_task=1); set "
-                              "train.cuda_graphs=false or train it in a pack")
-        on = device.type if device is not None else train.device
-        if on == "cpu":
-            raise ConfigError("train.cuda_graphs needs a CUDA device, and this member trains on the CPU; "
-                              "set train.cuda_graphs=false (or train on a GPU)")
+    check_lever_config(gan, train, packed=packed, device_type=None if device is None else device.type)
     if device is None:
         return
     if train.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():

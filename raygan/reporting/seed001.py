@@ -6,7 +6,7 @@ sample filtering (rho = 0.9) and the truncated normal (tau = 1.5); the real base
 paper gives "the best accuracy over the whole training session" (the best test epoch); raygan's figure
 is the test accuracy at the best *validation* epoch, and the paper's kind is shown beside it.
 
-``write_table1`` takes the sweep's trial rows (raygan.cluster.sweep.trial_row), groups them by
+``write_table1`` takes the sweep's trial rows (raygan.sweeps.classifier.trial_row), groups them by
 cell (and by every other swept setting but the seed), and writes <run>/eval/table1_seed001.md and
 .json: mean +- std over the sweep.num_samples repeats of each cell, its training data's source
 (shards or regenerated), the filter's kept fraction, and the real baseline (the reference classifier).
