@@ -7,6 +7,7 @@ impossible values raise :class:`ConfigError` naming the key and what is allowed,
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,19 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+# YAML 1.2's floats: PyYAML follows YAML 1.1, whose float needs a dot, so it reads 1e-4 as the string
+# "1e-4" (and a learning rate written as researchers write it is refused as "expected float").
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                        |[-+]?\.(?:inf|Inf|INF)
+                        |\.(?:nan|NaN|NAN))$""", re.X)
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """yaml.safe_load's loader (no tag builds a Python object) that also refuses a key given twice."""
+    """yaml.safe_load's loader (no tag builds a Python object) that also refuses a key given twice and
+    reads scientific notation without a dot (1e-4) as a number, as YAML 1.2 does."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -39,6 +51,13 @@ class _StrictLoader(yaml.SafeLoader):
                                   f"given twice (first on line {seen[key]}); keep one of them")
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
+
+
+# SafeLoader's resolvers with its float rule replaced by YAML 1.2's (the other rules never match 1e3)
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
 def read_yaml(text: str, source: str) -> Any:
@@ -69,11 +88,6 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.steps=500")
     key, raw = text.split("=", 1)
     value = read_yaml(raw, f"--set {key.strip()}") if raw.strip() else None
-    if isinstance(value, str):  # YAML reads 2e-4 as a string; numbers should be numbers
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
     return key.strip(), value
 
 
