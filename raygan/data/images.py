@@ -11,14 +11,17 @@ torchvision classes lets a copy of the files that differs from the published one
 fixture) load without torchvision's MD5 check, reads MNIST's .gz files as they are, and avoids
 holding torchvision's extra copies; data.download: true still downloads (and verifies) through
 torchvision. The official test split is the test split; validation is carved from the official
-training split (base.split_indices). CIFAR batches are Python pickles, as published: only point
-data.root at files you trust.
+training split (base.split_indices). CIFAR batches are Python pickles, as published: they are read
+by a restricted unpickler that admits numpy arrays and nothing else (raygan.data.batches), so a crafted
+batch is refused and never runs. SVHN's .mat files are read by scipy.io.loadmat (not a pickle); every
+encoded image is opened as one of the formats raygan reads (PNG, JPEG, TIFF, BMP; never EPS, which
+Pillow would hand to Ghostscript, whatever the file's name).
 """
 from __future__ import annotations
 
 import gzip
 import io
-import pickle
+import logging
 import struct
 from collections import Counter
 from pathlib import Path
@@ -31,10 +34,16 @@ import torch.nn.functional as F
 from raygan.config import ConfigError, DataConfig
 from raygan.data.base import RealDataset, assemble, plan_splits
 
+logger = logging.getLogger(__name__)
 _TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10",
                       "svhn": "SVHN"}
 _GREY_MODES = {"1", "L", "LA"}
 _COLOUR_MODES = {"P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+_ALPHA_MODES = {"LA", "PA", "RGBA"}
+# The only formats Pillow may open (by content, whatever a file is called): those of imagefolder's
+# extensions and of parquet image bytes. Pillow's others include EPS, whose pixels Ghostscript makes by
+# running the file as PostScript.
+FORMATS = ("PNG", "JPEG", "TIFF", "BMP")
 
 
 # ---------------------------------------------------------------------------- 8-bit pixel helpers
@@ -71,7 +80,12 @@ def resize_uint8(x: np.ndarray, size: int | None, *, chunk: int = 1024) -> np.nd
 def _open(source):
     from PIL import Image
 
-    return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+    return Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source,
+                      formats=FORMATS)
+
+
+def _has_alpha(image) -> bool:
+    return image.mode in _ALPHA_MODES or (image.mode in ("P", "L", "RGB") and "transparency" in image.info)
 
 
 def decode_images(sources: Sequence, names: Sequence[str], *, channels: int | None,
@@ -83,20 +97,26 @@ def decode_images(sources: Sequence, names: Sequence[str], *, channels: int | No
     data.image_size are ConfigErrors before any pixel is decoded; ``names[i]`` names source i in
     them. channels=None gives RGB unless every image is grey. Only ``rows`` (default: all) decode.
     """
-    modes, sizes = [], []
+    modes, sizes, alpha = [], [], 0
     for source, name in zip(sources, names):
         try:
             with _open(source) as image:
                 modes.append(image.mode)
                 sizes.append(image.size)
+                alpha += _has_alpha(image)
         except (OSError, ValueError) as err:
-            raise ConfigError(f"{name} is not a readable image: {err}") from None
+            raise ConfigError(f"{name} is not a readable image ({', '.join(FORMATS)}): {err}") from None
         if modes[-1] not in _GREY_MODES | _COLOUR_MODES:
             raise ConfigError(f"{name} holds {modes[-1]} pixels; raygan reads 8-bit grey or colour "
                               "images (save it as 8-bit PNG/JPEG)")
     if not sizes:
         raise ConfigError("no images to read")
     n_channels = channels or (1 if all(mode in _GREY_MODES for mode in modes) else 3)
+    if alpha:
+        logger.warning(f"data: {alpha} of {len(modes)} images have an alpha channel (transparency); raygan "
+                       f"dropped it and keeps their {'grey' if n_channels == 1 else 'RGB'} values, "
+                       "transparent pixels included (flatten the images onto a background first if "
+                       "that matters)")
     if image_size is not None:
         width = height = image_size
     else:
@@ -189,26 +209,39 @@ def _read_mnist(files: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _read_cifar(files: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
-    def batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        # each row is 1024 red, 1024 green, 1024 blue values, each plane row-major: already C, H, W
-        return (np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
-                np.asarray(entry["labels"], dtype=np.int64))
+    from raygan.data.batches import read_batch  # pickles, read by a restricted unpickler
 
-    train = [batch(path) for path in files[:-1]]
+    train = [read_batch(path) for path in files[:-1]]
     return [(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
-            batch(files[-1])]
+            read_batch(files[-1])]
+
+
+def _read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """X (uint8, H x W x 3 x N) and y (N labels) of an SVHN .mat file (MATLAB's format, not a pickle:
+    scipy.io.loadmat builds arrays only), or a one-line ConfigError naming the file."""
+    from scipy.io import loadmat
+
+    fix = "replace it with the file from http://ufldl.stanford.edu/housenumbers/ (or data.download: true)"
+    try:
+        mat = loadmat(str(path))
+    except Exception as err:  # noqa: BLE001 - scipy raises ValueError, MatReadError, NotImplementedError...
+        raise ConfigError(f"{path} is not a MATLAB .mat file scipy can read ({type(err).__name__}: "
+                          f"{str(err)[:120]}); {fix}") from None
+    x, y = mat.get("X"), mat.get("y")
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3 \
+            or not isinstance(y, np.ndarray) or y.dtype.kind not in "iuf" or y.size != x.shape[3] \
+            or not np.array_equal(y, np.round(y)):
+        raise ConfigError(f"{path} is not an SVHN file (it should hold X, uint8 images H x W x 3 x N, and y, "
+                          f"N whole-number labels); {fix}")
+    return x, y
 
 
 def _read_svhn(files: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
-    from scipy.io import loadmat
-
     splits = []
     for path in files:
-        mat = loadmat(str(path))
-        images = np.ascontiguousarray(mat.pop("X").transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
-        labels = mat.pop("y").astype(np.int64).ravel()
+        x, y = _read_mat(path)
+        images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
+        labels = y.astype(np.int64).ravel()
         labels[labels == 10] = 0  # the .mat files label the digit 0 as 10
         splits.append((images, labels))
     return splits

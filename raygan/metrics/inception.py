@@ -13,6 +13,7 @@ RGB and the extractor resizes them to 299 px itself, as the standard FID does.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Optional
 
@@ -48,20 +49,37 @@ def feature_space(path: str | Path) -> str:
     return f"inception-v3 (weights: {Path(path).name})"
 
 
+def _extractor(state: dict) -> torch.nn.Module:
+    """torch-fidelity's extractor holding ``state``, a state dict raygan read with weights_only=True:
+    torch-fidelity itself would read the file with torch.load(weights_only=False), and so run any
+    pickle given as weights. It reads an empty state dict that raygan writes in memory instead, and
+    the model takes ``state`` in its place."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class _Safe(FeatureExtractorInceptionV3):
+        def load_state_dict(self, _empty, *args, **kwargs):
+            return super().load_state_dict(state, *args, **kwargs)
+
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)
+    return _Safe("inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=empty)
+
+
 def load_inception(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """torch-fidelity's Inception-v3 feature extractor with the given local weights (eval mode)."""
     path = check_weights(path).resolve()
     key = (str(path), path.stat().st_mtime_ns, str(device))
     if key not in _EXTRACTORS:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from raygan.gan.checkpoints import load_torch_file
 
+        fix = f"use the standard weights file, {WEIGHTS_URL}"
+        state = load_torch_file(path, fix=f"eval.inception_weights must be a plain state dict; {fix}")
         try:
-            model = FeatureExtractorInceptionV3("inception-v3-compat", [FEATURE_LAYER],
-                                                feature_extractor_weights_path=str(path))
-        except (RuntimeError, KeyError, EOFError, OSError) as err:
+            model = _extractor(state)
+        except (RuntimeError, KeyError) as err:
             raise ConfigError(f"eval.inception_weights={str(path)!r} is not a torch-fidelity Inception "
-                              f"state dict ({type(err).__name__}: {str(err)[:200]}); use {WEIGHTS_URL}"
-                              ) from err
+                              f"state dict ({type(err).__name__}: {str(err)[:200]}); {fix}") from err
         _EXTRACTORS.clear()  # one extractor at a time: it holds ~100 MB
         _EXTRACTORS[key] = model.to(device).eval()
     return _EXTRACTORS[key]

@@ -29,10 +29,11 @@ def encode_png(images: torch.Tensor) -> list[bytes]:
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes -> uint8 array (H, W) or (H, W, C)."""
+    """PNG bytes -> uint8 array (H, W) or (H, W, C); bytes of any other format are refused (Pillow
+    would otherwise pick a decoder by content: for EPS, Ghostscript running the bytes as PostScript)."""
     from PIL import Image
 
-    return np.asarray(Image.open(io.BytesIO(data)))
+    return np.asarray(Image.open(io.BytesIO(data), formats=["PNG"]))
 
 
 
