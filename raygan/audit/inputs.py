@@ -48,6 +48,27 @@ def check_config(cfg: Config) -> None:
         raise ConfigError(f"audit.spaces: {cfg.audit.spaces!r}; choose one or more of {', '.join(SPACES)}")
 
 
+def check_holdout(cfg: Config, dataset) -> None:
+    """Every class has the 2 real holdout images the audit needs (its reference distances) in the split
+    audit.holdout names; else one line saying which split would have them, or that neither does. The
+    pipeline calls it before training, the audit before it reads anything else."""
+    splits = {"test": dataset.test[1], "val": dataset.val[1]}
+    chosen = cfg.audit.holdout
+    other = "val" if chosen == "test" else "test"
+    for k, name in enumerate(dataset.classes):
+        have = {split: int((y == k).sum()) for split, y in splits.items()}
+        if have[chosen] >= 2:
+            continue
+        counts = f"class {name!r} has {have['test']} test and {have['val']} validation image(s)"
+        if have[other] >= 2:
+            raise ConfigError(f"audit.holdout={chosen}: {counts}, and the audit needs at least 2 in its "
+                              f"holdout split; set audit.holdout={other}")
+        raise ConfigError(f"audit.holdout={chosen}: {counts}, and the audit needs at least 2 in its holdout "
+                          f"split, which neither split has; raise data.test_fraction (or data."
+                          f"val_fraction with audit.holdout=val), add images to the class, or set "
+                          f"audit.enabled=false")
+
+
 @dataclass
 class ClassInputs:
     name: str
@@ -78,16 +99,11 @@ def load_inputs(cfg: Config, run: RunFolder, dataset=None) -> list[ClassInputs]:
     if tuple(x.shape[1:]) != tuple(dataset.sample_shape):
         raise ConfigError(f"synthetic images {tuple(x.shape[1:])} do not match the real ones "
                           f"{tuple(dataset.sample_shape)}; resynthesize the run with its own data config")
+    check_holdout(cfg, dataset)
     hx, hy = dataset.test if cfg.audit.holdout == "test" else dataset.val
     out, cap = [], cfg.audit.max_synthetic_per_class
     for k, name in enumerate(dataset.classes):
         holdout = hx[hy == k]
-        if len(holdout) < 2:
-            other = "val" if cfg.audit.holdout == "test" else "test"
-            raise ConfigError(f"audit.holdout={cfg.audit.holdout}: class {name} has {len(holdout)} "
-                              f"holdout image(s) (data.{cfg.audit.holdout}_fraction = "
-                              f"{getattr(cfg.data, cfg.audit.holdout + '_fraction')}); set "
-                              f"audit.holdout={other}")
         rows = np.flatnonzero(labels == k)
         if not len(rows):
             raise ConfigError(f"{run.path / 'shards'} holds no synthetic rows of class {name}; "

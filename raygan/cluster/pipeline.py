@@ -12,11 +12,13 @@ import functools
 import logging
 import time
 
+from raygan.audit.inputs import applicable, check_holdout
 from raygan.cluster.runtime import connect, member_resources
 from raygan.cluster.shards import write_shards
 from raygan.cluster.train import train_ensemble
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.data.split_checks import check_classifiable
 from raygan.evaluation.job import evaluate_job, prepare
 from raygan.runs import RunFolder
 from raygan.synthesis.shards import mixture_weights
@@ -107,6 +109,10 @@ def run_pipeline(cfg: Config, address: str | None = None,
     """Train, synthesize, evaluate and report: real data to a measured synthetic set as one job."""
     t0 = time.perf_counter()
     prepared = prepare(cfg)  # the dataset is loaded once for all three stages
+    if evaluate and dataset_has_test_split(cfg):  # refused before training, not after it
+        check_classifiable(prepared[0].classes, prepared[0].kind)
+    if cfg.audit.enabled and applicable(cfg):
+        check_holdout(cfg, prepared[0])
     trained = run_train(cfg, address, prepared)
     synth = run_synth(cfg, address, prepared)
     if evaluate and dataset_has_test_split(cfg):

@@ -1,5 +1,5 @@
 """The rules between a config's fields, run on every Config when it is built (raygan.config.build):
-relations between sections, every list item, the output names, the speed levers
+relations between sections, every list item, the output names, the class names, the speed levers
 and the GAN search space, each a one-line ConfigError naming the key and the fix, before any work.
 
 The config is the bottom layer (DESIGN.md 17): what a rule needs to know of a family, a dataset or a
@@ -20,6 +20,7 @@ from raygan.config.families import (
 from raygan.config.fields import ConfigError
 from raygan.config.gan_space import check_gan_space
 from raygan.config.levers import check_lever_config
+from raygan.config.names import check_config_names
 from raygan.config.protocol_cells import protocol_cells
 
 if TYPE_CHECKING:  # the schema builds through these checks, so they import it for annotations only
@@ -46,6 +47,7 @@ def check_config(cfg: Config) -> None:
     _check_relations(cfg)
     _check_list_items(cfg)
     _check_output_names(cfg)
+    check_config_names(cfg)  # class names become folders (raygan.config.names)
 
 
 # The audit's search spaces (raygan.audit.inputs.SPACES), here so that a bad name is refused at load.

@@ -1,13 +1,16 @@
 """The RealDataset container, split logic shared by every image dataset, and the dataset registry."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from raygan.config import ConfigError, DataConfig
+from raygan.config.names import check_class_names
 from raygan.data.groupings import resolve_grouping
+from raygan.data.split_checks import check_split_sizes, stratify_error
 
 
 @dataclass
@@ -54,42 +57,43 @@ class SplitPlan:
     mapping: dict[str, list[int]]       # class name -> source labels it groups
 
 
-def _stratified(idx: np.ndarray, labels: np.ndarray, test_size: float, seed: int, what: str
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _stratified(idx: np.ndarray, labels: np.ndarray, test_size: float, cfg: DataConfig, what: str, *,
+                mapping: dict[str, list[int]], official_test: bool) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     try:
-        return train_test_split(idx, test_size=test_size, stratify=labels[idx], random_state=seed)
+        return train_test_split(idx, test_size=test_size, stratify=labels[idx], random_state=cfg.split_seed)
     except ValueError as err:  # e.g. a label with a single example cannot be stratified
-        counts = dict(zip(*(v.tolist() for v in np.unique(labels[idx], return_counts=True))))
-        raise ConfigError(f"cannot carve a stratified {what} split of fraction {test_size:g} from "
-                          f"{len(idx)} examples with per-label counts {counts} ({err}); lower "
-                          f"data.val_fraction/data.test_fraction or add examples") from None
+        class_of = {label: name for name, members in mapping.items() for label in members}
+        raise stratify_error(err, labels, idx, class_of, mapping, cfg, what=what, test_size=test_size,
+                             official_test=official_test) from None
 
 
-def split_indices(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_indices(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarray | None = None,
+                  mapping: dict[str, list[int]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified (train, val, test) row indices; train is sorted.
 
     Without ``official_test`` both held-out splits are carved from all rows with data.val_fraction
     and data.test_fraction. With it (a boolean mask of the rows of a dataset's own test split, e.g.
     torchvision's) those rows are the test split, data.test_fraction is not used, and validation is
-    carved from the remaining rows with data.val_fraction.
+    carved from the remaining rows with data.val_fraction. ``mapping`` (class name -> source labels)
+    names the classes in a refusal.
     """
     idx = np.arange(len(labels))
-    seed = cfg.split_seed
+    stratified = functools.partial(_stratified, labels=labels, cfg=cfg, official_test=official_test is not None,
+                                   mapping=mapping or {str(v): [int(v)] for v in np.unique(labels)})
     if official_test is not None:
         test_idx, pool = idx[official_test], idx[~official_test]
         if cfg.val_fraction > 0:
-            train_idx, val_idx = _stratified(pool, labels, cfg.val_fraction, seed, "validation")
+            train_idx, val_idx = stratified(pool, test_size=cfg.val_fraction, what="validation")
         else:
             train_idx, val_idx = pool, pool[:0]
         return np.sort(train_idx), val_idx, test_idx
     held = cfg.val_fraction + cfg.test_fraction
     if held > 0:
-        train_idx, rest_idx = _stratified(idx, labels, held, seed, "held-out")
+        train_idx, rest_idx = stratified(idx, test_size=held, what="held-out")
         if cfg.val_fraction > 0 and cfg.test_fraction > 0:
-            val_idx, test_idx = _stratified(rest_idx, labels, cfg.test_fraction / held, seed, "test")
+            val_idx, test_idx = stratified(rest_idx, test_size=cfg.test_fraction / held, what="test")
         elif cfg.val_fraction > 0:
             val_idx, test_idx = rest_idx, rest_idx[:0]
         else:
@@ -126,7 +130,12 @@ def plan_splits(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarra
         if len(set(names)) != len(names):
             raise ConfigError(f"labels {source} carry the class names {names}, which are not unique")
         mapping = {name: [label] for name, label in zip(names, source)}
-    train_idx, val_idx, test_idx = split_indices(labels, cfg, official_test=official_test)
+        check_class_names(mapping, where=f"named by the data at data.root={cfg.root}", fix="rename that "
+                          "sub-folder (or class_name value) to a plain name such as tumour_a, or name the "
+                          "classes yourself with data.classes")
+    train_idx, val_idx, test_idx = split_indices(labels, cfg, official_test=official_test, mapping=mapping)
+    check_split_sizes(labels, mapping, cfg, train_idx=train_idx, val_idx=val_idx, test_idx=test_idx,
+                      official_test=official_test)
     if cfg.train_per_class is not None:
         train_idx = _subsample(train_idx, labels, cfg)
     return SplitPlan(train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, mapping=mapping)

@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-import yaml
-
 from raygan import provenance
 from raygan.config import Config, ConfigError, from_dict
+from raygan.config.loading import read_yaml
+from raygan.config.names import check_class_names
 from raygan.runs.manifest import _records, check_sha256, member_fix, mismatch, read_manifest
-from raygan.secrets import redact_tree
 from raygan.runs.storage import (
     _IN_SYNC,
     _download,
@@ -35,6 +34,7 @@ from raygan.runs.storage import (
     sha256_file,
     uri_of,
 )
+from raygan.secrets import redact_tree
 
 
 def _known(section: str) -> set[str]:
@@ -251,10 +251,10 @@ class RunFolder:
         if not path.exists():
             return None
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = read_yaml(path.read_text(), str(path)) or {}  # raygan's safe YAML reader (1e-4 a number)
             return from_dict({s: {k: v for k, v in (values or {}).items() if k in _known(s)}
                               for s, values in raw.items() if s in Config.__dataclass_fields__}).to_dict()
-        except (yaml.YAMLError, AttributeError, TypeError) as err:
+        except (AttributeError, TypeError) as err:
             raise ConfigError(f"{path} is not a raygan config ({type(err).__name__}); restore it, or "
                               "start over with a new output.run") from err
 
@@ -360,6 +360,8 @@ class RunFolder:
         return bool(rel) and remote[0].get_file_info(self._join(remote[1], rel)).type == pafs.FileType.File
 
     def member_dir(self, class_name: str, member: int) -> Path:
+        # the data and config checks refuse such names before any work; this is the last line
+        check_class_names([class_name], where="a class of this run", fix="rename the class")
         return self.path / "members" / class_name / str(member)
 
 
