@@ -102,11 +102,15 @@ def evaluate_job(cfg: Config, *, prepared: Optional[tuple[RealDataset, RunFolder
     ``evaluate(cfg, dataset, run)`` defaults to evaluate_run here; ``audit_with`` (called like
     ``audit_job``, which it defaults to) runs the audit.
     """
+    from raygan.data.split_checks import check_classifiable
     from raygan.evaluation.measured import check_shards
     from raygan.reporting.report import write_report
+    from raygan.runs.manifest import check_run_exists
 
     dataset, run = prepared or prepare(cfg)
+    check_classifiable(dataset.classes, dataset.kind)  # one class: every accuracy would be 1.000
     run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
+    check_run_exists(run.path, run.location)  # no run at all: not "run synthesize"
     check_shards(cfg, dataset, run)  # no shards to measure: refused before MLflow or eval/ is touched
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):

@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from raygan.config import ConfigError
+from raygan.config.loading import read_yaml
 from raygan.figures import figure, save_figure
-from raygan.runs import RunFolder, atomic_write_text
+from raygan.runs import RunFolder, atomic_write_text, sha256_file
 
 # Seed 000 Figures 2/6/7 are plots; what the text states about them is what we can put beside ours.
 PAPER_NOTES = {
@@ -84,7 +85,7 @@ def plot_member_grids(run: RunFolder, path: Path) -> Path | None:
             ax.axis("off")
             p = run.path / "members" / c / str(t) / "samples.png"
             if p.exists():
-                ax.imshow(np.asarray(Image.open(p)), cmap="gray", interpolation="nearest")
+                ax.imshow(np.asarray(Image.open(p, formats=["PNG"])), cmap="gray", interpolation="nearest")
             if i == 0:
                 ax.set_title(f"member {t}", fontsize=8)
         axes[i][0].text(-0.1, 0.5, c, transform=axes[i][0].transAxes, ha="right", va="center",
@@ -215,7 +216,7 @@ def quality_markdown(q: dict) -> list[str]:
 
 
 def markdown(run: RunFolder, ev: dict | None, figures: list[Path], tsne: list[str] = ()) -> str:
-    cfg = yaml.safe_load((run.path / "config.yaml").read_text())
+    cfg = read_yaml((run.path / "config.yaml").read_text(), str(run.path / "config.yaml"))
     manifest = run.manifest()
     lines = [f"# raygan report: {run.path.name}", "",
              f"- data: {cfg['data']['name']} (grouping {cfg['data']['grouping'] or 'one class per label'})",
@@ -276,14 +277,44 @@ def markdown(run: RunFolder, ev: dict | None, figures: list[Path], tsne: list[st
     return "\n".join(lines) + "\n"
 
 
+def check_shards_as_written(run: RunFolder, measured: bool) -> None:
+    """The shards are the ones manifest.json records (every file there, none added, each with its
+    sha256), else a one-line ConfigError: the report says its numbers and verdict are measured on the
+    shards as written, which would then describe a set that is gone. ``measured``: evaluation or audit
+    results exist, so shards must exist as well. Shards that the manifest does not record (written
+    before it did) are taken as they are, as raygan.audit.inputs.shard_checksums takes them."""
+    recorded = {name: info.get("sha256") for name, info in
+                ((run.manifest().get("shards") or {}).get("files") or {}).items()}
+    found = {p.name: p for p in sorted((run.path / "shards").glob("*.parquet"))}
+    missing = sorted(set(recorded) - set(found))
+    added = sorted(set(found) - set(recorded))
+    changed = sorted(n for n in set(found) & set(recorded) if recorded[n] and sha256_file(found[n]) != recorded[n])
+    if not recorded:  # shards the manifest does not record are taken as they are, as the audit does
+        if found or not measured:
+            return
+        problem = "there are no shards, yet eval/ or audit/ holds results measured on them"
+    elif missing or added or changed:
+        problem = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                            for what, names in (("missing", missing), ("added", added), ("changed", changed))
+                            if names)
+    else:
+        return
+    raise ConfigError(f"the shards of {run.path} are not the ones manifest.json records ({problem}), so "
+                      "the report's numbers and verdict would describe a set that is not there; nothing was "
+                      "written: remake them with `raygan synthesize`, then `raygan evaluate` (and `raygan "
+                      "audit`) for this run")
+
+
 def write_report(run_dir: str | Path, tracker=None) -> Path:
-    """Plots + report.md for a run folder; returns the report's path."""
+    """Plots + report.md for a run folder; returns the report's path. Everything is checked first (the
+    run folder, its manifest, the shards against it): a refusal writes nothing."""
     run = RunFolder(Path(run_dir))
     if not (run.path / "config.yaml").exists():
         raise FileNotFoundError(f"{run.path} is not a raygan run folder (no config.yaml); pass "
                                 "<output.root>/<experiment>/<run>")
     ev_path = run.path / "eval" / "evaluation.json"
     ev = json.loads(ev_path.read_text()) if ev_path.exists() else None
+    check_shards_as_written(run, measured=ev is not None or (run.path / "audit" / "privacy.json").exists())
     plots = run.path / "plots"
     figures = []
     if ev:

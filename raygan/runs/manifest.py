@@ -26,6 +26,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_run_exists(path: Path, location: str) -> None:
+    """A one-line ConfigError unless the run folder holds a run (config.yaml or manifest.json): a job that
+    reads a run (evaluate) names the folder and the jobs that make it, not a later stage's file."""
+    if not (Path(path) / "manifest.json").exists() and not (Path(path) / "config.yaml").exists():
+        raise ConfigError(f"run folder {location} does not exist (no config.yaml or manifest.json there): "
+                          "nothing was trained under this output.root, output.experiment and output.run; "
+                          "run `raygan train` and `raygan synthesize` (or `raygan pipeline`) with this "
+                          "config first, or point output.* at an existing run")
+
+
 def member_fix(path: Path) -> str:
     """What to do about a bad file of a run folder: for a member's file, retrain that member."""
     path = Path(path)
