@@ -219,10 +219,11 @@ def _export_parser(sub) -> None:
 def _bench_parser(sub) -> None:
     """`raygan bench NAME` and the options of every benchmark (raygan.tools.bench.BENCHMARKS)."""
     p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
-    p.add_argument("name", choices=["train-step", "dcgan", "ray-scaling", "pack", "gpu"],
+    p.add_argument("name", choices=["train-step", "dcgan", "ray-scaling", "pack", "gpu", "drift"],
                    help="dcgan: one DCGAN-32 member at batch 64 against a plain loop, with seed 000's "
                         "50K steps projected; pack: P members one after another against one pack of P; "
-                        "gpu: every GPU check in one table (no Ray, no MLflow)")
+                        "gpu: every GPU check in one table (no Ray, no MLflow); drift: packed against solo "
+                        "members step by step, beside a solo member in channels_last memory")
     p.add_argument("--steps", type=int, default=300, help="timed steps per repeat (per member for pack)")
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -233,7 +234,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--members", type=int, default=None,
                    help="ray-scaling: members per class, 2 classes (default 4); pack: P (default 30)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="pack: image size (default 8: the digits; other sizes use random images)")
+                   help="pack: image size (default 8: the digits; other sizes use random images); "
+                        "drift: image size (default 32)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of pack's two arms (default 1) and of gpu (default torch's; 1 with "
                         "--quick)")
@@ -333,11 +335,20 @@ def config_error_line(err: ConfigError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success, 2 for bad input (one line naming the problem and the fix), 1 for anything
-    unexpected: one line naming the exception, its traceback only with --debug."""
+    unexpected: one line naming the exception, its traceback only with --debug; 143 / 130 for a job
+    stopped by SIGTERM / Ctrl-C, after its temporary files are removed and its lock released
+    (raygan.signals)."""
+    from raygan import signals
+
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level)
+    before = signals.raise_on_sigterm()
     try:
         args.func(args)
+    except (KeyboardInterrupt, signals.Stopped) as stop:
+        code, line = signals.stopped_line(stop)
+        print(line, file=sys.stderr)
+        return code
     except ConfigError as err:
         print(config_error_line(err), file=sys.stderr)
         return 2
@@ -353,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"raygan: error: {type(err).__name__}: {one_line(err)[:500]} (rerun with --debug "
                   "for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        signals.restore(before)
     return 0
 
 

@@ -6,6 +6,8 @@ dcgan: the same comparison for one DCGAN-32 member at batch 64, with the time th
 steps would take at the measured rate beside its "around 70-75 min" per class (Supplement B).
 pack: P members one after another against the same P as one vectorised pack (raygan.tools.bench_pack).
 gpu: every GPU check in one command and one table, without Ray or MLflow (raygan.tools.bench_gpu).
+drift: a packed member's drift from its solo run against the solo run's own drift under another valid
+float32 kernel (raygan.tools.bench_drift).
 """
 from __future__ import annotations
 
@@ -167,6 +169,12 @@ def bench_gpu(args) -> str:
     return run(args)
 
 
+def bench_drift(args) -> str:
+    from raygan.tools.bench_drift import bench_drift as run
+
+    return run(args)
+
+
 def _with_output(fn):
     def wrapped(args) -> str:
         text = fn(args)
@@ -183,4 +191,5 @@ BENCHMARKS = {"train-step": _with_output(bench_train_step),
               "dcgan": _with_output(bench_dcgan),
               "ray-scaling": _with_output(bench_ray_scaling),
               "pack": _with_output(bench_pack),
-              "gpu": _with_output(bench_gpu)}
+              "gpu": _with_output(bench_gpu),
+              "drift": _with_output(bench_drift)}

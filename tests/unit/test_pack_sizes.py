@@ -95,3 +95,16 @@ def test_packed_members_train_their_first_step_as_train_gan(size, channels):
         (d_pack, g_pack), (d_solo, g_solo) = packed[i].losses[0], solo.losses[0]
         assert abs(d_pack - d_solo) <= 1e-6 * abs(d_solo)
         assert abs(g_pack - g_solo) <= 1e-4 * abs(g_solo)
+
+
+def test_bench_drift_reports_the_packs_drift_beside_another_kernels():
+    """`raygan bench drift` at a toy size: a row per marked step, and step 1 (a forward pass and one
+    update) within float rounding in both arms."""
+    from argparse import Namespace
+
+    from raygan.tools.bench_drift import bench_drift
+
+    text = bench_drift(Namespace(image_size=8, steps=2))
+    rows = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
+    assert [r[0].strip() for r in rows] == ["1", "2"]
+    assert float(rows[0][1]) < 1e-5 and float(rows[0][2]) < 1e-5
