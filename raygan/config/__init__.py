@@ -16,6 +16,7 @@ from raygan.config.schema import (
                                   GANConfig,
                                   GridEvalConfig,
                                   OutputConfig,
+                                  PrivacyConfig,
                                   SweepConfig,
                                   SynthConfig,
                                   TrackingConfig,
@@ -24,6 +25,6 @@ from raygan.config.schema import (
 )
 
 __all__ = ["AuditConfig", "BoostingConfig", "ClusterConfig", "Config", "ConfigError", "DataConfig",
-           "EnsembleConfig", "EvalConfig", "GANConfig", "GridEvalConfig", "OutputConfig", "SweepConfig",
+           "EnsembleConfig", "EvalConfig", "GANConfig", "GridEvalConfig", "OutputConfig", "PrivacyConfig", "SweepConfig",
            "SynthConfig", "TrackingConfig", "TrainConfig", "describe", "from_dict", "load_config",
            "parse_override"]

@@ -21,6 +21,7 @@ from raygan.config.fields import ConfigError
 from raygan.config.gan_space import check_gan_space
 from raygan.config.levers import check_lever_config
 from raygan.config.names import check_config_names
+from raygan.config.privacy import check_privacy_config, why_dp_not_packable
 from raygan.config.protocol_cells import protocol_cells
 
 if TYPE_CHECKING:  # the schema builds through these checks, so they import it for annotations only
@@ -35,6 +36,8 @@ def why_not_packable(cfg: Config) -> str | None:
     training changes each member's data between rounds.
     """
     family = FAMILIES[cfg.gan.family]
+    if (why := why_dp_not_packable(cfg)) is not None:
+        return why
     if not family.packable:
         return f"gan.family={cfg.gan.family} trains one member per task ({family.unpackable_because})"
     if cfg.train.recursive_rounds:
@@ -48,6 +51,7 @@ def check_config(cfg: Config) -> None:
     _check_list_items(cfg)
     _check_output_names(cfg)
     check_config_names(cfg)  # class names become folders (raygan.config.names)
+    check_privacy_config(cfg)  # privacy.* (raygan.config.privacy)
 
 
 # The audit's search spaces (raygan.audit.inputs.SPACES), here so that a bad name is refused at load.

@@ -162,6 +162,36 @@ class EnsembleConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    epsilon: Optional[float] = _f(None, "Target epsilon of (epsilon, delta)-differential privacy for the "
+                                  "whole released set (every class, every member): DP-SGD on each "
+                                  "member's discriminator, its noise solved from this target before any "
+                                  "training (raygan.privacy; docs/privacy.md); must be > 0; null: "
+                                  "privacy off.")
+    delta: Optional[float] = _f(None, "Target delta; null: 1 / (10 N), N the number of private training "
+                                "records (every class's training split); a delta of 1/N or more is "
+                                "refused (it allows releasing a record outright).")
+    max_grad_norm: float = _f(1.0, "C: each real record's gradient of the discriminator's loss is "
+                              "clipped to this L2 norm before the noise N(0, sigma^2 C^2) is added to "
+                              "their sum (Abadi et al., \"Deep learning with differential privacy\").",
+                              minimum=0.0, exclusive_min=True)
+    accountant: str = _f("prv", "Opacus accountant that solves the noise and composes the members: prv "
+                         "(Gopi et al.'s privacy random variables: tighter) or rdp (Mironov's Renyi "
+                         "DP: faster, looser).", choices=("prv", "rdp"))
+    partition: str = _f("shared", "How a class's T members see its records: shared (every member "
+                        "trains on all of them: the T members compose, so each gets a share of the "
+                        "budget) or disjoint (each record goes to exactly one member by a seeded rule: "
+                        "members compose in parallel, each with the whole budget on N/T records).",
+                        choices=("shared", "disjoint"))
+    unit: str = _f("record", "What one privacy unit is: record (one training image; add/remove "
+                   "adjacency: a dataset with or without it).", choices=("record",))
+    d_norm: str = _f("group", "What replaces batch norm in the discriminator when privacy is on "
+                     "(batch statistics mix the records of a batch, so no record's gradient would be "
+                     "its own): group, GroupNorm(min(32, C), C), Opacus's replacement.",
+                     choices=("group",))
+
+
+@dataclass(frozen=True)
 class BoostingConfig:
     rule: str = _f("theory_star", "AdaGAN data-weight rule: theory_star (Tolstikhin et al., "
                    "Theorem 1), theory_dagger (Theorem 2) or topk.",
@@ -247,7 +277,7 @@ class OutputConfig:
 # The sections of a run's config, in the order config.yaml lists them.
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "gan": GANConfig, "train": TrainConfig, "ensemble": EnsembleConfig,
-    "boosting": BoostingConfig, "synth": SynthConfig, "cluster": ClusterConfig, "tracking": TrackingConfig,
+    "privacy": PrivacyConfig, "boosting": BoostingConfig, "synth": SynthConfig, "cluster": ClusterConfig, "tracking": TrackingConfig,
     "eval": EvalConfig, "sweep": SweepConfig, "grid_eval": GridEvalConfig, "audit": AuditConfig,
     "output": OutputConfig}
 for _cls in (EvalConfig, SweepConfig, GridEvalConfig, AuditConfig):
