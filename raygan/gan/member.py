@@ -5,10 +5,14 @@ weights_only=True), set up fresh or resumed (`prepare_member`); and what a finis
 A member is set up the same way whether it then trains alone or in a pack (raygan.gan.pack): the pack
 stacks these states and writes its members' numbers back into them before every checkpoint, so a
 member's checkpoint has one format and resumes under either.
+
+With privacy on (``privacy``: a member alone, raygan.privacy.dpsgd) the member's D has group norms for
+batch norms, its real batches are Poisson samples, its identity holds its DP settings and its
+checkpoint its accountant history, so that a resumed member counts every step it took.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +25,7 @@ from raygan.gan.checkpoints import gan_record, load_torch_file, save_torch_file
 from raygan.gan.fidelity import ema_copy
 from raygan.gan.models import CONDITIONAL, PROGRESSIVE, build_gan
 from raygan.gan.models.pggan import PGGenerator
+from raygan.privacy.dpsgd import MemberPrivacy, PoissonSampler, private_discriminator
 from raygan.runs.manifest import member_fix
 
 __all__ = ["GANDivergedError", "CheckpointMismatchError", "TrainResult", "BatchSampler", "MemberState",
@@ -43,6 +48,7 @@ class TrainResult:
     seconds: float              # wall time of this call (not of earlier, resumed-from calls)
     resumed_from: int           # step the run resumed from (0 for a fresh start)
     checkpoint: Optional[Path]
+    privacy: Optional[dict] = None  # privacy on: its MemberPrivacy and accountant history
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,7 +97,7 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 
 def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: bool,
-              n_classes: Optional[int]) -> dict:
+              n_classes: Optional[int], privacy: Optional[MemberPrivacy]) -> dict:
     """What a checkpoint must agree on to be resumed (steps may grow: training then continues, except
     for a progressive GAN, whose growing schedule is laid out over train.steps). The family-specific
     keys appear only for their families, so unconditional checkpoints keep their earlier identity."""
@@ -101,6 +107,8 @@ def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: b
         identity["n_classes"] = n_classes
     if gan.family in PROGRESSIVE:
         identity["schedule_steps"] = train.steps
+    if privacy is not None:  # its noise is solved for train.steps: a member may not grow past them
+        identity.update(privacy=privacy.to_dict(), schedule_steps=train.steps)
     return identity
 
 
@@ -151,6 +159,9 @@ class MemberState:
     cpu_rng: Optional[torch.Generator] = None
     cuda_rng: Optional[torch.Generator] = None
     G_ema: Optional[nn.Module] = None  # gan.ema_decay > 0: the weight average of G (raygan.gan.fidelity)
+    privacy: Optional[MemberPrivacy] = None  # privacy on: D trains with DP-SGD (raygan.privacy.dpsgd)
+    # [[noise multiplier, sample rate, steps], ...]: the member's DP steps, Opacus's accountant history
+    privacy_history: list = field(default_factory=list)
 
     def save(self, step: int, path: Path, *, shape: tuple, gan: GANConfig, n_classes) -> None:
         cuda = self.device.type == "cuda"
@@ -166,6 +177,8 @@ class MemberState:
         }
         if self.G_ema is not None:  # only then, so that a default checkpoint's bytes stay as they were
             ckpt["G_ema"] = self.G_ema.state_dict()
+        if self.privacy is not None:  # likewise
+            ckpt["privacy_history"] = [list(h) for h in self.privacy_history]
         _atomic_save(ckpt, Path(path))
 
     def resume(self, path: Optional[Path], steps: int) -> int:
@@ -191,6 +204,8 @@ class MemberState:
             else:
                 torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), self.device)
         self.sampler.load_state(ckpt["sampler"], self.device)
+        if self.privacy is not None:  # the identity holds the DP settings, so the checkpoint has its history
+            self.privacy_history[:] = [list(h) for h in ckpt["privacy_history"]]
         start = min(ckpt["step"], steps)
         self.losses[:start] = ckpt["losses"][:start].to(self.device)
         return start
@@ -227,10 +242,11 @@ class Member:
 
 def prepare_member(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: int,
              checkpoint_path: Optional[Path], data_weights: Optional[torch.Tensor], device: torch.device,
-             labels: Optional[torch.Tensor], n_classes: Optional[int], own_rngs: bool = False) -> Member:
+             labels: Optional[torch.Tensor], n_classes: Optional[int], own_rngs: bool = False,
+             privacy: Optional[MemberPrivacy] = None) -> Member:
     """Seeded models, optimizers, sampler and losses of one GAN, resumed from ``checkpoint_path`` if
     it exists. ``own_rngs``: dropout gets generators of its own, in the state the default ones would
-    have here (for a member trained beside others)."""
+    have here (for a member trained beside others). ``privacy``: D trains with DP-SGD."""
     data = data.to(device)  # the whole class lives on the training device; batches are index lookups
     n, shape = data.shape[0], tuple(data.shape[1:])
     labels = _check_labels(gan, labels, n_classes, n)
@@ -240,6 +256,11 @@ def prepare_member(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, se
         labels, n_classes = labels.to(device), int(n_classes)
     torch.manual_seed(seed)
     G, D = build_gan(gan, shape, n_classes=n_classes)
+    if privacy is not None:
+        if data_weights is not None or privacy.records != n:
+            raise ValueError(f"a DP member trains on its {privacy.records} records uniformly, got {n} "
+                             f"records{' with data weights' if data_weights is not None else ''}")
+        D = private_discriminator(D)
     G, D = G.to(device), D.to(device)
     own = {}
     if own_rngs:
@@ -252,10 +273,11 @@ def prepare_member(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, se
     weights = _data_weights(data_weights, n, device)
     state = MemberState(G=G, D=D, opt_g=torch.optim.Adam(G.parameters(), lr=gan.lr_g, betas=betas),
                       opt_d=torch.optim.Adam(D.parameters(), lr=gan.lr_d, betas=betas), rng=rng,
-                      sampler=BatchSampler(n, train.batch_size, rng, weights),
+                      sampler=BatchSampler(n, train.batch_size, rng, weights) if privacy is None
+                      else PoissonSampler(n, privacy.sample_rate, rng),
                       losses=torch.zeros(train.steps, 2, device=device),
-                      identity=_identity(gan, train, seed, n, weights is not None, n_classes), device=device,
-                      G_ema=ema_copy(G) if gan.ema_decay else None, **own)
+                      identity=_identity(gan, train, seed, n, weights is not None, n_classes, privacy),
+                      device=device, G_ema=ema_copy(G) if gan.ema_decay else None, privacy=privacy, **own)
     start = state.resume(checkpoint_path, train.steps)
     return Member(state, data, labels, n_classes, shape, start,
                    Path(checkpoint_path) if checkpoint_path else None)
@@ -269,6 +291,8 @@ def member_result(member: Member, train: TrainConfig, seconds: float) -> TrainRe
     G.eval()
     if G_ema is not None:
         G_ema.eval()
+    privacy = None if member.state.privacy is None else {
+        **member.state.privacy.to_dict(), "history": [list(h) for h in member.state.privacy_history]}
     return TrainResult(generator=G if G_ema is None else G_ema, losses=member.state.losses.cpu().numpy(),
                        steps=train.steps, seconds=seconds, resumed_from=member.start,
-                       checkpoint=member.checkpoint)
+                       checkpoint=member.checkpoint, privacy=privacy)

@@ -7,6 +7,9 @@ batch as they are (through the speed levers' memory format and compilation: rayg
 a member dimension of one added around them, so raygan.gan.step's one adversarial step runs on them
 unchanged. A progressive member is told its (resolution, alpha) before every step by ``pg_schedule``,
 a pure function of the step, so a resumed run grows exactly as an uninterrupted one.
+
+With privacy on, the member's sampler draws Poisson batches (raygan.privacy.dpsgd.PoissonSampler, from
+the member's own generator) and the step's D update is DP-SGD (``StepModels.private_d``).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from raygan.gan.levers import PLAIN, Levers, solo_models
 from raygan.gan.member import Member
 from raygan.gan.models import PROGRESSIVE, pg_resolutions, pg_schedule
 from raygan.gan.step import StepModels, adversarial_step
+from raygan.privacy.dpsgd import PrivateD
 
 
 def _own(model):
@@ -55,9 +59,12 @@ class SoloStepper:
             def after():
                 ema_step(ema, params, gan.ema_decay)
                 ema_buffers(state.G_ema, state.G)
+        private = None if state.privacy is None else PrivateD(
+            state.D, state.opt_d, state.privacy, state.rng, state.privacy_history, loss=gan.loss,
+            real_label=gan.real_label)
         self.models = StepModels(G=_own(G), D=_own(D), g_params=list(state.G.parameters()),
                                  d_params=list(state.D.parameters()), opt_g=state.opt_g, opt_d=state.opt_d,
-                                 per_member=_one, after_g_update=after)
+                                 per_member=_one, after_g_update=after, private_d=private)
 
     def step(self, step: int) -> torch.Tensor:
         member, state = self.members[0], self.members[0].state
@@ -65,7 +72,7 @@ class SoloStepper:
             resolution, alpha = pg_schedule(step, self.steps, self.growing, self.gan.pg_fade_fraction)
             state.G.set_progress(resolution, alpha)
             state.D.set_progress(resolution, alpha)
-        idx = state.sampler.next()  # the member's generator draws the indices, then the latents
+        idx = state.sampler.next()  # the member's generator draws the indices (privacy: Poisson), then the latents
         real = member.data[idx].unsqueeze(0)
         y = None if member.labels is None else member.labels[idx].unsqueeze(0)
         z = torch.stack([torch.randn(self.batch, state.G.z_dim, generator=state.rng, device=self.device)

@@ -12,11 +12,15 @@ plus the R1 penalty when gan.r1_gamma > 0), an update of D; then for each genera
 (the first reuses this step's), ``g_loss`` on D's logits, an update of G and the EMA. Each update sums
 the members' losses with a non-finite one masked out (``torch.where``), so a diverging member cannot
 poison its pack mates' gradients; members do not interact, so each one's gradients are its own loss's.
+
+With privacy on (a member alone: raygan.gan.solo), ``StepModels.private_d`` computes D's update
+instead: DP-SGD on the real records of the Poisson batch, the fakes' ordinary gradient beside it
+(raygan.privacy.dpsgd); the generator's updates are the same as without it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 
@@ -24,6 +28,9 @@ from raygan.config import GANConfig
 from raygan.gan.fidelity import r1_penalty
 from raygan.gan.levers import PLAIN, Levers
 from raygan.gan.losses import LOSSES
+
+if TYPE_CHECKING:  # built by raygan.gan.solo when privacy is on
+    from raygan.privacy.dpsgd import PrivateD
 
 # G(z (P, B, z_dim), y) -> fakes; D(x, y) -> logits (P, B); y is None or (P, B) class indices
 Forward = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -42,6 +49,7 @@ class StepModels:
     opt_d: torch.optim.Optimizer
     per_member: PerMember
     after_g_update: Optional[Callable[[], None]] = None  # gan.ema_decay > 0: move the EMA generator(s)
+    private_d: Optional[PrivateD] = None  # privacy.epsilon set: D's DP-SGD update (a member alone)
 
 
 def update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch.Tensor]) -> None:
@@ -54,20 +62,32 @@ def update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch.
     opt.step()
 
 
+def _d_update(models: StepModels, real: torch.Tensor, y: Optional[torch.Tensor], z: torch.Tensor, *,
+              gan: GANConfig, levers: Levers) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's update on the real batch and fakes of latents ``z`` (P, B, z_dim); (the fakes, (P,) d_loss)."""
+    if gan.r1_gamma:  # R1 differentiates D's real logits in the real batch
+        real.requires_grad_()
+    with levers.autocast():
+        fake = models.G(z, y)  # the fakes get the real batch's classes
+        real_logits, fake_logits = models.D(real, y), models.D(fake.detach(), y)
+    d_loss = models.per_member(LOSSES[gan.loss][0], (real_logits.float(), fake_logits.float()), gan.real_label)
+    if gan.r1_gamma:  # (P,): each member's own penalty, added to its own d_loss
+        d_loss = d_loss + r1_penalty(real_logits, real, gan.r1_gamma)
+    update(models.opt_d, d_loss, models.d_params)
+    return fake, d_loss
+
+
 def adversarial_step(models: StepModels, real: torch.Tensor, y: Optional[torch.Tensor], z: torch.Tensor, *,
                      gan: GANConfig, levers: Levers = PLAIN) -> torch.Tensor:
     """One step of P members on their real batch ``real`` (P, B, ...), classes ``y`` and latents ``z``
     (g_steps, P, B, z_dim); returns (P, 2): each member's d_loss and (last) g_loss."""
-    d_loss_fn, g_loss_fn = LOSSES[gan.loss]
-    if gan.r1_gamma:  # R1 differentiates D's real logits in the real batch
-        real.requires_grad_()
-    with levers.autocast():
-        fake = models.G(z[0], y)  # the fakes get the real batch's classes
-        real_logits, fake_logits = models.D(real, y), models.D(fake.detach(), y)
-    d_loss = models.per_member(d_loss_fn, (real_logits.float(), fake_logits.float()), gan.real_label)
-    if gan.r1_gamma:  # (P,): each member's own penalty, added to its own d_loss
-        d_loss = d_loss + r1_penalty(real_logits, real, gan.r1_gamma)
-    update(models.opt_d, d_loss, models.d_params)
+    if models.private_d is not None:  # DP-SGD: the real records clipped and noised, the fakes not
+        with levers.autocast():
+            fake = models.G(z[0], y)
+        d_loss = models.private_d.update(real, fake.detach())
+    else:
+        fake, d_loss = _d_update(models, real, y, z[0], gan=gan, levers=levers)
+    g_loss_fn = LOSSES[gan.loss][1]
     for k in range(gan.g_steps_per_d_step):
         with levers.autocast():
             if k > 0:  # the first G update reuses this step's fakes, as DCGAN does

@@ -16,6 +16,9 @@ Fidelity levers (raygan.gan.fidelity), off by default: with gan.ema_decay > 0 an
 every generator step, is saved as the checkpoint's "G_ema" (only then: a default checkpoint holds what it
 always held) and is the generator a run returns and samples; with gan.r1_gamma > 0 the discriminator
 loss (and the logged d_loss) includes the R1 penalty on the real batch.
+
+Privacy (``privacy``, a raygan.privacy.dpsgd.MemberPrivacy): D trains with DP-SGD on Poisson batches;
+the result's ``privacy`` holds the member's settings and accountant history (raygan.privacy).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from raygan.gan.member import (
     resolve_device,
 )
 from raygan.gan.solo import SoloStepper
+from raygan.privacy.dpsgd import MemberPrivacy
 
 __all__ = ["GANDivergedError", "CheckpointMismatchError", "TrainResult", "BatchSampler", "train_gan",
            "resolve_device", "load_generator", "save_generator"]
@@ -46,7 +50,8 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
               checkpoint_path: Optional[Path] = None, data_weights: Optional[torch.Tensor] = None,
               device: Optional[torch.device] = None,
               on_log: Optional[Callable[[int, float, float], None]] = None,
-              labels: Optional[torch.Tensor] = None, n_classes: Optional[int] = None) -> TrainResult:
+              labels: Optional[torch.Tensor] = None, n_classes: Optional[int] = None,
+              privacy: Optional[MemberPrivacy] = None) -> TrainResult:
     """Train one GAN on ``data`` (N, *sample_shape) for ``train.steps`` discriminator steps.
 
     ``on_log(step, mean_d_loss, mean_g_loss)`` is called every ``train.log_every`` steps.
@@ -56,7 +61,8 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
     device = device or resolve_device(train.device)
     levers = levers_for(gan, train, device, packed=False)  # a lever that cannot run: before any work
     member = prepare_member(data, gan=gan, train=train, seed=seed, checkpoint_path=checkpoint_path,
-                            data_weights=data_weights, device=device, labels=labels, n_classes=n_classes)
+                            data_weights=data_weights, device=device, labels=labels, n_classes=n_classes,
+                            privacy=privacy)
     results: list = [None]
     log = None if on_log is None else (lambda _, step, d, g: on_log(step, d, g))
     train_loop(SoloStepper(member, 0, gan=gan, train=train, levers=levers), member.start, gan=gan,
