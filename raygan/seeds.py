@@ -19,6 +19,7 @@ MIXTURE_MEMBER_STRIDE = 1_000_003  # member t of a mixture draws from seed * str
 CLASS_STRIDE = 1_009               # class k of a regenerated synthetic set draws from seed * stride + k
 GRID_GAN_STRIDE = 7_919            # seed 000 Table 1: GAN m draws its points from seed + stride (m + 1)
 MEMBER_RETRY_STREAM = 13           # the last word of a diverged member's retry seeds
+PRIVACY_PARTITION_STREAM = 17      # the last word of a class's record partition (privacy.partition)
 _WORD = 2 ** 31                    # a member seed folded into a SeedSequence word
 
 
@@ -48,6 +49,11 @@ def member_retry(base: int, class_index: int, member_index: int, attempt: int) -
 def conditional_member_retry(base: int, member_index: int, attempt: int) -> int:
     """:func:`member_retry` for a conditional member (attempt 0: :func:`conditional_member`)."""
     return member_retry(base, CONDITIONAL_CLASS, member_index, attempt)
+
+
+def privacy_partition(base: int, class_index: int) -> int:
+    """How a class's records are dealt to its members under privacy.partition=disjoint."""
+    return _sequence(base, class_index, PRIVACY_PARTITION_STREAM)
 
 
 def boosting_step(base: int, class_index: int, step: int) -> int:

@@ -27,6 +27,7 @@ from raygan.cluster.runtime import task_setup
 from raygan.config import Config
 from raygan.ensemble.members import CONDITIONAL_DIR
 from raygan.ensemble.training import Unit, class_unit, conditional_unit, train_units
+from raygan.privacy.dpsgd import MemberPrivacy
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,13 @@ def _member_task(cfg_dict: dict, run_location: str, folders: list[tuple[str, int
     return [{**e, **where} for e in entries]
 
 
-def _unit(cfg: Config, run: RunFolder, head: list, tensors: dict, weights, classes: Optional[list[str]]) -> Unit:
+def _unit(cfg: Config, run: RunFolder, head: list, tensors: dict, weights, classes: Optional[list[str]],
+          privacy: Optional[dict] = None) -> Unit:
     k, name, t = head
     if name == CONDITIONAL_DIR:
         return conditional_unit(cfg, run, tensors[CONDITIONAL_DIR], tensors[LABELS], classes, member=t)
-    return class_unit(cfg, run, tensors[name], class_name=name, class_index=k, member=t, data_weights=weights)
+    return class_unit(cfg, run, tensors[name], class_name=name, class_index=k, member=t, data_weights=weights,
+                      privacy=None if privacy is None else MemberPrivacy.from_dict(privacy))
 
 
 LABELS = "_labels"  # the key of a conditional unit's labels among a task's tensors
@@ -84,23 +87,24 @@ LABELS = "_labels"  # the key of a conditional unit's labels among a task's tens
 @ray.remote
 def train_units_task(cfg_dict: dict, run_location: str, pack: Optional[int], heads: list[list],
                      data_weights: Optional[list], classes: Optional[list[str]], names: list[str],
-                     *tensors: torch.Tensor) -> list[dict]:
+                     privacy: Optional[list], *tensors: torch.Tensor) -> list[dict]:
     """Train (or resume) the units ``heads`` ((class index, class name, member); the class name
     CONDITIONAL_DIR for a conditional member, which covers every class of ``classes``) with
     raygan.ensemble.training.train_units: as one pack task when ``pack`` is its number, else the one
     unit alone. ``tensors`` are the object-store tensors the units read, named by ``names`` (a class's
     training data by its name; CONDITIONAL_DIR and LABELS for the training split and its labels); top-
     level arguments, so that Ray hands each over once however many members use it. ``data_weights``:
-    per unit its boosting data weights or None (uniform), or None for all.
+    per unit its boosting data weights or None (uniform), or None for all. ``privacy``: likewise, per
+    unit its DP-SGD settings (MemberPrivacy.to_dict, from the run's plan), or None for all.
 
     Returns every unit's entries, in the order of ``heads``: complete, or diverged past its retries (a
     diverged member does not stop the others); a pack task's entries say which pack they trained in.
     """
     by_name = dict(zip(names, tensors))
-    weights = data_weights or [None] * len(heads)
+    weights, dp = data_weights or [None] * len(heads), privacy or [None] * len(heads)
 
     def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
-        units = [_unit(cfg, run, h, by_name, w, classes) for h, w in zip(heads, weights)]
+        units = [_unit(cfg, run, h, by_name, w, classes, p) for h, w, p in zip(heads, weights, dp)]
         made = train_units(units, cfg, run, pack=pack is not None, device=device)
         extra = {} if pack is None else {"pack": pack}
         return [{**e, **extra} for entries in made for e in entries]
@@ -155,11 +159,12 @@ def pack_name(heads: list[tuple[int, str, int]]) -> str:
 
 def submit_units(cfg: Config, run: RunFolder, resources: dict, *, heads: list[tuple[int, str, int]],
                  data_refs: dict, pack: Optional[int] = None, data_weights: Optional[list] = None,
-                 labels_ref=None, classes: Optional[list[str]] = None):
+                 labels_ref=None, classes: Optional[list[str]] = None, privacy: Optional[list] = None):
     """One training task (train_units_task): the unit ``heads[0]`` alone (named
     train_member:<class>/<member>), or with ``pack`` its number, the units ``heads`` as one pack task
     (named train_pack:...). ``data_refs`` maps class names (CONDITIONAL_DIR: the training split) to
-    their object refs, put once each; conditional units also take ``labels_ref`` and ``classes``.
+    their object refs, put once each; conditional units also take ``labels_ref`` and ``classes``;
+    ``privacy``: per unit its MemberPrivacy as a dict (privacy on).
     Its result: the units' entries (a list)."""
     if pack is None and len(heads) != 1:
         raise ValueError(f"a task without a pack number trains one unit, not {len(heads)}")
@@ -170,7 +175,7 @@ def submit_units(cfg: Config, run: RunFolder, resources: dict, *, heads: list[tu
     name = f"train_member:{heads[0][1]}/{heads[0][2]}" if pack is None else pack_name(heads)
     return train_units_task.options(**resources, max_retries=cfg.cluster.max_retries, name=name).remote(
         cfg.to_dict(), run.location, pack, [list(h) for h in heads], data_weights,
-        None if classes is None else list(classes), names, *refs)
+        None if classes is None else list(classes), names, privacy, *refs)
 
 
 def wait_all(refs: dict, on_done: Callable[[object, dict], None]) -> list[dict]:

@@ -7,6 +7,8 @@ packed, cluster.members_per_task of them to a task (raygan.cluster.packing): all
 at once, each pack's members are recorded when it finishes; so do ccgan's conditional members. A member
 that diverged in every attempt (train.divergence_retries) goes under the manifest's "diverged" section
 and is reported at the end while the others go on; the job fails (exit 2) only if a class has no member.
+With privacy on, every member task carries its DP-SGD settings from the run's plan, solved once here,
+and the job ends by writing the privacy ledger (raygan.privacy).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.ensemble.members import CONDITIONAL_DIR, check_classes, member_grid, record_trained
 from raygan.gan.models import CONDITIONAL
+from raygan.privacy.accountant import plan_privacy
+from raygan.privacy.ledger import write_ledger
 from raygan.progress import progress
 from raygan.runs import RunFolder
 from raygan.tracking import Tracker
@@ -58,7 +62,9 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     logger.info(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each)")
     _note_cpus(cfg, resources)
-    refs = {submit_units(cfg, run, resources, heads=[(k, name, t)], data_refs=data_refs): (name, t)
+    plan = plan_privacy(cfg, dataset.train_sizes())  # privacy on: every member's noise, solved once
+    refs = {submit_units(cfg, run, resources, heads=[(k, name, t)], data_refs=data_refs,
+                         privacy=plan and [plan.member(name, t).to_dict()]): (name, t)
             for k, name, t in todo}
     t0, counter = time.perf_counter(), [len(done)]
 
@@ -166,5 +172,7 @@ def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: T
         entries = train_independent_ray(cfg, dataset, run, tracker)
     else:
         entries = train_boosting_ray(cfg, dataset, run, tracker)
+    if (plan := plan_privacy(cfg, dataset.train_sizes())) is not None:
+        write_ledger(cfg, plan, run, dataset.classes)  # what the members spent, before any class check
     check_classes(run, dataset.classes, cfg)
     return entries

@@ -56,7 +56,8 @@ def write_member(folder, result: TrainResult, cfg: Config, run: RunFolder, *, se
              "generator": str((folder / "generator.pt").relative_to(run.path)),
              "generator_sha256": sha256_file(folder / "generator.pt")}
     rounds = {"recursive_train_sizes": sizes} if cfg.train.recursive_rounds else {}
-    return [{**who, **model, **own, "device": str(device), **rounds} for who, own in heads]
+    privacy = {"privacy": result.privacy} if result.privacy is not None else {}  # its accountant history
+    return [{**who, **model, **own, "device": str(device), **rounds, **privacy} for who, own in heads]
 
 
 def class_grid(data: torch.Tensor, cfg: Config, folder, seed: int, class_name: str,

@@ -12,6 +12,11 @@ synthesis, curves and the audit treat it like K per-class members).
 (raygan.gan.pack), the others (and recursive training) one by one; every entry says ``pack_size``.
 ``pack=False``: each unit trains alone on its own modules (train_gan), with recursive training when
 train.recursive_rounds > 0. Divergence: see raygan.ensemble.members.
+
+Privacy (privacy.epsilon set): each per-class unit carries its member's DP-SGD settings from the run's
+plan (raygan.privacy.accountant.plan_privacy) and, under privacy.partition=disjoint, only its own part
+of the class's records; it trains alone (DP members do not pack), and the local ensemble ends by
+writing the run's privacy ledger (raygan.privacy.ledger).
 """
 from __future__ import annotations
 
@@ -42,6 +47,9 @@ from raygan.ensemble.members import (
 from raygan.gan.models import CONDITIONAL, UNPACKABLE
 from raygan.gan.pack import PackMember, train_pack
 from raygan.gan.train import resolve_device, train_gan
+from raygan.privacy.accountant import member_data, plan_privacy
+from raygan.privacy.dpsgd import MemberPrivacy
+from raygan.privacy.ledger import write_ledger
 from raygan.progress import track
 from raygan.runs import RunFolder
 from raygan.synthesis.generate import generate
@@ -60,17 +68,22 @@ class Unit:
     labels: Optional[torch.Tensor] = None   # conditional: (N,) class indices, and n_classes
     n_classes: Optional[int] = None
     data_weights: Optional[torch.Tensor] = None
+    privacy: Optional[MemberPrivacy] = None  # privacy on: its DP-SGD settings (it trains alone)
 
 
 def class_unit(cfg: Config, run: RunFolder, data: torch.Tensor, *, class_name: str, class_index: int,
-               member: int, data_weights: Optional[torch.Tensor] = None) -> Unit:
-    """Member ``member`` of class ``class_name``: members/<class>/<member>/."""
+               member: int, data_weights: Optional[torch.Tensor] = None,
+               privacy: Optional[MemberPrivacy] = None) -> Unit:
+    """Member ``member`` of class ``class_name``: members/<class>/<member>/; with ``privacy`` (its
+    settings in the run's plan) on the records privacy.partition gives it."""
     folder = run.member_dir(class_name, member)
+    if privacy is not None:
+        data = member_data(cfg, data, class_index=class_index, member=member)
     return Unit(folder=folder, data=data, heads=[({"class": class_name, "class_index": class_index,
                                                    "member": member}, {})],
                 seed_of=lambda a: seeds.member_retry(cfg.train.seed, class_index, member, a),
                 sample_grid=lambda seed: class_grid(data, cfg, folder, seed, class_name, member),
-                data_weights=data_weights)
+                data_weights=data_weights, privacy=privacy)
 
 
 def conditional_unit(cfg: Config, run: RunFolder, data: torch.Tensor, labels: torch.Tensor,
@@ -107,7 +120,7 @@ def _train_rounds(unit: Unit, cfg: Config, seed: int, *, device, on_log=None):
         result = train_gan(data, gan=cfg.gan, train=cfg.train,
                            seed=seed if r == 0 else seeds.recursive_round(seed, r),
                            checkpoint_path=ckpt, data_weights=unit.data_weights if r == 0 else None,
-                           device=device, on_log=on_log if last else None, **kwargs)
+                           device=device, on_log=on_log if last else None, privacy=unit.privacy, **kwargs)
         if last:
             return result, sizes
         extra = max(1, int(round(cfg.train.recursive_fraction * data.shape[0])))
@@ -158,7 +171,7 @@ def train_units(units: list[Unit], cfg: Config, run: RunFolder, *, pack: bool,
     if not pack:
         return [_alone(u, cfg, run, device=device, on_log=on_log) for u in units]
     device = _device(cfg, device)
-    if cfg.gan.family in UNPACKABLE or cfg.train.recursive_rounds > 0:
+    if cfg.gan.family in UNPACKABLE or cfg.train.recursive_rounds > 0 or any(u.privacy for u in units):
         made = [_alone(u, cfg, run, device=device, on_log=on_log) for u in units]
         return [[{**e, "pack_size": 1} for e in entries] for entries in made]
     return [[{**e, "pack_size": len(units)} for e in entries] for entries in _packed(units, cfg, run, device)]
@@ -172,8 +185,10 @@ def independent_units(cfg: Config, dataset: RealDataset, run: RunFolder) -> list
         return [(f"conditional member {t}", [(name, t) for name in dataset.classes],
                  conditional_unit(cfg, run, data, labels, dataset.classes, member=t))
                 for t in range(cfg.ensemble.members)]
+    plan = plan_privacy(cfg, dataset.train_sizes())
     return [(f"class {name} member {t}", [(name, t)],
-             class_unit(cfg, run, dataset.train[name], class_name=name, class_index=k, member=t))
+             class_unit(cfg, run, dataset.train[name], class_name=name, class_index=k, member=t,
+                        privacy=plan and plan.member(name, t)))
             for k, name, t in member_grid(dataset, cfg.ensemble.members)]
 
 
@@ -195,5 +210,7 @@ def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder) -> list
         logger.info(f"[{i}/{len(units)}] {label}: " + (f"{new[0]['steps']} steps in "
                     f"{time.perf_counter() - t0:.1f}s, d_loss {new[0]['final_d_loss']:.3f}, "
                     f"g_loss {new[0]['final_g_loss']:.3f}" if new else "diverged, given up"))
+    if (plan := plan_privacy(cfg, dataset.train_sizes())) is not None:
+        write_ledger(cfg, plan, run, dataset.classes)
     check_classes(run, dataset.classes, cfg)
     return entries

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 from raygan.config import Config
 from raygan.data import RealDataset, check_batch_fits, load_dataset
+from raygan.privacy.accountant import check_privacy_data
 from raygan.runs import RunFolder, is_uri
 from raygan.tracking import Tracker
 
@@ -37,6 +38,7 @@ def prepare(cfg: Config) -> tuple[RealDataset, RunFolder]:
     """Everything that can fail on bad input, before a cluster is touched or a file written."""
     dataset = load_dataset(cfg.data)
     check_batch_fits(dataset, cfg.train.batch_size)
+    check_privacy_data(cfg, dataset.train_sizes())  # privacy on: delta below 1/N, a member's batch
     run = RunFolder.for_config(cfg)
     run.check_compatible(cfg)
     return dataset, run

@@ -58,19 +58,24 @@ _SHARD_SETTINGS = [("ensemble", "weights"), ("ensemble", "samples_per_class"), (
 def _steps_may_grow(cfg: dict) -> bool:
     """More train.steps continue every member from its checkpoint, as an uninterrupted run to the new
     steps would: true of independent, non-progressive (pggan lays its growing over train.steps),
-    non-recursive (later rounds train on earlier rounds' samples) members."""
+    non-recursive (later rounds train on earlier rounds' samples), non-private (each member's noise is
+    solved for train.steps) members."""
     from raygan.gan.models import PROGRESSIVE
 
     return (cfg["ensemble"]["method"] == "independent" and cfg["gan"]["family"] not in PROGRESSIVE
-            and not cfg["train"]["recursive_rounds"])
+            and not cfg["train"]["recursive_rounds"] and cfg["privacy"]["epsilon"] is None)
 
 
 def changes(old: dict, new: dict, *, has_shards: bool) -> list[str]:
     """The settings of ``new`` (Config.to_dict) that would change what ``old`` made: data, gan, train
     (but _MAY_CHANGE, and train.steps growing where _steps_may_grow), ensemble.method, boosting.* of a
-    boosting method, and once shards exist _SHARD_SETTINGS."""
+    boosting method, privacy.* (and under privacy ensemble.members, which sets every member's noise),
+    and once shards exist _SHARD_SETTINGS."""
     keys = [(s, k) for s in ("data", "gan", "train") for k in new[s] if (s, k) not in _MAY_CHANGE]
     keys.append(("ensemble", "method"))
+    keys += [("privacy", k) for k in new["privacy"]]
+    if new["privacy"]["epsilon"] is not None:
+        keys.append(("ensemble", "members"))
     if new["ensemble"]["method"] != "independent":
         keys += [("boosting", k) for k in new["boosting"]]
     if has_shards:
