@@ -129,6 +129,13 @@ def cmd_export(args) -> None:
     print(summary_line(summary, args.out))
 
 
+def cmd_privacy(args) -> None:
+    from raygan.privacy.ledger import describe_ledger, read_ledger
+
+    remote = _pull_remote_run(args.run)
+    print(describe_ledger(read_ledger(remote.path if remote else args.run)))
+
+
 def _pull_remote_run(location: str):
     """A run folder given as a URI (s3://..., file:///...): its outputs pulled into the local mirror
     (checkpoints left out); None for a local path."""
@@ -293,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     _export_parser(sub)
+
+    p = sub.add_parser("privacy", help="the privacy ledger of a run trained with privacy.epsilon: the "
+                       "(epsilon, delta) spent, by class, and what was declared public")
+    p.add_argument("run", help="the run folder, <output.root>/<experiment>/<run> (or its URI)")
+    p.set_defaults(func=cmd_privacy)
 
     audit_set = ("override of the run's config, audit.*, cluster.* or tracking.* only, e.g. "
                  "--set audit.chunk_size=4096 (repeatable)")
