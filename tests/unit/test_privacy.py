@@ -1,0 +1,278 @@
+"""Differential privacy for solo members (issue 26): DP-SGD on the discriminator (raygan.privacy.dpsgd),
+one accountant over the ensemble (raygan.privacy.accountant) and the ledger (raygan.privacy.ledger), on
+tiny digits members (8x8, width 8, a few steps)."""
+import functools
+import json
+
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+
+from raygan.cluster.packing import choose_pack_size
+from raygan.config import ConfigError, DataConfig, GANConfig, TrainConfig, from_dict
+from raygan.data import load_dataset
+from raygan.ensemble.training import train_independent
+from raygan.evaluation.job import prepare
+from raygan.gan.losses import D_TERMS, d_loss_bce
+from raygan.gan.member import CheckpointMismatchError
+from raygan.gan.models.dcgan import DCGANDiscriminator
+from raygan.gan.train import train_gan
+from raygan.privacy.accountant import (
+    member_data,
+    member_records,
+    plan_privacy,
+    share_sizes,
+    solve_noise_multiplier,
+)
+from raygan.privacy.dpsgd import (
+    MemberPrivacy,
+    PoissonSampler,
+    clip_per_sample,
+    dp_gradients,
+    per_sample_grads,
+    private_discriminator,
+)
+from raygan.privacy.ledger import describe_ledger, read_ledger
+from raygan.runs.folder import changes
+from raygan.runs.torch_files import load_torch_file
+
+GAN = GANConfig(family="dcgan", width=8, z_dim=16, d_depth=2)  # d_depth 2: D has batch norms to replace
+TRAIN = TrainConfig(steps=8, batch_size=16, log_every=2, checkpoint_every=4, device="cpu", divergence_retries=0)
+TINY = {"data": {"classes": {"zero": [0], "one": [1]}}, "gan": {"width": 8, "z_dim": 16},
+        "train": {"steps": 4, "batch_size": 16, "log_every": 2, "checkpoint_every": 2, "device": "cpu",
+                  "divergence_retries": 0},
+        "ensemble": {"members": 2}, "tracking": {"enabled": False}, "output": {"sample_grid": 4}}
+
+
+def _cfg(tmp_path, **privacy):
+    return from_dict({**TINY, "privacy": {"epsilon": 8.0, "accountant": "rdp", **privacy},
+                      "output": {**TINY["output"], "root": str(tmp_path / "runs")}})
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DataConfig(name="digits"))
+
+
+def _d(width: int = 8) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return private_discriminator(DCGANDiscriminator(image_size=8, channels=1, width=width, depth=2))
+
+
+def _privacy(n: int, *, sigma: float = 0.0, clip: float = 1.0, batch: int = 16) -> MemberPrivacy:
+    return MemberPrivacy(noise_multiplier=sigma, max_grad_norm=clip, sample_rate=batch / n, records=n)
+
+
+# --------------------------------------------------------------------------- DP-SGD on D
+
+def test_batch_norm_in_d_becomes_group_norm():
+    D = _d()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in D.modules())
+
+
+def test_per_sample_grads_are_each_records_own_gradient():
+    D, real = _d(), torch.randn(5, 1, 8, 8)
+    term = functools.partial(D_TERMS["nonsaturating"][0], real_label=0.9)
+    per = per_sample_grads(D, real, term)
+    for i in range(5):
+        own = torch.autograd.grad(term(D(real[i:i + 1])).sum(), list(D.parameters()))
+        for (name, g), g_own in zip(per.items(), own):
+            torch.testing.assert_close(g[i], g_own, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_clipped_per_sample_norms_of_real_records_stay_within_c():
+    D, real = _d(), 5 * torch.randn(12, 1, 8, 8)
+    per = per_sample_grads(D, real, functools.partial(D_TERMS["nonsaturating"][0], real_label=1.0))
+
+    def norms(grads):
+        return torch.stack([g.flatten(1).norm(dim=1) for g in grads.values()], 1).norm(dim=1)
+
+    raw = norms(per)
+    clip = float(raw.median())  # half the records above C, half below
+    clipped = norms(clip_per_sample(per, clip))
+    assert (clipped <= clip * (1 + 1e-5)).all()
+    small = raw < clip
+    assert small.any() and (~small).any()
+    torch.testing.assert_close(clipped[small], raw[small])  # a record within C is left as it is
+
+
+def test_fakes_do_not_consume_the_clipping_budget():
+    """In the spirit of Bie et al.'s code: with an all-fake loss (an empty Poisson batch, no noise) D's
+    gradient is the plain gradient of the fake half, however far its norm is above C."""
+    D, fake = _d(), 3 * torch.randn(16, 1, 8, 8)
+    grads, loss = dp_gradients(D, torch.zeros(0, 1, 8, 8), fake, loss="nonsaturating", real_label=1.0,
+                               privacy=_privacy(160, clip=1e-4), generator=torch.Generator().manual_seed(0))
+    plain = torch.autograd.grad(D_TERMS["nonsaturating"][1](D(fake)).mean(), list(D.parameters()))
+    assert torch.stack([g.norm() for g in plain]).norm() > 100 * 1e-4
+    for g, p in zip(grads, plain):
+        torch.testing.assert_close(g, p)
+    torch.testing.assert_close(loss, D_TERMS["nonsaturating"][1](D(fake)).mean().detach())
+
+
+def test_without_clipping_or_noise_the_dp_gradient_is_the_ordinary_one():
+    """C far above every record's norm, sigma = 0 and a batch of exactly its expected size: the
+    gradient is d_loss_bce's, so the two halves are split right."""
+    D, real, fake = _d(), torch.randn(16, 1, 8, 8), torch.randn(16, 1, 8, 8)
+    grads, _ = dp_gradients(D, real, fake, loss="nonsaturating", real_label=0.9, privacy=_privacy(160, clip=1e6),
+                            generator=torch.Generator().manual_seed(0))
+    plain = torch.autograd.grad(d_loss_bce(D(real), D(fake), 0.9), list(D.parameters()))
+    for g, p in zip(grads, plain):
+        torch.testing.assert_close(g, p, rtol=1e-4, atol=1e-6)
+
+
+def test_noise_is_gaussian_with_std_sigma_c_over_the_expected_batch():
+    D, real, fake = _d(width=32), torch.randn(4, 1, 8, 8), torch.randn(16, 1, 8, 8)
+    kw = {"loss": "nonsaturating", "real_label": 1.0, "generator": torch.Generator().manual_seed(1)}
+    quiet, _ = dp_gradients(D, real, fake, privacy=_privacy(160, clip=0.5), **kw)
+    noisy, _ = dp_gradients(D, real, fake, privacy=_privacy(160, sigma=2.0, clip=0.5), **kw)
+    noise = torch.cat([(n - q).flatten() for n, q in zip(noisy, quiet)]) * 16  # expected batch 16
+    assert noise.numel() > 10_000
+    assert abs(float(noise.std()) - 2.0 * 0.5) < 0.03 and abs(float(noise.mean())) < 0.03
+
+
+def test_poisson_batches_are_seeded_variable_and_may_be_empty():
+    def draws(seed, q):
+        sampler = PoissonSampler(50, q, torch.Generator().manual_seed(seed))
+        return [sampler.next() for _ in range(400)]
+
+    a, b = draws(0, 0.2), draws(0, 0.2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    sizes = torch.tensor([len(x) for x in a], dtype=torch.float)
+    assert abs(float(sizes.mean()) - 10) < 0.6 and sizes.std() > 1  # q n = 10 on average, not always
+    assert any(len(x) == 0 for x in draws(0, 0.01))
+
+
+# --------------------------------------------------------------------------- a member with privacy
+
+def test_a_dp_member_trains_resumes_and_keeps_its_history(digits, tmp_path):
+    data = digits.train[digits.classes[0]]
+    privacy = _privacy(len(data), sigma=1.0)
+    whole = train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=privacy, checkpoint_path=tmp_path / "a.pt")
+    assert whole.privacy["history"] == [[1.0, privacy.sample_rate, 8]]
+
+    def crash(step, d, g):  # after the checkpoint at step 4, before the one at 8
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=privacy, checkpoint_path=tmp_path / "b.pt",
+                  on_log=crash)
+    ckpt = load_torch_file(tmp_path / "b.pt", fix="")
+    assert ckpt["step"] == 4 and ckpt["privacy_history"] == [[1.0, privacy.sample_rate, 4]]
+    assert ckpt["identity"]["privacy"] == privacy.to_dict()
+    resumed = train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=privacy, checkpoint_path=tmp_path / "b.pt")
+    assert resumed.resumed_from == 4 and resumed.privacy["history"] == [[1.0, privacy.sample_rate, 8]]
+    assert (resumed.losses == whole.losses).all()  # the same Poisson batches and noise after the resume
+    for a, b in zip(whole.generator.state_dict().values(), resumed.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(CheckpointMismatchError):  # other DP settings: another member
+        train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=_privacy(len(data), sigma=2.0),
+                  checkpoint_path=tmp_path / "b.pt")
+
+
+def test_privacy_off_checkpoints_hold_no_privacy(digits, tmp_path):
+    train_gan(digits.train[digits.classes[0]], gan=GAN, train=TRAIN, seed=3, checkpoint_path=tmp_path / "c.pt")
+    ckpt = load_torch_file(tmp_path / "c.pt", fix="")
+    assert "privacy_history" not in ckpt and "privacy" not in ckpt["identity"]
+
+
+# --------------------------------------------------------------------------- partition and plan
+
+def test_disjoint_partitions_are_disjoint_complete_and_deterministic():
+    parts = [member_records(101, 3, t, seed=7) for t in range(3)]
+    assert [len(p) for p in parts] == share_sizes(101, 3) == [34, 34, 33]
+    assert sorted(torch.cat(parts).tolist()) == list(range(101))
+    assert all(torch.equal(p, member_records(101, 3, t, seed=7)) for t, p in enumerate(parts))
+    assert not torch.equal(parts[0], member_records(101, 3, 0, seed=8))
+
+
+def test_disjoint_members_get_their_part_and_compose_in_parallel(tmp_path, digits):
+    shared, disjoint = _cfg(tmp_path), _cfg(tmp_path, partition="disjoint")
+    data = digits.train[digits.classes[0]]
+    first, second = (member_data(disjoint, data, class_index=0, member=t) for t in range(2))
+    assert len(first) + len(second) == len(data)
+    assert not (first.flatten(1)[:, None] == second.flatten(1)[None]).all(-1).any()  # no image in both
+    sizes = {"zero": 124, "one": 127}
+    s, d = plan_privacy(shared, sizes), plan_privacy(disjoint, sizes)
+    assert s.member("zero", 0).records == 124 and d.member("zero", 0).records == 62
+    # shared: the class's T = 2 members compose, 2 x 4 steps at q = 16/124; disjoint: each member is on
+    # its own records, 4 steps at q = 16/62 (parallel composition)
+    assert s.delta == d.delta == 1 / (10 * 251)
+    assert s.member("zero", 1).noise_multiplier == solve_noise_multiplier(8.0, s.delta, 16 / 124, 8, "rdp")
+    assert d.member("zero", 1).noise_multiplier == solve_noise_multiplier(8.0, d.delta, 16 / 62, 4, "rdp")
+
+
+def test_auto_packing_chooses_one_member_per_task_under_privacy(tmp_path):
+    size, why = choose_pack_size(_cfg(tmp_path).replace(cluster={"members_per_task": None}), 20,
+                                 {"num_cpus": 1, "num_gpus": 0}, {"CPU": 2}, lambda: 8)
+    assert size == 1 and "DP members do not pack yet" in why
+
+
+# --------------------------------------------------------------------------- the ledger
+
+def test_reported_epsilon_equals_opacus_on_the_recorded_histories(tmp_path, digits):
+    cfg = _cfg(tmp_path)
+    dataset, run = prepare(cfg)
+    run.write_config(cfg)
+    train_independent(cfg, dataset, run)
+    ledger = read_ledger(run.path)
+    assert ledger == json.loads((run.path / "privacy.json").read_text()) == run.manifest()["privacy"]
+    per_class = {}
+    for name in dataset.classes:  # independently: the histories the checkpoints recorded, composed by Opacus
+        acc = RDPAccountant()
+        for t in range(2):
+            ckpt = load_torch_file(run.member_dir(name, t) / "checkpoint.pt", fix="")
+            assert ckpt["privacy_history"][0][2] == 4
+            acc.history += [tuple(h) for h in ckpt["privacy_history"]]
+        per_class[name] = acc.get_epsilon(delta=1 / (10 * sum(dataset.train_sizes().values())))
+    assert ledger["classes"]["zero"]["epsilon"] == per_class["zero"]
+    assert ledger["epsilon"] == max(per_class.values())
+    assert ledger["epsilon"] <= 8.0 + 0.01 and ledger["within_target"]
+    assert ledger["adjacency"].startswith("add/remove") and "twice" in ledger["adjacency"]
+    assert any("N_k" in d for d in ledger["declared_public"])
+    assert "within the target epsilon 8" in describe_ledger(ledger)
+    # a rerun with other privacy settings, or another T, would change the members: refused
+    old = run.saved_config()
+    assert changes(old, _cfg(tmp_path, epsilon=4.0).to_dict(), has_shards=False) == ["privacy.epsilon: 8.0 -> 4.0"]
+    more = _cfg(tmp_path).replace(ensemble={"members": 3}, train={"steps": 6}).to_dict()
+    assert set(changes(old, more, has_shards=False)) == {"ensemble.members: 2 -> 3", "train.steps: 4 -> 6"}
+
+
+# --------------------------------------------------------------------------- refused before any work
+
+@pytest.mark.parametrize("privacy, extra, words", [
+    ({"epsilon": 0}, {}, "privacy.epsilon=0 must be > 0"),
+    ({"epsilon": -1}, {}, "privacy.epsilon=-1 must be > 0"),
+    ({"epsilon": 1, "delta": 1.5}, {}, "privacy.delta=1.5 must lie in (0, 1)"),
+    ({"epsilon": 1}, {"gan": {"family": "biggan"}}, "gan.family=biggan: its discriminator's spectral norm"),
+    ({"epsilon": 1}, {"gan": {"family": "ccgan"}}, "gan.family=ccgan"),
+    ({"epsilon": 1}, {"gan": {"family": "pggan"}}, "gan.family=pggan"),
+    ({"epsilon": 1}, {"gan": {"r1_gamma": 1.0}}, "gan.r1_gamma=1"),
+    ({"epsilon": 1}, {"ensemble": {"method": "adagan"}}, "ensemble.method=adagan"),
+    ({"epsilon": 1}, {"ensemble": {"method": "reweight"}}, "ensemble.method=reweight"),
+    ({"epsilon": 1}, {"cluster": {"members_per_task": 4}}, "DP members do not pack yet"),
+    ({"epsilon": 1}, {"train": {"divergence_retries": 2}}, "train.divergence_retries=2"),
+    ({"delta": 1e-5}, {}, "privacy.epsilon is null"),
+])
+def test_bad_privacy_config_is_refused_in_one_line(privacy, extra, words):
+    raw = {"train": {"divergence_retries": 0}, **extra, "privacy": privacy}
+    if "train" in extra:
+        raw["train"] = extra["train"]
+    with pytest.raises(ConfigError) as err:
+        from_dict(raw)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert "set " in str(err.value) or "use " in str(err.value)  # it names the fix
+
+
+@pytest.mark.parametrize("privacy, words", [
+    ({"delta": 1 / 1000}, "not below 1/N"),  # 1,257 training records: 1/1000 is above 1/N
+    ({"partition": "disjoint"}, "train.batch_size=100"),
+])
+def test_what_the_data_decides_is_refused_before_anything_is_written(tmp_path, privacy, words):
+    cfg = _cfg(tmp_path, **privacy).replace(data={"classes": None},
+                                           train={"batch_size": 100 if "partition" in privacy else 16})
+    with pytest.raises(ConfigError) as err:
+        prepare(cfg)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "runs").exists()
