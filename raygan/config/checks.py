@@ -142,7 +142,7 @@ def _check_biggan(cfg: Config) -> None:
     if r is not None and g.family != "biggan":
         raise ConfigError(f"gan.attention_resolution={r} places biggan's self-attention, and gan.family="
                           f"{g.family} has none; set gan.attention_resolution=null")
-    size = image_size(d.name, d.image_size)
+    size = image_size(d.name, d.image_size, d.medmnist_size)
     if g.family != "biggan" or size is None:
         return
     try:
@@ -153,6 +153,16 @@ def _check_biggan(cfg: Config) -> None:
         biggan_attention_stage(r, size)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+def _check_medmnist(d) -> None:
+    """data.medmnist_flag names the file data.name=medmnist reads, and means nothing to another dataset."""
+    if d.name == "medmnist" and d.medmnist_flag is None:
+        raise ConfigError("data.name=medmnist needs data.medmnist_flag, the MedMNIST dataset to read (e.g. "
+                          "pathmnist, whose file is data.root/pathmnist.npz)")
+    if d.name != "medmnist" and d.medmnist_flag is not None:
+        raise ConfigError(f"data.medmnist_flag={d.medmnist_flag} picks a MedMNIST file, and data.name="
+                          f"{d.name} reads none; set data.medmnist_flag=null or data.name=medmnist")
 
 
 def _check_relations(cfg: Config) -> None:
@@ -205,15 +215,17 @@ def _check_relations(cfg: Config) -> None:
     if g.d_depth != 1 and g.family not in DCGAN_BLOCKS:
         raise ConfigError(f"gan.d_depth={g.d_depth} deepens the DCGAN/CCGAN discriminator (seed 003); "
                           f"gan.family={g.family} has its own; set gan.d_depth=1")
-    if d.name in ("mnist", "fashion_mnist", "cifar10", "svhn", "imagefolder", "parquet") and \
+    if d.name in ("mnist", "fashion_mnist", "cifar10", "svhn", "imagefolder", "parquet", "medmnist") and \
             d.root is None:
         raise ConfigError(f"data.name={d.name} reads its files from data.root, which is not set; set "
                           "data.root to the folder holding them"
                           + (" (or to where data.download: true should put them)"
-                             if d.name not in ("imagefolder", "parquet") else ""))
-    if d.download and d.name in ("imagefolder", "parquet"):
+                             if d.name not in ("imagefolder", "parquet", "medmnist") else ""))
+    if d.download and d.name in ("imagefolder", "parquet", "medmnist"):
         raise ConfigError(f"data.download applies to torchvision datasets, not {d.name}; "
-                          "set data.download: false")
+                          "set data.download: false" + (" and put the MedMNIST .npz under data.root "
+                                                        "(https://medmnist.com)" if d.name == "medmnist" else ""))
+    _check_medmnist(d)
     packs, why = cfg.cluster.members_per_task, why_not_packable(cfg)
     if packs is not None and packs > 1 and why is not None:
         raise ConfigError(f"cluster.members_per_task={packs} packs members into one task, but {why}; "

@@ -13,6 +13,7 @@ from typing import Optional
 import yaml
 
 from raygan.config.build import build_config
+from raygan.config.datasets import MEDMNIST_FLAGS, MEDMNIST_SIZES
 from raygan.config.families import FAMILY_NAMES
 from raygan.config.fields import ConfigError, _f  # noqa: F401  (ConfigError is public here too)
 from raygan.config.schema_eval import AuditConfig, EvalConfig, GridEvalConfig, SweepConfig
@@ -22,13 +23,22 @@ from raygan.config.schema_eval import AuditConfig, EvalConfig, GridEvalConfig, S
 class DataConfig:
     name: str = _f("digits", "Real dataset: grid2d (seed 000 Supplement A), digits (scikit-learn's "
                    "bundled 8x8 digits), mnist, fashion_mnist, cifar10, svhn (torchvision files under "
-                   "data.root), imagefolder (data.root/<class>/*.png|jpg) or parquet (data.root: a "
-                   "parquet file or folder with image bytes + label, raygan's shards included).",
+                   "data.root), imagefolder (data.root/<class>/*.png|jpg), parquet (data.root: a "
+                   "parquet file or folder with image bytes + label, raygan's shards included) or "
+                   "medmnist (a MedMNIST .npz under data.root, see data.medmnist_flag).",
                    choices=("grid2d", "digits", "mnist", "fashion_mnist", "cifar10", "svhn",
-                            "imagefolder", "parquet"))
+                            "imagefolder", "parquet", "medmnist"))
     root: Optional[str] = _f(None, "Where the dataset's files are: the torchvision root folder (mnist, "
-                             "fashion_mnist, cifar10, svhn), the class-per-sub-folder image folder, or "
-                             "the parquet file/folder. Any pyarrow filesystem URI for parquet.")
+                             "fashion_mnist, cifar10, svhn), the class-per-sub-folder image folder, "
+                             "the parquet file/folder (any pyarrow filesystem URI) or the folder "
+                             "holding MedMNIST's <flag>.npz / <flag>_<size>.npz.")
+    medmnist_flag: Optional[str] = _f(None, "data.name=medmnist: which 2D MedMNIST dataset (its file "
+                                      "is data.root/<flag>.npz at 28 px, <flag>_<size>.npz at "
+                                      "data.medmnist_size); its own train/val/test splits are used. "
+                                      "chestmnist is multi-label and refused.",
+                                      choices=(None, *MEDMNIST_FLAGS))
+    medmnist_size: int = _f(28, "data.name=medmnist: which of MedMNIST's published sizes to read "
+                            "(data.image_size still resizes after).", choices=MEDMNIST_SIZES)
     download: bool = _f(False, "Let torchvision download mnist/fashion_mnist/cifar10/svhn into data.root "
                         "when the files are missing (otherwise a missing file is an error).")
     image_size: Optional[int] = _f(None, "Resize images to this square size (e.g. 128 for pathology "
@@ -43,9 +53,10 @@ class DataConfig:
     classes: Optional[dict] = _f(None, "Explicit grouping {class name: [source labels]}; overrides "
                                  "nothing else and cannot be combined with grouping.")
     val_fraction: float = _f(0.15, "Stratified fraction of the real data held out for validation "
-                             "(never seen by a GAN).", minimum=0.0, maximum=0.5)
+                             "(never seen by a GAN); medmnist uses its official validation split.", minimum=0.0, maximum=0.5)
     test_fraction: float = _f(0.15, "Stratified fraction held out for testing (never seen by a GAN); "
-                              "mnist/fashion_mnist/cifar10/svhn use their official test split instead.",
+                              "mnist/fashion_mnist/cifar10/svhn/medmnist use their official test split "
+                              "instead.",
                               minimum=0.0, maximum=0.5)
     split_seed: int = _f(0, "Seed of the train/validation/test split.", minimum=0)
     train_per_class: Optional[int] = _f(None, "Subsample each source label's training split to this "

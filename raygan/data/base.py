@@ -70,13 +70,15 @@ def _stratified(idx: np.ndarray, labels: np.ndarray, test_size: float, cfg: Data
 
 
 def split_indices(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarray | None = None,
+                  official_val: np.ndarray | None = None,
                   mapping: dict[str, list[int]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified (train, val, test) row indices; train is sorted.
 
     Without ``official_test`` both held-out splits are carved from all rows with data.val_fraction
     and data.test_fraction. With it (a boolean mask of the rows of a dataset's own test split, e.g.
     torchvision's) those rows are the test split, data.test_fraction is not used, and validation is
-    carved from the remaining rows with data.val_fraction. ``mapping`` (class name -> source labels)
+    carved from the remaining rows with data.val_fraction, unless ``official_val`` (a mask of the
+    dataset's own validation rows, e.g. MedMNIST's) gives it too: then no fraction is used. ``mapping`` (class name -> source labels)
     names the classes in a refusal.
     """
     idx = np.arange(len(labels))
@@ -84,6 +86,8 @@ def split_indices(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndar
                                    mapping=mapping or {str(v): [int(v)] for v in np.unique(labels)})
     if official_test is not None:
         test_idx, pool = idx[official_test], idx[~official_test]
+        if official_val is not None:
+            return idx[~official_test & ~official_val], idx[official_val], test_idx
         if cfg.val_fraction > 0:
             train_idx, val_idx = stratified(pool, test_size=cfg.val_fraction, what="validation")
         else:
@@ -117,7 +121,7 @@ def _subsample(train_idx: np.ndarray, labels: np.ndarray, cfg: DataConfig) -> np
 
 
 def plan_splits(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarray | None = None,
-                label_names: list[str] | dict[int, str] | None = None) -> SplitPlan:
+                official_val: np.ndarray | None = None, label_names: list[str] | dict[int, str] | None = None) -> SplitPlan:
     """Splits, subsampling and grouping from the labels alone, so bad settings fail before pixel work.
 
     ``label_names[k]`` names source label k when neither data.grouping nor data.classes is set
@@ -133,9 +137,10 @@ def plan_splits(labels: np.ndarray, cfg: DataConfig, *, official_test: np.ndarra
         check_class_names(mapping, where=f"named by the data at data.root={cfg.root}", fix="rename that "
                           "sub-folder (or class_name value) to a plain name such as tumour_a, or name the "
                           "classes yourself with data.classes")
-    train_idx, val_idx, test_idx = split_indices(labels, cfg, official_test=official_test, mapping=mapping)
+    train_idx, val_idx, test_idx = split_indices(labels, cfg, official_test=official_test,
+                                                 official_val=official_val, mapping=mapping)
     check_split_sizes(labels, mapping, cfg, train_idx=train_idx, val_idx=val_idx, test_idx=test_idx,
-                      official_test=official_test)
+                      official_test=official_test, official_val=official_val)
     if cfg.train_per_class is not None:
         train_idx = _subsample(train_idx, labels, cfg)
     return SplitPlan(train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, mapping=mapping)
@@ -226,7 +231,7 @@ _TORCHVISION = _lazy("images", "load_torchvision")
 LOADERS = {"digits": _load_digits, "grid2d": _load_grid2d, "mnist": _TORCHVISION,
            "fashion_mnist": _TORCHVISION, "cifar10": _TORCHVISION, "svhn": _TORCHVISION,
            "imagefolder": _lazy("imagefolder", "load_imagefolder"),
-           "parquet": _lazy("parquet", "load_parquet")}
+           "parquet": _lazy("parquet", "load_parquet"), "medmnist": _lazy("medmnist", "load_medmnist")}
 
 
 def load_dataset(cfg: DataConfig) -> RealDataset:

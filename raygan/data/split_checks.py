@@ -48,21 +48,25 @@ def _who(name: str, labels: list[int]) -> str:
 
 def check_split_sizes(labels: np.ndarray, mapping: dict[str, list[int]], cfg: DataConfig, *,
                       train_idx: np.ndarray, val_idx: np.ndarray, test_idx: np.ndarray,
-                      official_test: Optional[np.ndarray] = None) -> None:
-    """Every class has training images, validation images when data.val_fraction > 0 and test images
-    when data.test_fraction > 0 (or the dataset has its own test split); else a one-line ConfigError."""
-    need = {"training": True, "validation": cfg.val_fraction > 0,
+                      official_test: Optional[np.ndarray] = None,
+                      official_val: Optional[np.ndarray] = None) -> None:
+    """Every class has training images, validation images when data.val_fraction > 0 (or the dataset
+    has its own validation split) and test images when data.test_fraction > 0 (or the dataset has its
+    own test split); else a one-line ConfigError."""
+    need = {"training": True, "validation": official_val is not None or cfg.val_fraction > 0,
             "test": official_test is not None or cfg.test_fraction > 0}
+    own = {"training": official_val is not None, "validation": official_val is not None,
+           "test": official_test is not None}
     minimum = minimum_per_label(cfg, official_test is not None)
     for name, members in mapping.items():
         n = int(np.isin(labels, members).sum())
         for split, idx in (("training", train_idx), ("validation", val_idx), ("test", test_idx)):
             if not need[split] or np.isin(labels[idx], members).any():
                 continue
-            if split == "test" and official_test is not None:
-                raise ConfigError(f"{_who(name, members)} has no images in the dataset's own test split "
-                                  f"(the test files under data.root); use the complete test files, or "
-                                  f"leave the class out with data.classes")
+            if own[split]:
+                raise ConfigError(f"{_who(name, members)} has no images in the dataset's own {split} split "
+                                  f"(the {split} files under data.root); use the complete {split} files, "
+                                  f"or leave the class out with data.classes")
             key = _fraction_key(split)
             if split == "training":
                 fix = "lower data.val_fraction and data.test_fraction"

@@ -62,7 +62,7 @@ def validate_metrics(cfg: Config) -> list[str]:
         from raygan.metrics.inception import check_weights
         check_weights(cfg.eval.inception_weights)
     if names and cfg.data.test_fraction <= 0 and \
-            cfg.data.name not in ("mnist", "fashion_mnist", "cifar10", "svhn"):
+            cfg.data.name not in ("mnist", "fashion_mnist", "cifar10", "svhn", "medmnist"):
         raise ConfigError("eval.metrics compare synthetic samples with the real test split, which is "
                           "empty (data.test_fraction=0); set data.test_fraction > 0")
     return names
