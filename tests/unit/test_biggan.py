@@ -6,7 +6,7 @@ import torch
 from raygan.config import ConfigError, GANConfig, TrainConfig, load_config
 from raygan.config.checks import why_not_packable
 from raygan.data import load_dataset
-from raygan.ensemble.members import train_conditional_members
+from raygan.ensemble.training import conditional_unit, train_units
 from raygan.gan.losses import LOSSES
 from raygan.gan.models import CONDITIONAL, UNPACKABLE, build_gan
 from raygan.gan.models.biggan import BigGANDiscriminator, BigGANGenerator
@@ -158,7 +158,8 @@ def test_conditional_members_of_an_unpackable_family_train_one_per_pack(tiny_dig
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
     data, labels = ds.train_split()
-    entries = train_conditional_members(data, labels, ds.classes, cfg, run, members=[0, 1])
+    units = [conditional_unit(cfg, run, data, labels, ds.classes, member=t) for t in (0, 1)]
+    entries = [e for made in train_units(units, cfg, run, pack=True) for e in made]
     assert [(e["member"], e["condition"], e["pack_size"]) for e in entries] == \
         [(0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 1)]
     assert entries[0]["generator"] == entries[1]["generator"] != entries[2]["generator"]
