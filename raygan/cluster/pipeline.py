@@ -20,6 +20,7 @@ from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.data.split_checks import check_classifiable
 from raygan.evaluation.job import evaluate_job, prepare
+from raygan.reporting.stages import StageClock, record_timing
 from raygan.runs import RunFolder
 from raygan.synthesis.shards import mixture_weights
 from raygan.tracking import Tracker
@@ -94,34 +95,40 @@ def _evaluate_on_ray(address: str | None):
 
 
 def run_evaluate(cfg: Config, address: str | None = None,
-                 prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False) -> dict:
+                 prepared: tuple[RealDataset, RunFolder] | None = None, audit: bool = False,
+                 clock: StageClock | None = None) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
     memorisation audit, logged into the same MLflow run), then the report: raygan.evaluation.job's
     evaluate_job with the evaluation fanned out on Ray where members use GPUs and the audit on Ray."""
     from raygan.cluster.audit import run_audit
 
     return evaluate_job(cfg, prepared=prepared, audit=audit, evaluate=_evaluate_on_ray(address),
-                        audit_with=functools.partial(run_audit, address=address))
+                        audit_with=functools.partial(run_audit, address=address), clock=clock)
 
 
 def run_pipeline(cfg: Config, address: str | None = None,
                  evaluate: bool = True) -> dict:
-    """Train, synthesize, evaluate and report: real data to a measured synthetic set as one job."""
+    """Train, synthesize, evaluate and report: real data to a measured synthetic set as one job; the
+    time of each stage goes to eval/timing.json, the log and MLflow (raygan.reporting.stages)."""
     t0 = time.perf_counter()
+    clock = StageClock()
     prepared = prepare(cfg)  # the dataset is loaded once for all three stages
     if evaluate and dataset_has_test_split(cfg):  # refused before training, not after it
         check_classifiable(prepared[0].classes, prepared[0].kind)
     if cfg.audit.enabled and applicable(cfg):
         check_holdout(cfg, prepared[0])
-    trained = run_train(cfg, address, prepared)
-    synth = run_synth(cfg, address, prepared)
+    with clock.stage("train"):
+        trained = run_train(cfg, address, prepared)
+    with clock.stage("synthesize"):
+        synth = run_synth(cfg, address, prepared)
     if evaluate and dataset_has_test_split(cfg):
-        synth.update(run_evaluate(cfg, address, prepared, audit=cfg.audit.enabled))
+        synth.update(run_evaluate(cfg, address, prepared, audit=cfg.audit.enabled, clock=clock))
     elif cfg.audit.enabled:  # the memorisation audit (raygan.cluster.audit); points: "not applicable"
         from raygan.cluster.audit import run_audit
-        run_audit(cfg, address, run_dir=prepared[1].path, prepared=prepared)
+        with clock.stage("audit"):
+            run_audit(cfg, address, run_dir=prepared[1].path, prepared=prepared)
     counts = synth["shards"]["counts"]
     logger.info(f"pipeline: {len(trained['members'])} members, {synth['shards']['rows']} synthetic rows "
         f"({', '.join(f'{k}: {sum(v.values())}' for k, v in counts.items())}) in "
         f"{time.perf_counter() - t0:.0f}s; run folder {trained['run_dir']}")
-    return {**trained, **synth}
+    return {**trained, **synth, "timing": record_timing(cfg, prepared[1].path, clock)}

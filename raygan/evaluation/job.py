@@ -15,6 +15,7 @@ would only run the same code in another process of this machine.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -95,32 +96,42 @@ def _audit_here(cfg: Config, run: RunFolder, dataset: RealDataset) -> dict:
     return audit_run(cfg, run.path, dataset=dataset, force=True)
 
 
+def _stage(clock, name: str):
+    """The pipeline's clock for stage ``name`` (raygan.reporting.stages), or nothing outside a pipeline."""
+    return clock.stage(name) if clock is not None else contextlib.nullcontext()
+
+
 def evaluate_job(cfg: Config, *, prepared: Optional[tuple[RealDataset, RunFolder]] = None,
                  audit: bool = False, evaluate: Optional[Evaluate] = None,
-                 audit_with: Optional[Callable[..., Optional[dict]]] = None) -> dict:
+                 audit_with: Optional[Callable[..., Optional[dict]]] = None, clock=None) -> dict:
     """TRTR, the TSTR ensemble-size curve and TRTS on the trained run (and, with ``audit``, the
     memorisation audit, logged into the same MLflow run), then the report.
 
     ``evaluate(cfg, dataset, run)`` defaults to evaluate_run here; ``audit_with`` (called like
-    ``audit_job``, which it defaults to) runs the audit.
+    ``audit_job``, which it defaults to) runs the audit. ``clock`` (the pipeline's StageClock) times
+    the evaluate, audit and report stages.
     """
     from raygan.data.split_checks import check_classifiable
     from raygan.evaluation.measured import check_shards
     from raygan.reporting.report import write_report
     from raygan.runs.manifest import check_run_exists
 
-    dataset, run = prepared or prepare(cfg)
-    check_classifiable(dataset.classes, dataset.kind)  # one class: every accuracy would be 1.000
-    run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
-    check_run_exists(run.path, run.location)  # no run at all: not "run synthesize"
-    check_shards(cfg, dataset, run)  # no shards to measure: refused before MLflow or eval/ is touched
+    with _stage(clock, "evaluate"):
+        dataset, run = prepared or prepare(cfg)
+        check_classifiable(dataset.classes, dataset.kind)  # one class: every accuracy would be 1.000
+        run.pull_outputs()  # a URI run folder: shards and generators come to this node (else a no-op)
+        check_run_exists(run.path, run.location)  # no run at all: not "run synthesize"
+        check_shards(cfg, dataset, run)  # no shards to measure: refused before MLflow or eval/ is touched
     tracker = Tracker(cfg, "evaluate")
     with tracker.parent(run.path):
-        result = (evaluate or _evaluate_here)(cfg, dataset, run)
-        log_evaluation(tracker, result)
+        with _stage(clock, "evaluate"):
+            result = (evaluate or _evaluate_here)(cfg, dataset, run)
+            log_evaluation(tracker, result)
         if audit:  # before the report, which shows the privacy section when audit/privacy.json exists
-            (audit_with or audit_job)(cfg, run_dir=run.path, prepared=(dataset, run), tracker=tracker)
-        report = write_report(run.path, tracker)
+            with _stage(clock, "audit"):
+                (audit_with or audit_job)(cfg, run_dir=run.path, prepared=(dataset, run), tracker=tracker)
+        with _stage(clock, "report"):
+            report = write_report(run.path, tracker)
     logger.info(f"report: {report}")
     return {"evaluation": result, "report": str(report)}
 

@@ -15,6 +15,7 @@ import torch
 
 from raygan.config import Config
 from raygan.data.shards import png_bytes
+from raygan.reporting.stages import stage_line
 from raygan.runs import RunFolder, atomic_write_text
 from raygan.synthesis.grids import save_sample_grid
 from raygan.synthesis.records import decode_png
@@ -77,6 +78,8 @@ def demo_summary(cfg: Config, result: dict, seconds: float) -> str:
         else:
             text = f"WARN: {audit['reasons'][0]}"
         lines[-1:-1] = [f"  audit           {text}; {privacy}"]
+    if result.get("timing"):  # eval/timing.json, from raygan.reporting.stages
+        lines.append(f"  stages          {stage_line(result['timing'])}")
     summary = "\n".join(lines)
     atomic_write_text(run.path / "summary.txt", summary + "\n")
     return summary

@@ -66,8 +66,21 @@ def test_independent_digits_pipeline_shards_read_back_without_raygan(raygan_logs
     assert {"class", "member", "seed", "steps"} <= set(child.data.params)
     assert len(client.get_metric_history(child.info.run_id, "d_loss")) >= 3
     assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"samples.png", "losses.csv"}
-    parents = {r.data.tags.get("raygan.job") for r in runs if not r.data.tags.get("mlflow.parentRunId")}
-    assert parents == {"train", "synthesize", "evaluate"}
+    parents = {r.data.tags.get("raygan.job"): r for r in runs if not r.data.tags.get("mlflow.parentRunId")}
+    assert set(parents) == {"train", "synthesize", "evaluate", "pipeline"}
+    # the time per stage: eval/timing.json, the log's table and the pipeline's MLflow run agree
+    timing = json.loads((run.path / "eval" / "timing.json").read_text())
+    assert list(timing["stages"]) == ["train", "synthesize", "evaluate", "audit", "report"]
+    assert all(s["seconds"] >= 0 for s in timing["stages"].values())
+    assert sum(s["share"] for s in timing["stages"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert timing["stages"]["train"]["seconds"] > 0 and timing["stages"]["evaluate"]["ran"]
+    assert timing == result["timing"]
+    table = next(m for m in logs if m.startswith("pipeline stages:")).splitlines()
+    assert [line.split()[0] for line in table[2:]] == ["train", "synthesize", "evaluate", "audit", "report",
+                                                       "total"]
+    logged = parents["pipeline"].data.metrics
+    assert logged["stage_seconds_train"] == timing["stages"]["train"]["seconds"]
+    assert {f"stage_share_{s}" for s in timing["stages"]} <= set(logged)
 
 
 def test_grid_points_and_a_rerun_trains_nothing_and_rewrites_nothing(raygan_logs, ray_session, ray_cfg):
@@ -77,14 +90,20 @@ def test_grid_points_and_a_rerun_trains_nothing_and_rewrites_nothing(raygan_logs
     table = pq.read_table(run.path / "shards")
     assert "point" in table.column_names and len(table["point"][0].as_py()) == 2
     assert _shard_counts(run.path) == {("grid", 0): 1000, ("grid", 1): 1000}
-    stamps = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
+    timing_file = run.path / "eval" / "timing.json"  # this job's own time: rewritten by every pipeline
+    stamps = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file() and p != timing_file}
     raygan_logs.clear()
     logs = raygan_logs
     again = run_pipeline(cfg)
     assert again["trained_now"] == 0
     assert any("nothing rewritten" in line for line in logs)
-    after = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file()}
+    after = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file() and p != timing_file}
     assert after == stamps  # not one file rewritten, none added
+    # the rerun's stages found their work done and say so: seconds measured, not copied from the first
+    stages = json.loads(timing_file.read_text())["stages"]
+    assert stages == again["timing"]["stages"] != first["timing"]["stages"]
+    assert stages["train"]["ran"] and not stages["evaluate"]["ran"] and not stages["report"]["ran"]
+    assert stages["evaluate"]["seconds"] == stages["report"]["seconds"] == 0.0
 
 
 def test_rerun_after_an_interrupt_trains_only_what_is_missing(raygan_logs, ray_session, ray_cfg):
