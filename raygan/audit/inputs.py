@@ -117,10 +117,9 @@ def load_inputs(cfg: Config, run: RunFolder, dataset=None) -> list[ClassInputs]:
 
 def domain_model(dataset, run: RunFolder, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The run's domain classifier (trained on the real training split once, cached in eval/)."""
-    from raygan.metrics.domain import train_domain_classifier
+    from raygan.metrics.domain import run_domain_classifier
 
-    return train_domain_classifier(dataset, cache=run.path / "eval" / "domain_classifier.pt",
-                                   device=str(device)).cpu()
+    return run_domain_classifier(dataset, run.path, device=str(device)).cpu()
 
 
 def shard_checksums(run: RunFolder) -> dict[str, str]:

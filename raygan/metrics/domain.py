@@ -6,7 +6,10 @@ is the feature space of the domain Frechet distance, PRDC and the audit's featur
 neighbours. It is never called "FID": the numbers are not comparable with Inception FIDs.
 
 The classifier is trained once per run folder and cached at ``eval/domain_classifier.pt`` together
-with the settings it was trained with; a rerun with the same data settings loads it. The cache is read
+with the settings it was trained with; a rerun with the same data settings loads it. Every user in a
+run (the quality metrics, the audit, the report's t-SNE) gets it through ``run_domain_classifier``:
+whichever asks first trains it, the others load it, a task on another node of a URI run folder after
+fetching the stored copy. The cache is read
 with torch.load(weights_only=True) (raygan.gan.checkpoints): one holding any other Python object is
 refused with its path, never used or overwritten.
 """
@@ -26,6 +29,7 @@ from raygan.data import RealDataset
 from raygan.gan.checkpoints import load_torch_file, save_torch_file
 
 DOMAIN_EPOCHS = 8
+CACHE = "eval/domain_classifier.pt"  # in the run folder
 
 
 def _key(dataset: RealDataset, epochs: int, seed: int) -> str:
@@ -61,6 +65,16 @@ def train_domain_classifier(dataset: RealDataset, *, cache: Optional[Path] = Non
         save_torch_file({"key": key, "state": {k: v.cpu() for k, v in model.state_dict().items()},
                          "val_acc": float(run.val_acc), "test_acc": float(run.test_acc)}, Path(cache))
     return model
+
+
+def run_domain_classifier(dataset: RealDataset, run_path: str | Path, *, device: str = "cpu") -> nn.Module:
+    """The run's domain classifier: loaded from the run folder's cache, else trained once and cached
+    there. A URI run folder's stored copy is fetched into this node's mirror first (a no-op for a local
+    run), so the evaluation, the audit and the report never train it a second time."""
+    from raygan.runs import RunFolder
+
+    RunFolder(Path(run_path)).pull(CACHE, delete=False)
+    return train_domain_classifier(dataset, cache=Path(run_path) / CACHE, device=device)
 
 
 def _features(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:

@@ -107,9 +107,9 @@ class _Spaces:
         self.device = device
         self.domain = self.inception = None
         if {"domain_fd", "prdc", "classifier_score"} & set(names):
-            from raygan.metrics.domain import train_domain_classifier
-            cache = Path(run_dir) / "eval" / "domain_classifier.pt" if run_dir is not None else None
-            self.domain = train_domain_classifier(dataset, cache=cache, device=device)
+            from raygan.metrics.domain import run_domain_classifier, train_domain_classifier
+            self.domain = run_domain_classifier(dataset, run_dir, device=device) if run_dir is not None \
+                else train_domain_classifier(dataset, device=device)
         if {"fid", "kid"} & set(names):
             from raygan.metrics.inception import load_inception
             self.inception = load_inception(cfg.eval.inception_weights, device=device)

@@ -74,17 +74,18 @@ def tsne_embedding(features: np.ndarray, *, seed: int) -> np.ndarray:
 
 
 def tsne_map(dataset: RealDataset, shards: str | Path, *, per_class: int, seed: int,
-             cache: Optional[Path] = None) -> TsneMap:
+             run_dir: Optional[Path] = None) -> TsneMap:
     """The t-SNE map of a run: real training samples and the shards' samples, at most ``per_class``
-    of each per class, in the domain classifier's features (trained, or loaded from ``cache``)."""
+    of each per class, in the features of the run's domain classifier (trained, or loaded from the
+    cache in ``run_dir``; without one, trained and not kept)."""
     from raygan.data.shards import read_shard_rows
-    from raygan.metrics.domain import embed, train_domain_classifier
+    from raygan.metrics.domain import embed, run_domain_classifier, train_domain_classifier
 
     if dataset.kind != "image":
         raise ValueError(f"a t-SNE map needs images; {dataset.name} holds {dataset.kind}")
     rows = read_shard_rows(shards, classes=dataset.classes)
     x, labels, synthetic = pick_points(dataset.train, rows.x, rows.y, dataset.classes, per_class=per_class)
-    model = train_domain_classifier(dataset, cache=cache)
+    model = run_domain_classifier(dataset, run_dir) if run_dir is not None else train_domain_classifier(dataset)
     features = embed(model, x).numpy()
     return TsneMap(embedding=tsne_embedding(features, seed=seed), labels=labels, synthetic=synthetic,
                    classes=list(dataset.classes))

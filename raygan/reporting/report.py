@@ -131,7 +131,7 @@ def tsne_section(run: RunFolder, path: Path) -> tuple[Path | None, list[str]]:
         return None, [TSNE_HEADING, "", f"Not drawn: {why}.", ""]
     per_class = cfg.eval.tsne_points
     tsne = tsne_map(dataset, run.path / "shards", per_class=per_class, seed=seeds.tsne(cfg.eval.seed),
-                    cache=run.path / "eval" / "domain_classifier.pt")
+                    run_dir=run.path)
     n_fake = int(tsne.synthetic.sum())
     plot_tsne(tsne, path, title=f"{cfg.data.name}: t-SNE of domain-classifier features")
     return path, [TSNE_HEADING, "",

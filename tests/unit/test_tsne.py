@@ -39,14 +39,12 @@ def test_the_map_has_one_row_per_point_and_the_figure_is_written(tmp_path):
     x = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
     y = torch.cat([torch.zeros(40, dtype=torch.long), torch.ones(12, dtype=torch.long)])
     _write_shard(tmp_path / "shards", x, y, dataset.classes)
-    tsne = tsne_map(dataset, tmp_path / "shards", per_class=20, seed=0,
-                    cache=tmp_path / "eval" / "domain_classifier.pt")
+    tsne = tsne_map(dataset, tmp_path / "shards", per_class=20, seed=0, run_dir=tmp_path)
     assert tsne.embedding.shape == (20 + 20 + 20 + 12, 2) and np.isfinite(tsne.embedding).all()
     assert tsne.counts() == {dataset.classes[0]: {"real": 20, "synthetic": 20},
                              dataset.classes[1]: {"real": 20, "synthetic": 12}}
     assert (tmp_path / "eval" / "domain_classifier.pt").is_file()  # the cache the audit and metrics share
-    again = tsne_map(dataset, tmp_path / "shards", per_class=20, seed=0,
-                     cache=tmp_path / "eval" / "domain_classifier.pt")
+    again = tsne_map(dataset, tmp_path / "shards", per_class=20, seed=0, run_dir=tmp_path)
     np.testing.assert_allclose(again.embedding, tsne.embedding, rtol=1e-4, atol=1e-4)  # fixed random_state
     path = plot_tsne(tsne, tmp_path / "plots" / "tsne.png")
     with Image.open(path) as image:

@@ -29,6 +29,9 @@ _SCRIPT = textwrap.dedent("""
 
     logs.configure("warning")
     torch.set_num_threads(1)
+    import raygan.metrics.domain as domain
+    trainings, train = [], domain.train_classifier  # the domain classifier's training runs, counted
+    domain.train_classifier = lambda *a, **k: trainings.append(1) or train(*a, **k)
     cfg = load_config(overrides=json.loads(sys.argv[1]))
     dataset, run = prepare(cfg)
     run.write_config(cfg)
@@ -50,7 +53,8 @@ _SCRIPT = textwrap.dedent("""
                       "counts": {f"{c}/{t}": n for (c, t), n in counts.items()},
                       "shapes": sorted(shapes), "sample_shape": list(dataset.sample_shape),
                       "trtr": result["evaluation"]["trtr"]["test_acc_mean"], "codes": codes,
-                      "run": str(run.path), "ray": sys.modules["ray"] is None}))
+                      "run": str(run.path), "ray": sys.modules["ray"] is None,
+                      "domain_trainings": len(trainings)}))
 """)
 
 
@@ -58,7 +62,8 @@ def test_plain_shards_and_in_process_evaluation_without_ray(tmp_path):
     overrides = ["data.name=digits", "data.classes={a: [0], b: [1]}", "gan.family=dcgan", "gan.width=8",
                  "gan.z_dim=16", "train.steps=20", "train.batch_size=16", "train.checkpoint_every=10",
                  "train.log_every=10", "ensemble.members=2", "output.sample_grid=16",
-                 "synth.chunk_size=64", "eval.repeats=1", "eval.epochs=1", "audit.enabled=true", "audit.spaces=[pixel]",
+                 "synth.chunk_size=64", "eval.repeats=1", "eval.epochs=1", "audit.enabled=true",
+                 "audit.spaces=[pixel, domain]", "eval.metrics=[domain_fd]",
                  f"output.root={tmp_path}/runs"]
     out = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(overrides)], capture_output=True,
                          text=True, timeout=300)
@@ -80,6 +85,9 @@ def test_plain_shards_and_in_process_evaluation_without_ray(tmp_path):
     for name in ("eval/evaluation.json", "report.md", "audit/privacy.json"):
         assert (tmp_path / "runs" / "default" / "run" / name).is_file(), name
     assert "## Privacy: memorisation audit" in (tmp_path / "runs" / "default" / "run" / "report.md").read_text()
+    # quality metrics, audit and t-SNE (twice each, with the CLI's evaluate and report): one training
+    assert (tmp_path / "runs" / "default" / "run" / "plots" / "tsne.png").is_file()
+    assert got["domain_trainings"] == 1
 
 
 def test_only_a_local_run_with_no_cluster_named_runs_here(monkeypatch):
