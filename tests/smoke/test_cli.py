@@ -75,6 +75,8 @@ def test_demo_tiny_writes_member_grids_and_a_summary(tmp_path):
     assert "raygan demo: summary" in out.stdout
     assert "T = 2 members per class, 4 members (4 trained now" in out.stdout
     assert re.search(r"  audit           (PASS|WARN): .*privacy\.json", out.stdout)
+    assert "pipeline stages:" in out.stdout  # the table, and its line in the summary
+    assert re.search(r"  stages          train \d+s \(\d+%\), synthesize \d+s .* report \d+s", out.stdout)
     run = root / "demo" / "digits"
     for cls in ("0-4", "5-9"):
         for t in (0, 1):
