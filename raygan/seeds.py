@@ -14,6 +14,7 @@ CONDITIONAL_CLASS = 1_000_000      # a conditional member covers every class: it
 BOOSTING_STEP_OFFSET = 10_000      # the boosting weights of step t: member index 10_000 + t
 RECURSIVE_ROUND_OFFSET = 1_000     # seed 002's recursive rounds: the GAN of round r
 RECURSIVE_SAMPLES_OFFSET = 2_000   # ... and the synthetic samples it adds
+DIVERSITY_PROBE_OFFSET = 3_000     # the samples and real images a member's collapse check compares
 SYNTH_CHUNK_STREAM = 7             # the last word of a shard chunk's seed sequence
 MIXTURE_MEMBER_STRIDE = 1_000_003  # member t of a mixture draws from seed * stride + t
 CLASS_STRIDE = 1_009               # class k of a regenerated synthetic set draws from seed * stride + k
@@ -69,6 +70,11 @@ def recursive_round(member_seed: int, round_index: int) -> int:
 def recursive_samples(member_seed: int, round_index: int) -> int:
     """The synthetic samples that round ``round_index`` adds to the next round's training set."""
     return member(member_seed % _WORD, RECURSIVE_SAMPLES_OFFSET + round_index, 0)
+
+
+def diversity_probe(member_seed: int) -> int:
+    """The samples a trained member draws, and the real images picked, for its collapse check."""
+    return member(member_seed % _WORD, DIVERSITY_PROBE_OFFSET, 0)
 
 
 def synth_chunk(base: int, class_index: int, member_index: int, chunk: int) -> int:

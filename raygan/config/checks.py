@@ -165,6 +165,20 @@ def _check_medmnist(d) -> None:
                           f"{d.name} reads none; set data.medmnist_flag=null or data.name=medmnist")
 
 
+def _check_collapse(cfg: Config) -> None:
+    """ensemble.on_collapse=drop leaves a member out as a diverged one, which a boosting loop cannot do
+    to a member its next steps' data weights were built on; drop and retrain decide from private images
+    that the privacy ledger does not cover."""
+    action = cfg.ensemble.on_collapse
+    if action == "drop" and cfg.ensemble.method != "independent":
+        raise ConfigError(f"ensemble.on_collapse=drop leaves members out after training, and ensemble.method="
+                          f"{cfg.ensemble.method} builds each step on the last; use on_collapse=warn or retrain")
+    if action != "warn" and cfg.privacy.epsilon is not None:
+        raise ConfigError(f"ensemble.on_collapse={action} decides from the class's private images, which "
+                          "the privacy ledger does not cover (members under privacy are not measured); "
+                          "set ensemble.on_collapse=warn")
+
+
 def _check_relations(cfg: Config) -> None:
     d, e = cfg.data, cfg.ensemble
     if d.grouping is not None and d.classes is not None:
@@ -226,6 +240,7 @@ def _check_relations(cfg: Config) -> None:
                           "set data.download: false" + (" and put the MedMNIST .npz under data.root "
                                                         "(https://medmnist.com)" if d.name == "medmnist" else ""))
     _check_medmnist(d)
+    _check_collapse(cfg)
     packs, why = cfg.cluster.members_per_task, why_not_packable(cfg)
     if packs is not None and packs > 1 and why is not None:
         raise ConfigError(f"cluster.members_per_task={packs} packs members into one task, but {why}; "

@@ -170,6 +170,16 @@ class EnsembleConfig:
                                         "class's real training size: N_g = round(ratio * N) (e.g. 2.5); "
                                         "null keeps samples_per_class's rule; not with samples_per_class.",
                                         minimum=0.0, exclusive_min=True)
+    collapse_threshold: float = _f(0.1, "A member whose samples' mean pairwise distance is below this "
+                                   "fraction of its class's real images' is collapsed (raygan.metrics."
+                                   "collapse; 0 turns the check off). Conditional members and members "
+                                   "trained under privacy are not measured.", minimum=0.0)
+    on_collapse: str = _f("warn", "What a collapsed member gets: warn (kept; a log warning, flagged in "
+                          "the manifest and the report), drop (left out of its class's mixture like a "
+                          "diverged member; synthesis renormalises the others' weights) or retrain "
+                          "(trained again from scratch with its next seed, as a diverged member is, up to "
+                          "train.divergence_retries times, then left out).",
+                          choices=("warn", "drop", "retrain"))
 
 
 @dataclass(frozen=True)

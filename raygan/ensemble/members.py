@@ -8,7 +8,8 @@ class k; a synthetic set of N_g samples holds p_t N_g samples from member t (N_g
 Divergence policy: a member whose losses go NaN, inf or past train.max_abs_loss trains again from scratch
 with its next seed (seeds.member_retry) up to train.divergence_retries times; attempts.json in its folder
 keeps the diverged attempts (a rerun goes on with the next). Its entry then says attempts, seeds_tried and
-divergence; a member never converging gets status "diverged", under the manifest's "diverged" section.
+divergence; a member never converging gets status "diverged", under the manifest's "diverged" section,
+as does one dropped for collapse (status "collapsed"; raygan.ensemble.collapse).
 """
 from __future__ import annotations
 
@@ -134,6 +135,7 @@ def finished(made: Optional[list[dict]], heads: list[tuple[dict, dict]], seed: i
 
 
 CONDITIONAL_DIR = "_conditional"
+GIVEN_UP = ("diverged", "collapsed")  # statuses of members left out of the mixture
 
 
 def conditional_heads(classes: list[str], member: int) -> list[tuple[dict, dict]]:
@@ -170,13 +172,14 @@ def member_grid(dataset: RealDataset, members: int) -> list[tuple[int, str, int]
 
 def record_trained(run: RunFolder, entries: list[dict]) -> list[dict]:
     """The driver's record of trained members: the complete ones into the manifest's members (one
-    write), given-up ones under its "diverged" section; returns the complete ones."""
+    write), given-up ones (diverged, or collapsed under ensemble.on_collapse=drop) under its "diverged"
+    section; returns the complete ones."""
     ok = [e for e in entries if e.get("status") == "complete"]
     if ok:
         run.record_member(*ok)
     diverged = run.manifest().get("diverged", {})
     kept = {key: e for key, e in diverged.items() if key not in {f"{o['class']}/{o['member']}" for o in ok}}
-    kept.update({f"{e['class']}/{e['member']}": e for e in entries if e.get("status") == "diverged"})
+    kept.update({f"{e['class']}/{e['member']}": e for e in entries if e.get("status") in GIVEN_UP})
     if kept != diverged:
         run.update_manifest(diverged=kept)
     return ok
@@ -186,8 +189,10 @@ def check_classes(run: RunFolder, classes: list[str], cfg: Config) -> None:
     """After training: name every member given up; NoMemberError (exit 2) if a class has none left."""
     given_up = run.manifest().get("diverged", {})
     for key, e in sorted(given_up.items()):
-        logger.warning(f"member {key} diverged in all {e.get('attempts', 1)} attempts (seeds {e.get('seeds_tried')}): "
-                       "left out; synthesis renormalises its class's mixture weights without it")
+        how = (f"diverged in all {e.get('attempts', 1)} attempts (seeds {e.get('seeds_tried')})"
+               if e.get("status") != "collapsed" else e.get("error", "collapsed"))
+        logger.warning(f"member {key} {how}: left out; synthesis renormalises its class's mixture weights "
+                       "without it")
     empty = [name for name in classes
              if not any(run.member_entry(name, t) for t in range(cfg.ensemble.members))]
     if empty and any(key.rsplit("/", 1)[0] in empty for key in given_up):

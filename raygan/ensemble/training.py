@@ -11,7 +11,8 @@ synthesis, curves and the audit treat it like K per-class members).
 ``pack=True``: the units are one pack task; a packable family trains them as one packed model
 (raygan.gan.pack), the others (and recursive training) one by one; every entry says ``pack_size``.
 ``pack=False``: each unit trains alone on its own modules (train_gan), with recursive training when
-train.recursive_rounds > 0. Divergence: see raygan.ensemble.members.
+train.recursive_rounds > 0. Divergence: see raygan.ensemble.members; collapse (ensemble.on_collapse):
+raygan.ensemble.collapse, checked on every trained per-class member before its folder is written.
 
 Privacy (privacy.epsilon set): each per-class unit carries its member's DP-SGD settings from the run's
 plan (raygan.privacy.accountant.plan_privacy) and, under privacy.partition=disjoint, only its own part
@@ -31,6 +32,7 @@ import torch
 from raygan import seeds
 from raygan.config import Config
 from raygan.data import RealDataset
+from raygan.ensemble.collapse import MemberCollapsedError, apply_verdict, judge
 from raygan.ensemble.members import (
     CONDITIONAL_DIR,
     SampleGrid,
@@ -46,7 +48,7 @@ from raygan.ensemble.members import (
 )
 from raygan.gan.models import CONDITIONAL, UNPACKABLE
 from raygan.gan.pack import PackMember, train_pack
-from raygan.gan.train import resolve_device, train_gan
+from raygan.gan.train import GANDivergedError, resolve_device, train_gan
 from raygan.privacy.accountant import member_data, plan_privacy
 from raygan.privacy.dpsgd import MemberPrivacy
 from raygan.privacy.ledger import write_ledger
@@ -131,13 +133,25 @@ def _train_rounds(unit: Unit, cfg: Config, seed: int, *, device, on_log=None):
     raise AssertionError("unreachable")
 
 
+def _verdict(unit: Unit, generator, cfg: Config, seed: int, device) -> dict:
+    """raygan.ensemble.collapse.judge on a per-class unit's real images (a conditional member and one
+    trained under privacy are not measured)."""
+    real = None if unit.labels is not None or unit.privacy is not None else unit.data
+    who = unit.heads[0][0]
+    return judge(generator, real, cfg, seed=seed, device=device,
+                 who=f"class {who['class']} member {who['member']}")
+
+
 def _alone(unit: Unit, cfg: Config, run: RunFolder, *, device: Optional[torch.device], on_log) -> list[dict]:
-    """One unit on its own modules, retried with its next seeds when it diverges."""
+    """One unit on its own modules, retried with its next seeds when it diverges (or, under
+    ensemble.on_collapse=retrain, collapses)."""
     def train(seed: int) -> list[dict]:
         on = _device(cfg, device)
         result, sizes = _train_rounds(unit, cfg, seed, device=on, on_log=on_log)
-        return write_member(unit.folder, result, cfg, run, seed=seed, shape=tuple(unit.data.shape[1:]),
+        verdict = _verdict(unit, result.generator, cfg, seed, on)
+        made = write_member(unit.folder, result, cfg, run, seed=seed, shape=tuple(unit.data.shape[1:]),
                             heads=unit.heads, sample_grid=unit.sample_grid(seed), device=on, sizes=sizes)
+        return apply_verdict(made, verdict)
 
     [(made, seed, failed)] = with_retries([unit.folder], cfg, train=lambda pairs: [train(pairs[0][1])],
                                           seed_of=lambda _, a: unit.seed_of(a))
@@ -147,17 +161,29 @@ def _alone(unit: Unit, cfg: Config, run: RunFolder, *, device: Optional[torch.de
 def _packed(units: list[Unit], cfg: Config, run: RunFolder, device: torch.device) -> list[list[dict]]:
     """The units as one packed model (raygan.gan.pack); the diverged ones again, in a pack of their own,
     with their next seeds."""
+    verdicts = {}
+
+    def judged(i: int, seed: int, result):
+        """A pack member's result, or MemberCollapsedError (on_collapse=retrain) for a collapsed one."""
+        if isinstance(result, GANDivergedError):
+            return result
+        try:
+            verdicts[i] = _verdict(units[i], result.generator, cfg, seed, device)
+        except MemberCollapsedError as err:
+            return err
+        return result
+
     trained = with_retries(
         [u.folder for u in units], cfg, seed_of=lambda i, a: units[i].seed_of(a),
-        train=lambda pairs: train_pack([PackMember(
+        train=lambda pairs: [judged(i, seed, r) for (i, seed), r in zip(pairs, train_pack([PackMember(
             data=units[i].data, seed=seed, checkpoint_path=units[i].folder / "checkpoint.pt",
             data_weights=units[i].data_weights, labels=units[i].labels, n_classes=units[i].n_classes)
-            for i, seed in pairs], gan=cfg.gan, train=cfg.train, device=device))
+            for i, seed in pairs], gan=cfg.gan, train=cfg.train, device=device))])
     out = []
-    for u, (result, seed, failed) in zip(units, trained):
-        made = None if result is None else write_member(
+    for i, (u, (result, seed, failed)) in enumerate(zip(units, trained)):
+        made = None if result is None else apply_verdict(write_member(
             u.folder, result, cfg, run, seed=seed, shape=tuple(u.data.shape[1:]), heads=u.heads,
-            sample_grid=u.sample_grid(seed), device=device)
+            sample_grid=u.sample_grid(seed), device=device), verdicts[i])
         out.append(finished(made, u.heads, seed, failed, device))
     return out
 

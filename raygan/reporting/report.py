@@ -69,12 +69,38 @@ def plot_training_curves(ev: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _collapse_lines(manifest: dict) -> list[str]:
+    """A line naming the collapsed members (ensemble.on_collapse), with their diversity and decision."""
+    entries = {**manifest.get("diverged", {}), **manifest.get("members", {})}
+    bad = {key: e for key, e in sorted(entries.items()) if e.get("collapse", {}).get("collapsed")}
+    if not bad:
+        return []
+    threshold = next(iter(bad.values()))["collapse"]["threshold"]
+    named = ", ".join(f"{key} ({e['diversity']:.3f}, {e['collapse']['decision']})" for key, e in bad.items())
+    return [f"- collapsed members (diversity below {threshold:g} of the real class's; "
+            f"raygan.metrics.collapse): {named}"]
+
+
+def _diversity_label(entry: dict | None) -> tuple[str, str]:
+    """The caption under a member's grid: its diversity (raygan.ensemble.collapse) and, when it is
+    collapsed, what was done; red when collapsed."""
+    if not entry or "diversity" not in entry:
+        return "", "black"
+    verdict = entry.get("collapse", {})
+    if not verdict.get("collapsed"):
+        return f"diversity {entry['diversity']:.2f}", "black"
+    return f"diversity {entry['diversity']:.2f}\nCOLLAPSED ({verdict.get('decision')})", "red"
+
+
 def plot_member_grids(run: RunFolder, path: Path) -> Path | None:
-    """Every member's sample grid: one row per class, one column per member."""
+    """Every member's sample grid: one row per class, one column per member, each with its diversity
+    below it (collapsed members flagged in red)."""
     from PIL import Image
     grids = sorted(run.path.glob("members/*/*/samples.png"))
     if not grids:
         return None
+    manifest = run.manifest()
+    entries = {**manifest.get("diverged", {}), **manifest.get("members", {})}
     classes = sorted({p.parent.parent.name for p in grids})
     members = sorted({int(p.parent.name) for p in grids})
     fig = figure(figsize=(1.6 * len(members), 1.6 * len(classes)))
@@ -88,6 +114,9 @@ def plot_member_grids(run: RunFolder, path: Path) -> Path | None:
                 ax.imshow(np.asarray(Image.open(p, formats=["PNG"])), cmap="gray", interpolation="nearest")
             if i == 0:
                 ax.set_title(f"member {t}", fontsize=8)
+            label, colour = _diversity_label(entries.get(f"{c}/{t}"))
+            ax.text(0.5, -0.02, label, transform=ax.transAxes, ha="center", va="top", fontsize=6,
+                    color=colour)
         axes[i][0].text(-0.1, 0.5, c, transform=axes[i][0].transAxes, ha="right", va="center",
                         fontsize=8)
     return save_figure(fig, path)
@@ -223,7 +252,7 @@ def markdown(run: RunFolder, ev: dict | None, figures: list[Path], tsne: list[st
              f"- ensemble: {cfg['ensemble']['method']}, T = {cfg['ensemble']['members']}, "
              f"GAN {cfg['gan']['family']}, {cfg['train']['steps']} steps per member",
              f"- members trained: {len(manifest.get('members', {}))}; synthetic rows: "
-             f"{manifest.get('shards', {}).get('rows', 0)}", ""]
+             f"{manifest.get('shards', {}).get('rows', 0)}", *_collapse_lines(manifest), ""]
     if ev:
         lines += [f"## Downstream accuracy ({ev['classifier']}, {ev['repeats']} repeats, real test split)",
                   "", "Epoch picked on the real validation split; seed 000's protocol (best test epoch) "

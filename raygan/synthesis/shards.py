@@ -102,7 +102,8 @@ def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[s
     raygan.ensemble.mixture_weights (configured or uniform weights for independent members, the boosted
     ones else).
 
-    A member that diverged in every attempt (the manifest's "diverged" section) gets p_t = 0 and the
+    A member given up (the manifest's "diverged" section: diverged in every attempt, or dropped as
+    collapsed, ensemble.on_collapse=drop) gets p_t = 0 and the
     others' weights are renormalised without it (said in the log); a member missing otherwise is an
     error: training has not finished."""
     given_up = run.manifest().get("diverged", {})
@@ -119,8 +120,12 @@ def mixture_weights(cfg: Config, dataset: RealDataset, run: RunFolder) -> dict[s
         w = np.zeros(T, dtype=np.float64)
         w[members] = 1.0 / T if weights is None else weights
         if absent:
-            logger.warning(f"class {name}: member(s) {absent} diverged in every attempt; the mixture "
-                           f"weights of the {T - len(absent)} others are renormalised without them")
+            collapsed = [t for t in absent if given_up[f"{name}/{t}"].get("status") == "collapsed"]
+            why = [f"member(s) {ts} {how}" for ts, how in (
+                ([t for t in absent if t not in collapsed], "diverged in every attempt"),
+                (collapsed, "collapsed (ensemble.on_collapse=drop)")) if ts]
+            logger.warning(f"class {name}: {'; '.join(why)}; the mixture weights of the {T - len(absent)} "
+                           "others are renormalised without them")
         out[name] = (w / np.sum(w)).tolist()
     return out
 
