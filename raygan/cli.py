@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     before = signals.raise_on_sigterm()
     try:
         args.func(args)
-    except (KeyboardInterrupt, signals.Stopped) as stop:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (raygan.signals.Stopped)
         code, line = signals.stopped_line(stop)
         print(line, file=sys.stderr)
         return code

@@ -1,18 +1,17 @@
 """Connect to a Ray cluster (--address / RAY_ADDRESS) or start a local one, the same path for both."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import socket
-import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import ray
 
+from raygan import signals
+from raygan.cluster.join import bounded_join, check_reachable
 from raygan.config import Config, ConfigError, from_dict
 from raygan.secrets import redact
 
@@ -26,75 +25,20 @@ def connect(cfg: Config, address: Optional[str] = None) -> dict:
     if not ray.is_initialized():
         address = address or cfg.cluster.address or os.environ.get("RAY_ADDRESS")
         if address:
-            check_reachable(address)
-            with _sigterm_ends_connect(address):
-                # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
-                ray.init(address=address)
-        else:
-            ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False,
-                     runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+            check_reachable(address)  # nothing there, or an HTTP server: refused in seconds
+        before = signal.getsignal(signal.SIGTERM)  # ray.init replaces it (raygan.signals)
+        try:
+            if address:
+                with bounded_join(address):
+                    # No runtime_env here: inside `ray job submit` it would replace the job's working_dir.
+                    ray.init(address=address)
+            else:
+                ray.init(num_cpus=cfg.cluster.num_cpus, include_dashboard=False,
+                         runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+        finally:
+            signals.restore(before)
     check_gpus(cfg)
     return ray.cluster_resources()
-
-
-@contextlib.contextmanager
-def _sigterm_ends_connect(address: str) -> Iterator[None]:
-    """SIGTERM ends the process while Ray connects. ray.init installs a Python SIGTERM handler, which
-    runs only once its C++ retries return (on an address that accepts but never answers: never).
-    Python's C-level handler still writes the signal's number to the wakeup fd at once, so a thread
-    of ours reads it there and ends the process; nothing has been written yet (raygan.cluster.entry
-    joins a named cluster before the run folder is touched)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    reader, writer = socket.socketpair()
-    writer.setblocking(False)
-    done = threading.Event()
-
-    def watch() -> None:
-        while (got := reader.recv(1)) and not done.is_set():
-            if got[0] == signal.SIGTERM:
-                os.write(2, f"raygan: stopped by SIGTERM while joining the Ray cluster at "
-                            f"{redact(address)}\n".encode())
-                os._exit(128 + signal.SIGTERM)
-
-    previous = signal.set_wakeup_fd(writer.fileno())
-    watcher = threading.Thread(target=watch, name="raygan-sigterm", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        signal.set_wakeup_fd(previous)
-        writer.close()  # the watcher's recv returns b"" and it ends
-        watcher.join(timeout=5)
-        reader.close()
-
-
-# Seconds to open a TCP connection to a Ray address: a live GCS answers in milliseconds, while
-# ray.init on a dead address retries for minutes.
-_CONNECT_TIMEOUT_S = 5.0
-
-
-def check_reachable(address: str) -> None:
-    """Refuse, within seconds, a Ray address nothing listens on (ray.init would retry for minutes).
-
-    "auto" and "local" name no host and are left to ray.init; "ray://host:port" (Ray Client) and
-    "host:port" (the GCS) are probed with one TCP connection.
-    """
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"Ray address {redact(address)!r} is not host:port (or ray://host:port); "
-                          "fix --address / cluster.address / RAY_ADDRESS")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
-    except OSError as err:
-        raise ConfigError(f"cannot reach the Ray cluster at {redact(address)} "
-                          f"({err.strerror or type(err).__name__}); start it or fix --address / "
-                          "cluster.address / RAY_ADDRESS (unset all three for a local Ray)") from None
 
 
 # Where Ray's cluster launcher (`ray up`) puts the cluster config on the head node; the head's

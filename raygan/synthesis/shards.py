@@ -220,6 +220,17 @@ def swap_in(fs: pafs.FileSystem, staging: str, final: str) -> None:
     fs.delete_dir(staging)
 
 
+def remove_staging(fs: pafs.FileSystem, staging: str) -> None:
+    """Delete the staging folder of an interrupted write; a failure to is logged, not raised over the
+    error that interrupted it (the next synthesis deletes it first anyway)."""
+    try:
+        if fs.get_file_info(staging).type != pafs.FileType.NotFound:
+            fs.delete_dir(staging)
+    except OSError as err:
+        logger.warning(f"shards: could not remove the staging folder {staging} ({err}); the next "
+                       "synthesis of this run removes it")
+
+
 def verify(fs: pafs.FileSystem, staging: str, spec: dict) -> tuple[dict, dict]:
     """(files, counts) of what was written: rows, sha256 and bytes per file, rows per class and
     member; a RuntimeError unless the rows are those the plan asked for."""
@@ -255,9 +266,13 @@ def synthesize(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
     total = sum(i["count"] for i in items)
     logger.info(f"shards: generating {total} samples in {len(items)} chunks {engine}")
     t0 = time.perf_counter()
-    write(items, fs, staging)
-    files, counts = verify(fs, staging, spec)
-    swap_in(fs, staging, final)
+    try:
+        write(items, fs, staging)
+        files, counts = verify(fs, staging, spec)
+        swap_in(fs, staging, final)
+    except BaseException:  # an error, Ctrl-C or SIGTERM (raygan.signals): no staging folder is left
+        remove_staging(fs, staging)
+        raise
     section = {"spec": spec, "files": files, "counts": counts, "rows": total,
                "columns": ["point" if dataset.kind == "points" else "image", "label", "class_name",
                            "member", "method", "seed", "index"]}
