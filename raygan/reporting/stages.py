@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from raygan.config import Config
 from raygan.runs import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def write_timing(run_path: Path, timing: dict) -> Path:
     return path
 
 
-def record_timing(cfg, run_path: Path, clock: StageClock) -> dict:
+def record_timing(cfg: Config, run_path: Path, clock: StageClock) -> dict:
     """The pipeline's end: eval/timing.json, the table in the log, the metrics (and the file) in an
     MLflow parent run of the "pipeline" job; returns the timing."""
     from raygan.tracking import Tracker
