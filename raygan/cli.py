@@ -154,7 +154,7 @@ def _pull_remote_run(location: str):
 
 def audit_config(cfg, run: Path, uri: str | None):
     """The config of `raygan audit RUN`: a local run's output names follow the folder given; a URI run
-    keeps the experiment and run of its stored config (its mirror folder's name is the quoted URI) under
+    keeps the experiment and run of its stored config (its mirror folder's name is a digest of the URI) under
     the URI given as root, query (e.g. endpoint_override) kept."""
     if uri is None:
         return cfg.replace(output={"root": str(run.parent.parent), "experiment": run.parent.name,

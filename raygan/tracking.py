@@ -9,13 +9,20 @@ output.root; artifacts of a local store go next to it, not into the current dire
 An http(s) tracking server that cannot be reached fails the job within seconds, before anything is
 written (``check_server``), rather than falling back to a local store: a cluster job's records would
 otherwise land on a head node that may be gone tomorrow. Credentials in the URI never reach a param,
-a tag or a message (raygan.secrets).
+a tag or a message (raygan.secrets), nor standard output: MLflow's own "View run ... at <server URL>"
+lines, printed when a run on a server ends, are switched off (MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT).
+
+Validate first, then write: a Tracker opens the store, the experiment and its parent run at the first
+thing it logs, so a job refused inside its parent block (shards that differ from the manifest, an
+audit holdout too small) leaves no MLflow run and no new store. A new sqlite store is made in a
+temporary file and moved into place once MLflow's migrations finished, so a full disk never leaves a
+half-made ``mlflow.db`` that every later run would fail to open; store errors name the store and the fix.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -25,6 +32,8 @@ from raygan.secrets import one_line, redact, redact_tree
 
 # Seconds to open a TCP connection to the tracking server (MLflow itself retries for minutes).
 _CONNECT_TIMEOUT_S = 5.0
+# MLflow prints "View run <name> at: <server URL>" to stdout when a run on a server ends, password and all.
+_QUIET_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -59,12 +68,69 @@ def check_server(cfg: Config) -> None:
                           "tracking.enabled=false") from None
 
 
+def quiet_urls() -> None:
+    """No "View run ... at <URL>" lines from MLflow in this process (they would print credentials)."""
+    os.environ[_QUIET_URLS] = "true"
+
+
+def _sqlite_path(uri: str) -> Optional[Path]:
+    """The file of a sqlite:/// store URI (None for any other store, or one with URI options)."""
+    if not uri.startswith("sqlite:///") or "?" in uri:
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def _remove_sqlite(path: Path) -> None:
+    for extra in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{extra}").unlink(missing_ok=True)
+
+
+def store_error(uri: str, err: BaseException) -> ConfigError:
+    """An MLflow store failure as one line naming the store and the fix."""
+    path = _sqlite_path(uri)
+    where, fix = (f"the MLflow store {path}", "free space on its disk (or fix its permissions)") if path \
+        else (f"the MLflow store at {redact(uri)}", "check that server (its disk, its log)")
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]  # not sqlalchemy's SQL and links
+    return ConfigError(f"{where} failed: {redact(first)[:200]}; {fix}, point tracking.tracking_uri "
+                       "elsewhere, or set tracking.enabled=false")
+
+
+def create_store(uri: str) -> None:
+    """Make a sqlite store that does not exist yet in a temporary file, and move it into place only once
+    MLflow's migrations finished (a no-op for an existing store or any other kind). On any failure (a
+    full disk) the temporary file goes and nothing is left at the store's path. Of two processes making
+    it at once, one links its file into place and the other uses that one."""
+    path = _sqlite_path(uri)
+    if path is None or path.exists():
+        return
+    from mlflow import MlflowClient
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)  # migrates
+        try:
+            os.link(tmp, path)  # never over a store another process has just made
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    except Exception as err:  # noqa: BLE001 - sqlalchemy's, MLflow's and the disk's errors alike
+        raise store_error(uri, err) from None
+    finally:
+        _remove_sqlite(tmp)
+
+
 def use_tracking_uri(mlflow, uri: str) -> None:
-    """mlflow.set_tracking_uri, without leaving MLFLOW_TRACKING_URI behind in the environment.
+    """mlflow.set_tracking_uri (a new sqlite store made by create_store), MLflow's URL lines switched
+    off, without leaving MLFLOW_TRACKING_URI behind in the environment.
 
     MLflow 3 also exports the URI as MLFLOW_TRACKING_URI; left there, the next job in the same process
     (a test session, a notebook) would log into this job's store instead of its own.
     """
+    quiet_urls()
+    create_store(uri)
     before = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     if before is None:
@@ -85,45 +151,83 @@ def ensure_experiment(mlflow, cfg: Config) -> str:
 
 
 class Tracker:
-    """Wraps one MLflow parent run; a no-op when tracking is disabled."""
+    """Wraps one MLflow parent run, opened at the first thing logged; a no-op when tracking is disabled."""
 
     def __init__(self, cfg: Config, job: str):
         self.cfg, self.job, self.parent_id = cfg, job, None
-        self.enabled = cfg.tracking.enabled
+        self.enabled, self.run_dir = cfg.tracking.enabled, None
         if self.enabled:
             import mlflow
             self.mlflow = mlflow
             logs.redact_handlers("mlflow")  # its handlers exist once it is imported
+            quiet_urls()
             check_server(cfg)
-            use_tracking_uri(mlflow, tracking_uri(cfg))
-            try:
-                self.experiment_id = ensure_experiment(mlflow, cfg)
-            except mlflow.exceptions.MlflowException as err:  # its text quotes the URI
-                raise ConfigError(f"MLflow at {redact(tracking_uri(cfg))} refused the experiment: "
-                                  f"{one_line(err)[:300]}; check tracking.tracking_uri or set "
-                                  "tracking.enabled=false") from None
 
-    @contextmanager
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """MLflow's and its store's errors (a full disk: sqlite's "disk I/O error") as one line naming
+        the store and the fix (store_error)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            yield
+        except (self.mlflow.exceptions.MlflowException, SQLAlchemyError) as err:
+            raise store_error(tracking_uri(self.cfg), err) from None
+
+    def _open(self) -> None:
+        """The store, the experiment and the parent run with the config as params, made now (the first
+        thing is logged) rather than when the job started, so that a job refused before has none."""
+        if self.parent_id is None:
+            with self._writing():
+                self._start()
+
+    def _start(self) -> None:
+        uri = tracking_uri(self.cfg)
+        use_tracking_uri(self.mlflow, uri)
+        try:
+            self.experiment_id = ensure_experiment(self.mlflow, self.cfg)
+        except self.mlflow.exceptions.MlflowException as err:  # its text quotes the URI
+            raise ConfigError(f"MLflow at {redact(uri)} refused the experiment: {one_line(err)[:300]}; check "
+                              "tracking.tracking_uri or set tracking.enabled=false") from None
+        flat = {f"{section}.{k}": v for section, values in redact_tree(self.cfg.to_dict()).items()
+                for k, v in values.items()}
+        run = self.mlflow.start_run(experiment_id=self.experiment_id,
+                                    run_name=f"{self.cfg.output.run}:{self.job}")
+        self.parent_id = run.info.run_id
+        self.mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
+        made_by = provenance()
+        self.mlflow.set_tags({"raygan.job": self.job, "raygan.run_dir": redact(self.run_dir),
+                              "raygan.version": made_by["version"],
+                              "raygan.git_commit": made_by["git_commit"] or "none"})
+
+    @contextlib.contextmanager
     def parent(self, run_dir: Path) -> Iterator["Tracker"]:
+        """The block of the job's parent run: ended FINISHED, FAILED (an error) or KILLED (a signal),
+        if anything was logged in it."""
         if not self.enabled:
             yield self
             return
-        flat = {f"{section}.{k}": v for section, values in redact_tree(self.cfg.to_dict()).items()
-                for k, v in values.items()}
-        with self.mlflow.start_run(experiment_id=self.experiment_id,
-                                   run_name=f"{self.cfg.output.run}:{self.job}") as run:
-            self.parent_id = run.info.run_id
-            self.mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
-            made_by = provenance()
-            self.mlflow.set_tags({"raygan.job": self.job, "raygan.run_dir": redact(run_dir),
-                                  "raygan.version": made_by["version"],
-                                  "raygan.git_commit": made_by["git_commit"] or "none"})
+        self.run_dir = run_dir
+        try:
             yield self
+        except BaseException as err:
+            if self.parent_id is not None:  # the error that ended the job is the one to show
+                with contextlib.suppress(Exception):
+                    self.mlflow.end_run(status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+        if self.parent_id is not None:
+            with self._writing():
+                self.mlflow.end_run(status="FINISHED")
 
     def log_member(self, entry: dict, run_dir: Path) -> Optional[str]:
         """A child run with the member's parameters, its loss curve and its sample grid."""
         if not self.enabled:
             return None
+        self._open()
+        with self._writing():
+            return self._child(entry, run_dir)
+
+    def _child(self, entry: dict, run_dir: Path) -> str:
         folder = (Path(run_dir) / entry["generator"]).parent if "generator" in entry else \
             Path(run_dir) / "members" / entry["class"] / str(entry["member"])
         with self.mlflow.start_run(experiment_id=self.experiment_id, nested=True,
@@ -159,8 +263,12 @@ class Tracker:
 
     def log_metrics(self, metrics: dict) -> None:
         if self.enabled:
-            self.mlflow.log_metrics(metrics)
+            self._open()
+            with self._writing():
+                self.mlflow.log_metrics(metrics)
 
     def log_artifact(self, path: Path) -> None:
         if self.enabled and Path(path).exists():
-            self.mlflow.log_artifact(str(path))
+            self._open()
+            with self._writing():
+                self.mlflow.log_artifact(str(path))

@@ -187,13 +187,17 @@ def member_resources(cfg: Config) -> dict:
 
 
 def task_setup(cfg_dict: dict) -> Config:
-    """The first lines of every raygan task: its config, raygan's log lines, and torch's threads (Ray
-    leaves a task with num_cpus=2 on one thread)."""
+    """The first lines of every raygan task: its config, raygan's log lines, torch's threads (Ray
+    leaves a task with num_cpus=2 on one thread), and the run's URI, so that a mirror path handed to the
+    task is known (raygan.runs.storage names mirrors by a digest)."""
     import torch
 
     from raygan import logs
+    from raygan.runs.storage import is_uri, join_uri, mirror_path
 
     logs.configure()
     cfg = from_dict(cfg_dict)
+    if is_uri(cfg.output.root):
+        mirror_path(join_uri(cfg.output.root, cfg.output.experiment, cfg.output.run))
     torch.set_num_threads(max(1, int(cfg.cluster.cpus_per_member)))
     return cfg

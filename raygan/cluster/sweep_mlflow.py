@@ -11,7 +11,8 @@ Every run is tagged ``raygan.sweep``, ``raygan.trial_id``, ``raygan.sweep_storag
 mapped by ``params``, nested dicts flattened with ``/``) and every result is one ``log_batch`` of the
 chosen metrics at ``step_key``. A trial restored by ``Tuner.restore`` logs into the run it already has,
 found by its ``raygan.trial_id`` and ``raygan.sweep_storage`` tags, so a sweep holds one run per trial.
-Tag and param values pass through raygan.secrets.redact.
+Tag and param values pass through raygan.secrets.redact, and MLflow's "View run ... at <URL>" lines
+are switched off (raygan.tracking.quiet_urls).
 
 Tune pickles the callback into its experiment state (tuner.pkl) and unpickles it on a restore: it holds
 plain values only, and opens its MlflowClient lazily in the process that uses it.
@@ -80,6 +81,9 @@ class SweepMLflowLogger(LoggerCallback):
         if self._client is None:
             from mlflow import MlflowClient
 
+            from raygan.tracking import quiet_urls
+
+            quiet_urls()  # set_terminated prints "View run ... at <URL>", credentials and all
             client = MlflowClient(tracking_uri=self.tracking_uri)
             found = client.get_experiment_by_name(self.experiment_name)
             self._experiment_id = found.experiment_id if found is not None else client.create_experiment(

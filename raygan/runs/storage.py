@@ -5,11 +5,17 @@ A rerun of the same run reads the manifest and skips what it says is complete.
 
 The root may be a local path (used as it is) or any pyarrow filesystem URI (s3://bucket/prefix,
 gs://..., file:///...). A URI run folder is worked on through a local mirror, a plain folder at
-``mirror_root() / quote(<parent URI>) / <run>``, so every reader and writer keeps using ``run.path``:
+``mirror_root() / mirror_key(<parent URI>) / <run>``, so every reader and writer keeps using ``run.path``.
+The mirror's name is a digest of the parent URI with its credentials redacted (raygan.secrets), so
+no password or key names a folder on disk; the folder's ``.uri`` file holds that redacted URI.
 
 - ``atomic_write_bytes`` / ``atomic_write_text`` upload a file right after the local rename when it lies
-  in a mirror (manifest, checkpoints and generators reach storage as they are written). A mirror path
-  names its URI, so this works in any process of any node: no registration, nothing to pass around.
+  in a mirror (manifest, checkpoints and generators reach storage as they are written). A process finds
+  the URI of a mirror path from the URIs it opened itself (every process that opens a run by its URI or
+  its config, Ray tasks included: raygan.cluster.runtime.task_setup), else from ``.uri`` when the URI
+  carries no credentials; a mirror whose URI has credentials this process was not given is refused in
+  one line. Mirrors made before the digest (named ``quote(<parent URI>)``) are still read as their URI's
+  mirror when given by path; jobs now use the digest's folder (pulled from storage again).
 - Readers pull what they need: the driver the bookkeeping (manifest, config, boosting state) when it
   opens the run, a member task its member folder before training (a retry on another node resumes from
   the last uploaded checkpoint), synthesis the generators, evaluation everything but checkpoints.
@@ -21,14 +27,16 @@ Local paths never touch pyarrow: the only extra work is one ``Path.relative_to``
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
 from pathlib import Path
 from typing import Any, Optional
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from raygan.config import ConfigError
+from raygan.secrets import MASK, redact
 
 MIRROR_ENV = "RAYGAN_MIRROR_DIR"
 
@@ -38,6 +46,10 @@ _CHUNK = 8 << 20
 
 # Files this process uploaded or downloaded, with their mtime then: a push skips them while unchanged.
 _IN_SYNC: dict[str, int] = {}
+# The parent URIs (credentials included) of the mirrors this process opened, by mirror_key.
+_OPENED: dict[str, str] = {}
+# The file in a mirror's top folder that names its URI, credentials redacted.
+_URI_FILE = ".uri"
 
 
 # --- URIs and the local mirror --------------------------------------------------------------------
@@ -92,14 +104,39 @@ def _filesystem(uri: str):
                           "hdfs://host/path)") from err
 
 
+def mirror_key(parent: str) -> str:
+    """The name of the mirror folder of the folder URI ``parent``: a digest of the URI with its
+    credentials redacted (the same bucket and prefix with other credentials shares the mirror)."""
+    return "uri-" + hashlib.sha256(redact(parent).encode()).hexdigest()[:32]
+
+
 def mirror_path(uri: str) -> Path:
-    """The local mirror folder of the folder at ``uri``."""
+    """The local mirror folder of the folder at ``uri`` (this process remembers the URI of it)."""
     parent, name = _split_uri(uri)
-    key = quote(parent, safe="")
-    if len(key) > 240:
-        raise ConfigError(f"output.root {uri!r} is too long to name a local mirror folder ({len(key)} "
-                          "characters quoted, at most 240); use a shorter URI")
-    return mirror_root() / key / name
+    key = mirror_key(parent)
+    _OPENED[key] = parent
+    top = mirror_root() / key
+    if not (top / _URI_FILE).exists():  # for people and for processes that were not given the URI
+        atomic_write_text(top / _URI_FILE, redact(parent) + "\n")
+    return top / name
+
+
+def _parent_uri(key: str) -> str:
+    """The parent URI of the mirror folder ``key``: one this process opened, else the one its .uri file
+    names when that has no credentials, else (a mirror from before the digest) the quoted URI itself."""
+    if key in _OPENED:
+        return _OPENED[key]
+    try:
+        named = (mirror_root() / key / _URI_FILE).read_text().strip()
+    except OSError:
+        named = None
+    if named and MASK not in named:
+        return named
+    if named is None and is_uri(unquote(key)):
+        return unquote(key)
+    raise ConfigError(f"{mirror_root() / key} mirrors {named or 'a storage URI'}, whose credentials this "
+                      "process was not given; open the run by its URI (output.root, or the URI given "
+                      "to raygan report / audit / export) instead of its mirror folder")
 
 
 def _in_mirror(path: Path) -> Optional[tuple[str, tuple[str, ...]]]:
@@ -110,9 +147,9 @@ def _in_mirror(path: Path) -> Optional[tuple[str, tuple[str, ...]]]:
         rel = path.relative_to(mirror_root())
     except ValueError:
         return None
-    if len(rel.parts) < 2:
+    if len(rel.parts) < 2 or rel.parts[1] == _URI_FILE:
         return None
-    return unquote(rel.parts[0]), rel.parts[1:]
+    return _parent_uri(rel.parts[0]), rel.parts[1:]
 
 
 def remote_of(path: str | os.PathLike) -> Optional[tuple[Any, str]]:
@@ -142,9 +179,16 @@ def _upload(fs, remote: str, data: bytes) -> None:
     parent = remote.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     tmp = f"{remote}.tmp{os.getpid()}"
-    with fs.open_output_stream(tmp) as out:
-        out.write(data)
-    fs.move(tmp, remote)  # a rename: readers see the old file or the new one
+    try:
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        fs.move(tmp, remote)  # a rename: readers see the old file or the new one
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except OSError:  # never made, or storage gone too: the error above is the one to show
+            pass
+        raise
 
 
 def _mark_in_sync(path: Path) -> None:
@@ -155,12 +199,18 @@ def _mark_in_sync(path: Path) -> None:
 
 
 def _download(fs, remote: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with fs.open_input_stream(remote) as src, open(tmp, "wb") as dst:
-        while chunk := src.read(_CHUNK):
-            dst.write(chunk)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(remote) as src, open(tmp, "wb") as dst:
+            while chunk := src.read(_CHUNK):
+                dst.write(chunk)
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in _FULL:  # not storage's errors: this disk's
+            raise write_error(err, path) from err
+        raise
     _mark_in_sync(path)
 
 
@@ -173,12 +223,38 @@ def _is_temporary(name: str) -> bool:
     return ".tmp" in name or name.rsplit("/", 1)[-1] == LOCK_FILE
 
 
+class WriteError(OSError):
+    """A file of a run could not be written (a full disk, a quota, no permission): its path and the fix."""
+
+    def __str__(self) -> str:
+        fix = "free space on that disk" if self.errno in _FULL else "check that folder (permissions, a " \
+              "file in the way)"
+        return (f"cannot write {self.filename} ({self.strerror}); {fix} or choose another output.root, "
+                "then rerun the same command (finished work is kept)")
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def write_error(err: OSError, path: str | os.PathLike) -> WriteError:
+    """``err`` (raised while writing ``path``) as a WriteError naming the path."""
+    return WriteError(err.errno, err.strerror or str(err), str(path))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` by a temporary file and a rename; on any failure (a full disk, a signal)
+    the temporary file is removed, and an OSError names the path (WriteError)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise write_error(err, path) from err
+        raise
     remote = remote_of(path)
     if remote is not None:  # a URI run folder: storage gets the file now, not at the end of a stage
         _upload(*remote, data)

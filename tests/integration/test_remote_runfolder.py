@@ -15,7 +15,6 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from urllib.parse import quote
 
 import pyarrow.parquet as pq
 import pytest
@@ -23,6 +22,7 @@ from pyarrow import fs as pafs
 
 from raygan.cluster.pipeline import prepare, run_synth, run_train
 from raygan.runs import MIRROR_ENV, mirror_root
+from raygan.runs.storage import mirror_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def test_file_uri_run_folder_train_synth_rerun(raygan_logs, ray_session, ray_cfg
     uri_root = f"file://{store}"
     monkeypatch.delenv(MIRROR_ENV, raising=False)
     default_root = mirror_root()
-    worker_mirror(default_root / quote(f"{uri_root}/default", safe=""))
+    worker_mirror(default_root / mirror_key(f"{uri_root}/default"))
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "driver-mirror"))
     cfg = ray_cfg("digits", "tracking.enabled=false", "audit.enabled=false",
                   f"output.root={uri_root}")
@@ -103,7 +103,7 @@ def test_file_uri_run_folder_train_synth_rerun(raygan_logs, ray_session, ray_cfg
     manifest = json.loads((store / "default" / "run" / "manifest.json").read_text())
     del manifest["members"]["5-9/1"]
     (store / "default" / "run" / "manifest.json").write_text(json.dumps(manifest))
-    shutil.rmtree(default_root / quote(f"{uri_root}/default", safe=""), ignore_errors=True)
+    shutil.rmtree(default_root / mirror_key(f"{uri_root}/default"), ignore_errors=True)
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "third-mirror"))
     third = prepare(cfg)
     result = run_train(cfg, prepared=third)
@@ -128,7 +128,7 @@ def test_file_uri_boosting_keeps_its_state_in_storage(ray_session, ray_cfg, tmp_
     although the actor's mirror is not the driver's."""
     uri_root = f"file://{tmp_path}/store"
     monkeypatch.delenv(MIRROR_ENV, raising=False)
-    worker_mirror(mirror_root() / quote(f"{uri_root}/default", safe=""))
+    worker_mirror(mirror_root() / mirror_key(f"{uri_root}/default"))
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "driver-mirror"))
     cfg = ray_cfg("grid", "ensemble.method=adagan", "ensemble.members=2", "train.steps=20",
                   "boosting.classifier_epochs=1", "tracking.enabled=false", "audit.enabled=false",
