@@ -36,18 +36,22 @@ def job_function(job: str, cfg, address: str | None):
 
 def preflight(job: str, cfg, address: str | None) -> None:
     """What can hang or fail on the network, checked before the job touches its run folder: the
-    MLflow server (within seconds), and a named Ray cluster, joined here (an unreachable address fails
-    within seconds; GPUs asked for are checked against it). SIGTERM ends the process while Ray
-    connects (raygan.cluster.runtime), so a job stopped then leaves nothing behind. A local Ray is
-    started by the job itself, after its data checks."""
+    MLflow server (within seconds), and a named Ray cluster, joined here (an unreachable address or an
+    HTTP server there fails within seconds, a join is bounded; GPUs asked for are checked against it).
+    SIGTERM ends the process while Ray connects (raygan.cluster.join), so a job stopped then leaves
+    nothing behind. A local Ray is started by the job itself, after its data checks; the GPUs it would
+    need are checked here, before it starts (raygan.cluster.runtime.check_devices)."""
     from raygan.evaluation.job import cluster_named, runs_here
     from raygan.tracking import check_server
 
     check_server(cfg)
-    if cluster_named(cfg, address) and not (job in LOCAL_JOBS and runs_here(cfg, address, job=job)):
-        from raygan.cluster.runtime import connect
+    if job in LOCAL_JOBS and runs_here(cfg, address, job=job):
+        return
+    from raygan.cluster.runtime import check_devices, connect
 
+    if cluster_named(cfg, address):
         connect(cfg, address)
+    check_devices(cfg, job)
 
 
 def run_job(job: str, args: argparse.Namespace) -> int:

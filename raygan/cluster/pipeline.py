@@ -54,8 +54,8 @@ def run_train(cfg: Config, address: str | None = None,
 def run_synth(cfg: Config, address: str | None = None,
               prepared: tuple[RealDataset, RunFolder] | None = None) -> dict:
     dataset, run = prepared or prepare(cfg)
+    mixtures = mixture_weights(cfg, dataset, run)  # no trained members: refused before Ray starts
     connect(cfg, address)
-    mixtures = mixture_weights(cfg, dataset, run)
     tracker = Tracker(cfg, "synthesize")
     with tracker.parent(run.path):
         shards = write_shards(cfg, dataset, run, mixtures, member_resources(cfg))

@@ -173,6 +173,40 @@ def check_gpus(cfg: Config) -> None:
     logger.info(f"cluster: {ray.cluster_resources().get('GPU', 0):g} GPU now")
 
 
+def trains_members(job: str, cfg: Config) -> bool:
+    """The job trains GAN members (where train.device applies)."""
+    return job in ("train", "pipeline") or (job == "sweep" and cfg.sweep.target == "gan")
+
+
+def check_devices(cfg: Config, job: str) -> None:
+    """The GPUs a job asks for, checked before it starts Ray or submits a task (the job's pre-flight).
+
+    With Ray not started yet, a local Ray would start on this machine: its GPUs are the ones torch sees,
+    so cluster.gpus_per_member above them, or train.device=cuda without one, is refused before Ray
+    starts. On a cluster joined already (check_gpus judged cluster.gpus_per_member there),
+    train.device=cuda is refused where members would get no GPU. A raw worker traceback otherwise."""
+    fix = "set train.device=auto (CUDA where there is one) or cpu"
+    if not ray.is_initialized():
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        want = cfg.cluster.gpus_per_member
+        if want and want > have:
+            raise ConfigError(f"cluster.gpus_per_member={want:g} asks for GPUs, but this machine has {have} "
+                              "GPU and no cluster is named (a local Ray would start here); set "
+                              "cluster.gpus_per_member=0 (CPU members) or join a cluster with GPUs "
+                              "(--address / RAY_ADDRESS)")
+        if cfg.train.device == "cuda" and not have and trains_members(job, cfg):
+            raise ConfigError("train.device=cuda, but torch sees no CUDA device on this machine and no "
+                              f"cluster is named (a local Ray would start here); {fix}, or join a cluster "
+                              "with GPUs (--address / RAY_ADDRESS)")
+    elif cfg.train.device == "cuda" and trains_members(job, cfg) and not member_resources(cfg)["num_gpus"]:
+        raise ConfigError(f"train.device=cuda, but members get no GPU on this cluster (cluster."
+                          f"gpus_per_member={cfg.cluster.gpus_per_member}, and the cluster has "
+                          f"{ray.cluster_resources().get('GPU', 0):g} GPU now); {fix}, or set "
+                          "cluster.gpus_per_member=1")
+
+
 def member_resources(cfg: Config) -> dict:
     """num_cpus / num_gpus of one (class, member) task: a GPU each where the cluster has GPUs.
 

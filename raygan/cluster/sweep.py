@@ -50,6 +50,7 @@ from raygan.cluster.runtime import alive_nodes, connect
 from raygan.cluster.sweep_mlflow import SweepMLflowLogger, mlflow_callbacks
 from raygan.config import Config
 from raygan.data import RealDataset, load_dataset
+from raygan.evaluation.job import cluster_named
 from raygan.runs import RunFolder, atomic_write_text
 from raygan.sweeps.cells import set_key
 from raygan.sweeps.classifier import (
@@ -138,6 +139,8 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     check_values(values, dataset)
     t_max = max(values["T"])
     run = RunFolder.for_config(cfg)
+    if not cluster_named(cfg, address):  # a local Ray (one node) is yet to start: refuse before it does
+        check_trained(cfg, dataset, run, t_max)
     resources = connect(cfg, address)
     check_shared_storage(cfg, run, alive_nodes())  # first: on several nodes, a local run folder is the problem to fix
     check_trained(cfg, dataset, run, t_max)

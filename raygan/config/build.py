@@ -61,8 +61,9 @@ def _check_field(key: str, f: dataclasses.Field, value: Any, tp) -> Any:
     if lo is not None and (value < lo or (meta.get("exclusive_min") and value == lo)):
         bound = f"> {lo}" if meta.get("exclusive_min") else f">= {lo}"
         raise ConfigError(f"{key}: {value!r} is out of range; it must be {bound}")
-    if hi is not None and value > hi:
-        raise ConfigError(f"{key}: {value!r} is out of range; it must be <= {hi}")
+    if hi is not None and (value > hi or (meta.get("exclusive_max") and value == hi)):
+        bound = f"< {hi}" if meta.get("exclusive_max") else f"<= {hi}"
+        raise ConfigError(f"{key}: {value!r} is out of range; it must be {bound}")
     return value
 
 

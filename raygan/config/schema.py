@@ -102,8 +102,10 @@ class GANConfig:
                            "one-sided label smoothing.", minimum=0.5, maximum=1.0)
     lr_g: float = _f(2e-4, "Generator learning rate (Adam).", minimum=0.0, exclusive_min=True)
     lr_d: float = _f(2e-4, "Discriminator learning rate (Adam).", minimum=0.0, exclusive_min=True)
-    beta1: float = _f(0.5, "Adam beta1 for both networks.", minimum=0.0, maximum=1.0)
-    beta2: float = _f(0.999, "Adam beta2 for both networks.", minimum=0.0, maximum=1.0)
+    beta1: float = _f(0.5, "Adam beta1 for both networks (Adam needs it below 1).", minimum=0.0,
+                      maximum=1.0, exclusive_max=True)
+    beta2: float = _f(0.999, "Adam beta2 for both networks (Adam needs it below 1).", minimum=0.0,
+                      maximum=1.0, exclusive_max=True)
     g_steps_per_d_step: int = _f(1, "Generator updates per discriminator update (seed 002 uses 2).",
                                  minimum=1)
     ema_decay: float = _f(0.0, "Exponential moving average of the generator's weights, used for "
