@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 from raygan.config.datasets import POINT_DATASETS, image_size, is_points
 from raygan.config.families import (
     CONDITIONAL,
+    CONVOLUTIONAL,
     DCGAN_BLOCKS,
+    DIFFAUGMENT_POLICIES,
     FAMILIES,
     biggan_attention_stage,
     biggan_up_blocks,
@@ -165,6 +167,23 @@ def _check_medmnist(d) -> None:
                           f"{d.name} reads none; set data.medmnist_flag=null or data.name=medmnist")
 
 
+def _check_diffaugment(cfg: Config) -> None:
+    """gan.diffaugment names known transforms of images, on a member whose D step is the plain one."""
+    names = [p.strip() for p in cfg.gan.diffaugment.split(",") if p.strip()]
+    if not names:
+        return
+    unknown = [n for n in names if n not in DIFFAUGMENT_POLICIES]
+    if unknown:
+        raise ConfigError(f"gan.diffaugment: unknown transform(s) {unknown}; use a comma-separated subset of "
+                          f"{', '.join(DIFFAUGMENT_POLICIES)} (\"\" is off)")
+    why = ("it augments images, and gan.family=" + cfg.gan.family + " is not convolutional"
+           if cfg.gan.family not in CONVOLUTIONAL else "privacy's DP-SGD step of D does not augment yet"
+           if cfg.privacy.epsilon is not None else "a captured CUDA graph step takes no augmentation"
+           if cfg.train.cuda_graphs else None)
+    if why:
+        raise ConfigError(f"gan.diffaugment={cfg.gan.diffaugment} is refused: {why}; set gan.diffaugment=\"\"")
+
+
 def _check_collapse(cfg: Config) -> None:
     """ensemble.on_collapse=drop leaves a member out as a diverged one, which a boosting loop cannot do
     to a member its next steps' data weights were built on; drop and retrain decide from private images
@@ -241,6 +260,7 @@ def _check_relations(cfg: Config) -> None:
                                                         "(https://medmnist.com)" if d.name == "medmnist" else ""))
     _check_medmnist(d)
     _check_collapse(cfg)
+    _check_diffaugment(cfg)
     packs, why = cfg.cluster.members_per_task, why_not_packable(cfg)
     if packs is not None and packs > 1 and why is not None:
         raise ConfigError(f"cluster.members_per_task={packs} packs members into one task, but {why}; "

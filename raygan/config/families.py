@@ -45,6 +45,7 @@ FAMILIES: dict[str, Family] = {
 }
 
 FAMILY_NAMES = tuple(FAMILIES)
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")  # gan.diffaugment's transforms (raygan.gan.diffaugment)
 CONDITIONAL = frozenset(name for name, f in FAMILIES.items() if f.conditional)
 PROGRESSIVE = frozenset(name for name, f in FAMILIES.items() if f.progressive)
 PACKABLE = frozenset(name for name, f in FAMILIES.items() if f.packable)
@@ -86,6 +87,6 @@ def biggan_attention_stage(attention_resolution: Optional[int], image_size: int)
     return allowed.index(attention_resolution)
 
 
-__all__ = ["BIGGAN_BOTTOM", "CHANNELS_LAST", "CONDITIONAL", "CONVOLUTIONAL", "DCGAN_BLOCKS", "FAMILIES",
+__all__ = ["BIGGAN_BOTTOM", "CHANNELS_LAST", "CONDITIONAL", "CONVOLUTIONAL", "DCGAN_BLOCKS", "DIFFAUGMENT_POLICIES", "FAMILIES",
            "FAMILY_NAMES", "Family", "PACKABLE", "PROGRESSIVE", "UNPACKABLE", "biggan_attention_resolutions",
            "biggan_attention_stage", "biggan_up_blocks"]

@@ -118,6 +118,10 @@ class GANConfig:
     r1_gamma: float = _f(0.0, "R1 gradient penalty (Mescheder, Geiger and Nowozin, \"Which training "
                          "methods for GANs do actually converge?\"): the discriminator loss gains "
                          "gamma / 2 * E ||grad_x D(x_real)||^2 every step; 0 is off.", minimum=0.0)
+    diffaugment: str = _f("", "DiffAugment (Zhao et al. 2020): comma-separated transforms applied to the "
+                          "real and the fake images every time D sees them, e.g. \"translation,cutout,"
+                          "color\" (the paper's choice with limited data); \"\" is off. Convolutional "
+                          "families only.")
 
 
 @dataclass(frozen=True)

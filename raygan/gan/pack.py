@@ -44,6 +44,7 @@ import torch
 
 from raygan.config import GANConfig, TrainConfig
 from raygan.gan.cuda_graphs import GraphedStep, make_capturable
+from raygan.gan.diffaugment import draw
 from raygan.gan.fidelity import ema_buffers, ema_step
 from raygan.gan.levers import PLAIN, Levers, compiled, levers_for
 from raygan.gan.loop import MemberLog, train_loop
@@ -126,7 +127,8 @@ class PackStepper:
             G=lambda z, y: forward(self.g_ctx, z, y), D=lambda x, y: forward(self.d_ctx, x, y),
             g_params=g_params, d_params=list(self.D.params.values()), opt_g=opt_g, opt_d=opt_d,
             per_member=_per_member(len(members)),
-            after_g_update=None if self.ema is None else lambda: ema_step(self.ema, g_params, gan.ema_decay))
+            after_g_update=None if self.ema is None else lambda: ema_step(self.ema, g_params, gan.ema_decay),
+            channels_last=gan.family in ("dcgan", "ccgan"))  # sample_layout's images
         self.graphed: Optional[GraphedStep] = None  # train.cuda_graphs: this pack's captured step
         if levers.cuda_graphs:
             make_capturable(opt_g)
@@ -161,27 +163,32 @@ class PackStepper:
         return PackStepper([self.members[i] for i in keep], [self.index[i] for i in keep], self.gan,
                            self.device, self.levers, batch_size=self.batch)
 
-    def draws(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every member's minibatch indices into the pool (P, B) and latents of every G update of this
-        step (g_steps, P, B, z_dim), from its own generator in a solo member's order: indices, then the
-        latents (nothing else draws from that generator in between, so drawing them up front is exact)."""
+    def draws(self) -> tuple[torch.Tensor, torch.Tensor, Optional[dict]]:
+        """Every member's minibatch indices into the pool (P, B), latents of every G update of this
+        step (g_steps, P, B, z_dim) and (gan.diffaugment) its augmentations' parameters, from its own
+        generator in a solo member's order: indices, latents, augmentations (nothing else draws from
+        that generator in between, so drawing them up front is exact)."""
         states, device, z_dim = [m.state for m in self.members], self.device, self.G.template.z_dim
         idx = torch.stack([s.sampler.next() for s in states]) + self.offsets
         z = torch.stack([torch.stack([torch.randn(self.batch, z_dim, generator=s.rng, device=device)
                                       for s in states]) for _ in range(self.gan.g_steps_per_d_step)])
-        return idx, z
+        size = self.members[0].data.shape[-2:]
+        augs = [draw(self.gan.diffaugment, s.rng, calls=2 + self.gan.g_steps_per_d_step, batch=self.batch,
+                     size=tuple(size), device=device) for s in states]
+        aug = None if augs[0] is None else {k: torch.stack([a[k] for a in augs], dim=1) for k in augs[0]}
+        return idx, z, aug
 
-    def compute(self, idx: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def compute(self, idx: torch.Tensor, z: torch.Tensor, aug: Optional[dict] = None) -> torch.Tensor:
         """The one adversarial step of every member on drawn indices and latents; (P, 2)."""
         y = None if self.labels is None else self.labels[idx]  # the fakes get the real batch's classes
-        return adversarial_step(self.models, self.pool[idx], y, z, gan=self.gan, levers=self.levers)
+        return adversarial_step(self.models, self.pool[idx], y, z, gan=self.gan, levers=self.levers, aug=aug)
 
     def step(self, step: int) -> torch.Tensor:
         """With train.cuda_graphs the pack's captured step (a pack made anew, when a member leaves,
-        captures its own)."""
-        idx, z = self.draws()
+        captures its own; gan.diffaugment is refused with it)."""
+        idx, z, aug = self.draws()
         if not self.levers.cuda_graphs:
-            return self.compute(idx, z)
+            return self.compute(idx, z, aug)
         if self.graphed is None:
             dropout = self.g_ctx.dropout_rngs if self.gan.family == "fc" else []
             self.graphed = GraphedStep(self.compute, dropout, self.device)

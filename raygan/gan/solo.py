@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from raygan.config import GANConfig, TrainConfig
+from raygan.gan.diffaugment import draw
 from raygan.gan.fidelity import ema_buffers, ema_step
 from raygan.gan.levers import PLAIN, Levers, solo_models
 from raygan.gan.member import Member
@@ -77,7 +78,10 @@ class SoloStepper:
         y = None if member.labels is None else member.labels[idx].unsqueeze(0)
         z = torch.stack([torch.randn(self.batch, state.G.z_dim, generator=state.rng, device=self.device)
                          for _ in range(self.gan.g_steps_per_d_step)]).unsqueeze(1)
-        return adversarial_step(self.models, real, y, z, gan=self.gan, levers=self.levers)
+        aug = draw(self.gan.diffaugment, state.rng, calls=2 + self.gan.g_steps_per_d_step, batch=self.batch,
+                   size=tuple(real.shape[-2:]), device=self.device)  # after the latents, as a pack draws
+        aug = None if aug is None else {k: v.unsqueeze(1) for k, v in aug.items()}
+        return adversarial_step(self.models, real, y, z, gan=self.gan, levers=self.levers, aug=aug)
 
     def write_back(self) -> None:
         """The member's modules are its state: nothing to copy."""

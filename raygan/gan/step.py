@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import torch
 
 from raygan.config import GANConfig
+from raygan.gan.diffaugment import augment
 from raygan.gan.fidelity import r1_penalty
 from raygan.gan.levers import PLAIN, Levers
 from raygan.gan.losses import LOSSES
@@ -50,6 +51,7 @@ class StepModels:
     per_member: PerMember
     after_g_update: Optional[Callable[[], None]] = None  # gan.ema_decay > 0: move the EMA generator(s)
     private_d: Optional[PrivateD] = None  # privacy.epsilon set: D's DP-SGD update (a member alone)
+    channels_last: bool = False  # images reach D as (..., H, W, C) (a pack's convolutional layout)
 
 
 def update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch.Tensor]) -> None:
@@ -62,14 +64,26 @@ def update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch.
     opt.step()
 
 
+def seen(models: StepModels, x: torch.Tensor, aug: Optional[dict], call: int, gan: GANConfig) -> torch.Tensor:
+    """What D sees of images ``x`` at D call ``call`` of the step: DiffAugment's transforms with that
+    call's drawn parameters (raygan.gan.diffaugment), or ``x`` itself when gan.diffaugment is off."""
+    if aug is None:
+        return x
+    params = {k: v[call] for k, v in aug.items()}
+    if not models.channels_last:
+        return augment(x, params, gan.diffaugment)
+    return augment(x.movedim(-1, -3), params, gan.diffaugment).movedim(-3, -1)
+
+
 def _d_update(models: StepModels, real: torch.Tensor, y: Optional[torch.Tensor], z: torch.Tensor, *,
-              gan: GANConfig, levers: Levers) -> tuple[torch.Tensor, torch.Tensor]:
+              gan: GANConfig, levers: Levers, aug: Optional[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """D's update on the real batch and fakes of latents ``z`` (P, B, z_dim); (the fakes, (P,) d_loss)."""
     if gan.r1_gamma:  # R1 differentiates D's real logits in the real batch
         real.requires_grad_()
     with levers.autocast():
         fake = models.G(z, y)  # the fakes get the real batch's classes
-        real_logits, fake_logits = models.D(real, y), models.D(fake.detach(), y)
+        real_logits = models.D(seen(models, real, aug, 0, gan), y)
+        fake_logits = models.D(seen(models, fake.detach(), aug, 1, gan), y)
     d_loss = models.per_member(LOSSES[gan.loss][0], (real_logits.float(), fake_logits.float()), gan.real_label)
     if gan.r1_gamma:  # (P,): each member's own penalty, added to its own d_loss
         d_loss = d_loss + r1_penalty(real_logits, real, gan.r1_gamma)
@@ -78,21 +92,22 @@ def _d_update(models: StepModels, real: torch.Tensor, y: Optional[torch.Tensor],
 
 
 def adversarial_step(models: StepModels, real: torch.Tensor, y: Optional[torch.Tensor], z: torch.Tensor, *,
-                     gan: GANConfig, levers: Levers = PLAIN) -> torch.Tensor:
+                     gan: GANConfig, levers: Levers = PLAIN, aug: Optional[dict] = None) -> torch.Tensor:
     """One step of P members on their real batch ``real`` (P, B, ...), classes ``y`` and latents ``z``
-    (g_steps, P, B, z_dim); returns (P, 2): each member's d_loss and (last) g_loss."""
+    (g_steps, P, B, z_dim); returns (P, 2): each member's d_loss and (last) g_loss. ``aug`` (gan.diffaugment
+    on): DiffAugment's parameters, (2 + g_steps, P, B) each: real, fake, then each generator update."""
     if models.private_d is not None:  # DP-SGD: the real records clipped and noised, the fakes not
         with levers.autocast():
             fake = models.G(z[0], y)
         d_loss = models.private_d.update(real, fake.detach())
     else:
-        fake, d_loss = _d_update(models, real, y, z[0], gan=gan, levers=levers)
+        fake, d_loss = _d_update(models, real, y, z[0], gan=gan, levers=levers, aug=aug)
     g_loss_fn = LOSSES[gan.loss][1]
     for k in range(gan.g_steps_per_d_step):
         with levers.autocast():
             if k > 0:  # the first G update reuses this step's fakes, as DCGAN does
                 fake = models.G(z[k], y)
-            fake_logits = models.D(fake, y)
+            fake_logits = models.D(seen(models, fake, aug, 2 + k, gan), y)
         g_loss = models.per_member(g_loss_fn, (fake_logits.float(),))
         update(models.opt_g, g_loss, models.g_params)
         if models.after_g_update is not None:

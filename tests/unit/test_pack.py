@@ -80,6 +80,8 @@ def _identical(a: TrainResult, b: TrainResult) -> bool:
 
 GANS = {"dcgan": GANConfig(family="dcgan", **TINY),
         "dcgan-layer": GANConfig(family="dcgan", g_norm="layer", **TINY),
+        "dcgan-diffaugment": GANConfig(family="dcgan", diffaugment="translation,cutout,color",
+                                       g_steps_per_d_step=2, **TINY),
         "ccgan": GANConfig(family="ccgan", **TINY),
         "mlp2d": GANConfig(family="mlp2d", z_dim=2),
         "fc": GANConfig(family="fc", z_dim=16, alpha=0.5, dropout=0.1, g_steps_per_d_step=2)}
