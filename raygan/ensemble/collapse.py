@@ -38,7 +38,7 @@ class MemberCollapsedError(GANDivergedError):
 
 def measure(generator: nn.Module, real: Optional[torch.Tensor], *, seed: int, device) -> Optional[float]:
     """The member's diversity against ``real`` (its class's training images), or None when there is
-    nothing to compare with (not measured, or fewer than two images)."""
+    nothing to compare with (not measured, fewer than two images, or all of them alike)."""
     if real is None or len(real) < 2:
         return None
     n = min(PROBE_SAMPLES, len(real))

@@ -10,6 +10,8 @@ distance up and is not what this flags: it catches a member whose samples are (n
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from raygan.metrics.neighbours import as_rows
@@ -26,11 +28,12 @@ def mean_pairwise_distance(x: torch.Tensor) -> float:
     return float(d.sum() / (len(rows) * (len(rows) - 1)))
 
 
-def member_diversity(samples: torch.Tensor, real: torch.Tensor) -> float:
+def member_diversity(samples: torch.Tensor, real: torch.Tensor) -> Optional[float]:
     """The member's diversity relative to its class's real images (see the module docstring); the
-    caller draws ``samples`` and picks ``real`` (the same number of each)."""
+    caller draws ``samples`` and picks ``real`` (the same number of each). None when the real images
+    are all alike (no spread to compare with: the member is not measured)."""
     spread = mean_pairwise_distance(real)
-    return mean_pairwise_distance(samples) / spread if spread > 0 else float("inf")
+    return mean_pairwise_distance(samples) / spread if spread > 0 else None
 
 
 __all__ = ["PROBE_SAMPLES", "mean_pairwise_distance", "member_diversity"]

@@ -95,3 +95,9 @@ def test_the_report_names_collapsed_members_beside_their_grids(tmp_path):
                                          "raygan.metrics.collapse): a/1 (0.010, dropped)"]
     assert _diversity_label(entry) == ("diversity 0.01\nCOLLAPSED (dropped)", "red")
     assert _diversity_label(manifest["members"]["a/0"]) == ("diversity 0.50", "black")
+
+
+def test_a_class_of_identical_images_is_not_measured():
+    real = torch.zeros(8, 1, 4, 4)
+    assert collapse.member_diversity(torch.rand(8, 1, 4, 4), real) is None
+    assert judge(OneImage(real[0]), real, load_config(), seed=1, device="cpu", who="m") == {}
