@@ -31,7 +31,8 @@ def mixture_weights_at(run: RunFolder, cfg: Config, class_name: str, T: int) -> 
     configured ones."""
     members = members_at(run, class_name, T)
     if cfg.ensemble.method != "independent":
-        state = json.loads(state_path(run, class_name).read_text())
+        # fetched: on a URI run the driver's mirror may not hold the boosting state its tasks wrote
+        state = json.loads(run.fetch(state_path(run, class_name).relative_to(run.path)).read_text())
         weights = state["steps"][T - 1]["mixture_weights"]
     elif cfg.ensemble.weights is not None:
         weights = list(cfg.ensemble.weights[:T])
