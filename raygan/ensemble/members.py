@@ -196,6 +196,10 @@ def check_classes(run: RunFolder, classes: list[str], cfg: Config) -> None:
     empty = [name for name in classes
              if not any(run.member_entry(name, t) for t in range(cfg.ensemble.members))]
     if empty and any(key.rsplit("/", 1)[0] in empty for key in given_up):
-        raise NoMemberError(f"class(es) {empty} ended with no member: every one diverged in "
-                            f"{cfg.train.divergence_retries + 1} attempts; lower gan.lr_d / gan.lr_g "
-                            "or raise train.divergence_retries (with a new output.run)")
+        collapsed = any(e.get("status") == "collapsed" for key, e in given_up.items()
+                        if key.rsplit("/", 1)[0] in empty)
+        why = ("every one diverged or was dropped as collapsed (ensemble.on_collapse=drop); train longer, "
+               "use ensemble.on_collapse=warn or retrain, or lower ensemble.collapse_threshold"
+               if collapsed else f"every one diverged in {cfg.train.divergence_retries + 1} attempts; lower "
+               "gan.lr_d / gan.lr_g or raise train.divergence_retries")
+        raise NoMemberError(f"class(es) {empty} ended with no member: {why} (with a new output.run)")
