@@ -42,6 +42,7 @@ import json
 import logging
 import math
 
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -139,8 +140,8 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     check_values(values, dataset)
     t_max = max(values["T"])
     run = RunFolder.for_config(cfg)
-    if not cluster_named(cfg, address):  # a local Ray (one node) is yet to start: refuse before it does
-        check_trained(cfg, dataset, run, t_max)
+    if not cluster_named(cfg, address) and not ray.is_initialized():  # a local Ray is yet to start:
+        check_trained(cfg, dataset, run, t_max)                        # refuse before it does
     resources = connect(cfg, address)
     check_shared_storage(cfg, run, alive_nodes())  # first: on several nodes, a local run folder is the problem to fix
     check_trained(cfg, dataset, run, t_max)
