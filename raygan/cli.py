@@ -72,7 +72,7 @@ def cmd_grid2d(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from raygan.reporting.demo import run_demo
+    from raygan.cluster.entry import run_demo
 
     cfg = _resolve(args, args.config or _preset_path("demo.yaml"))
     print(run_demo(cfg))

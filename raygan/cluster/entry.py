@@ -1,4 +1,4 @@
-"""The jobs behind `raygan train|synthesize|evaluate|pipeline|sweep|audit` (and `python -m raygan ...`,
+"""The jobs behind `raygan train|synthesize|evaluate|pipeline|sweep|audit|demo` (and `python -m raygan ...`,
 what `ray job submit` runs): resolve the config, check what can be checked, run one job function.
 
 Evaluate and audit on a local run folder with no cluster named run in this process
@@ -69,3 +69,18 @@ def run_job(job: str, args: argparse.Namespace) -> int:
     with job_lock(job, cfg):  # this driver only, never its Ray tasks: a second job refuses at once
         job_function(job, cfg, args.address)(cfg)
     return 0
+
+
+def run_demo(cfg) -> str:
+    """`raygan demo`: the pipeline job on a local Ray, with its pre-flight and run lock like any other
+    job, then the demo's summary of the run folder (raygan.reporting.demo)."""
+    import time
+
+    from raygan.reporting.demo import demo_summary
+    from raygan.runs.lock import job_lock
+
+    preflight("pipeline", cfg, None)
+    t0 = time.perf_counter()
+    with job_lock("pipeline", cfg):
+        result = job_function("pipeline", cfg, None)(cfg)
+    return demo_summary(cfg, result, time.perf_counter() - t0)

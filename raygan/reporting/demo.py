@@ -1,12 +1,11 @@
 """`raygan demo`'s report: what the pipeline did on the bundled digits, and an overview image.
 
-The demo itself is the full pipeline (raygan.cluster.pipeline.run_pipeline) on a local Ray; this
-module only reads its run folder: the manifest, and the parquet shards with plain pyarrow.
+The demo itself is the pipeline job on a local Ray (raygan.cluster.entry.run_demo, with the other
+jobs); this module only reads its run folder: the manifest, and the parquet shards with plain pyarrow.
 """
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -83,11 +82,3 @@ def demo_summary(cfg: Config, result: dict, seconds: float) -> str:
     summary = "\n".join(lines)
     atomic_write_text(run.path / "summary.txt", summary + "\n")
     return summary
-
-
-def run_demo(cfg: Config) -> str:
-    from raygan.cluster.pipeline import run_pipeline
-
-    t0 = time.perf_counter()
-    result = run_pipeline(cfg)
-    return demo_summary(cfg, result, time.perf_counter() - t0)

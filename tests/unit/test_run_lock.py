@@ -81,3 +81,18 @@ def test_a_lock_held_on_another_host_is_refused_with_how_to_clear_it(tmp_path):
     with run_lock(fresh, job="train"):
         assert (fresh / "raygan.lock").exists()
     assert not (tmp_path / "exp").exists()
+
+
+def test_the_demo_takes_the_run_lock_like_any_other_job(tmp_path, capsys):
+    """`raygan demo` runs the pipeline job through raygan.cluster.entry: its run folder locked by
+    another job, it refuses at once, before a local Ray starts or anything is written."""
+    folder = tmp_path / "runs" / "demo" / "digits"
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert main(["demo", "--set", f"output.root={tmp_path}/runs", "--set", "tracking.enabled=false"]) == 2
+        assert f"run folder {folder} is in use by job synthesize" in capsys.readouterr().err
+        assert sorted(p.name for p in folder.iterdir()) == ["raygan.lock"]
+    finally:
+        proc.kill()
+        proc.wait()
