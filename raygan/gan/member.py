@@ -92,10 +92,6 @@ class BatchSampler:
         self.pos = state["pos"]
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    save_torch_file(obj, path)  # plain data and tensors only: read back with weights_only=True
-
-
 def _identity(gan: GANConfig, train: TrainConfig, seed: int, n: int, weighted: bool,
               n_classes: Optional[int], privacy: Optional[MemberPrivacy]) -> dict:
     """What a checkpoint must agree on to be resumed (steps may grow: training then continues, except
@@ -179,7 +175,7 @@ class MemberState:
             ckpt["G_ema"] = self.G_ema.state_dict()
         if self.privacy is not None:  # likewise
             ckpt["privacy_history"] = [list(h) for h in self.privacy_history]
-        _atomic_save(ckpt, Path(path))
+        save_torch_file(ckpt, Path(path))  # tensors and plain data: read back with weights_only=True
 
     def resume(self, path: Optional[Path], steps: int) -> int:
         """Load the checkpoint at ``path`` if there is one; returns the step to continue from."""

@@ -2,31 +2,16 @@
 refused by the `raygan` command before Ray starts: one line, exit 2, nothing written."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-
-from raygan.cli import main
+from cli_calls import files, run_main, sets
 
 TINY = ["data.name=digits", "data.grouping=II", "gan.family=dcgan", "gan.width=8", "gan.z_dim=16",
         "train.steps=2", "train.batch_size=16", "train.checkpoint_every=2", "train.log_every=2",
         "ensemble.members=1", "output.sample_grid=4", "tracking.enabled=false", "cluster.members_per_task=1"]
 
 
-def _main(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as done:  # a job command ends in SystemExit(its code)
-        return done.code
 
-
-def _sets(*overrides: str) -> list[str]:
-    return [a for o in overrides for a in ("--set", o)]
-
-
-def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 @pytest.fixture
@@ -43,7 +28,7 @@ def ray_must_not_start(monkeypatch):
 
 
 def _refused(capsys, argv: list[str], message: str) -> None:
-    assert _main(argv) == 2, capsys.readouterr().err
+    assert run_main(argv) == 2, capsys.readouterr().err
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("raygan:")]
     assert len(lines) == 1 and lines[0].startswith("raygan: config error: ") and message in lines[0], err
@@ -52,7 +37,7 @@ def _refused(capsys, argv: list[str], message: str) -> None:
 
 def test_adam_betas_of_one_are_refused_at_load(tmp_path, capsys, ray_must_not_start):
     for key in ("gan.beta1", "gan.beta2"):
-        _refused(capsys, ["train", *_sets(*TINY, f"output.root={tmp_path}/runs", f"{key}=1.0")],
+        _refused(capsys, ["train", *sets(*TINY, f"output.root={tmp_path}/runs", f"{key}=1.0")],
                  f"{key}: 1.0 is out of range; it must be < 1.0")
     assert not (tmp_path / "runs").exists()
 
@@ -60,10 +45,10 @@ def test_adam_betas_of_one_are_refused_at_load(tmp_path, capsys, ray_must_not_st
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_gpus_this_machine_lacks_are_refused_before_a_local_ray_starts(tmp_path, capsys, ray_must_not_start):
     root = f"output.root={tmp_path}/runs"
-    _refused(capsys, ["train", *_sets(*TINY, root, "train.device=cuda")],
+    _refused(capsys, ["train", *sets(*TINY, root, "train.device=cuda")],
              "train.device=cuda, but torch sees no CUDA device on this machine and no cluster is named "
              "(a local Ray would start here); set train.device=auto (CUDA where there is one) or cpu")
-    _refused(capsys, ["pipeline", *_sets(*TINY, root, "cluster.gpus_per_member=1")],
+    _refused(capsys, ["pipeline", *sets(*TINY, root, "cluster.gpus_per_member=1")],
              "cluster.gpus_per_member=1 asks for GPUs, but this machine has 0 GPU and no cluster is named")
     assert not (tmp_path / "runs").exists()
 
@@ -71,7 +56,7 @@ def test_gpus_this_machine_lacks_are_refused_before_a_local_ray_starts(tmp_path,
 def test_synthesize_and_sweep_without_the_members_they_need_are_refused_before_ray(
         tmp_path, capsys, ray_must_not_start):
     root = f"output.root={tmp_path}/runs"
-    _refused(capsys, ["synthesize", *_sets(*TINY, root)],
+    _refused(capsys, ["synthesize", *sets(*TINY, root)],
              "has no trained member(s) [0] in")
     assert not (tmp_path / "runs").exists()
     from raygan.config import load_config
@@ -82,7 +67,7 @@ def test_synthesize_and_sweep_without_the_members_they_need_are_refused_before_r
     cfg = load_config(overrides=[*TINY, root])  # one member per class, trained here without Ray
     run = RunFolder.for_config(cfg)
     train_independent(cfg, load_dataset(cfg.data), run)
-    before = _files(tmp_path)
-    _refused(capsys, ["sweep", *_sets(*TINY, root, "sweep.members=[2]", "sweep.epochs=[1]")],
+    before = files(tmp_path)
+    _refused(capsys, ["sweep", *sets(*TINY, root, "sweep.members=[2]", "sweep.epochs=[1]")],
              "has 1 of the 2 trained members of class 0-4 the sweep needs")
-    assert _files(tmp_path) == before
+    assert files(tmp_path) == before

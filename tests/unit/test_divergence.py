@@ -8,31 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from member_units import train_member, train_members
 
 from raygan import seeds
 from raygan.config import ConfigError, load_config
 from raygan.data import load_dataset
 from raygan.ensemble.members import ATTEMPTS_FILE, NoMemberError, record_trained
-from raygan.ensemble.training import class_unit, train_independent, train_units
+from raygan.ensemble.training import train_independent
 from raygan.gan.member import check_finite
 from raygan.gan.train import GANDivergedError, train_gan
 from raygan.runs import RunFolder, sha256_file
 from raygan.synthesis.shards import mixture_weights
-
-
-def train_member(data, cfg, run, *, class_name, class_index, member, data_weights=None):
-    """One per-class member trained alone (raygan.ensemble.training.train_units, pack=False)."""
-    unit = class_unit(cfg, run, data, class_name=class_name, class_index=class_index, member=member,
-                      data_weights=data_weights)
-    [[entry]] = train_units([unit], cfg, run, pack=False)
-    return entry
-
-
-def train_members(units, cfg, run):
-    """Per-class members as one pack task (train_units, pack=True); their entries in order."""
-    units = [class_unit(cfg, run, u["data"], class_name=u["class_name"], class_index=u["class_index"],
-                        member=u["member"], data_weights=u.get("data_weights")) for u in units]
-    return [e for made in train_units(units, cfg, run, pack=True) for e in made]
 
 
 def _grid_cfg(tmp_path, *overrides):

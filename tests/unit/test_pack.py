@@ -7,32 +7,17 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from member_units import train_member, train_members
 
 from raygan.config import DataConfig, GANConfig, TrainConfig
 from raygan.data import load_dataset
 from raygan.data.grid2d import sample_grid
-from raygan.ensemble.training import class_unit, train_units
 from raygan.gan.member import prepare_member
 from raygan.gan.models import build_gan
 from raygan.gan.pack import PackMember, PackStepper, train_pack
 from raygan.gan.train import GANDivergedError, TrainResult, train_gan
 from raygan.runs import RunFolder
 from raygan.seeds import member as member_seed
-
-
-def train_member(data, cfg, run, *, class_name, class_index, member, data_weights=None):
-    """One per-class member trained alone (raygan.ensemble.training.train_units, pack=False)."""
-    unit = class_unit(cfg, run, data, class_name=class_name, class_index=class_index, member=member,
-                      data_weights=data_weights)
-    [[entry]] = train_units([unit], cfg, run, pack=False)
-    return entry
-
-
-def train_members(units, cfg, run):
-    """Per-class members as one pack task (train_units, pack=True); their entries in order."""
-    units = [class_unit(cfg, run, u["data"], class_name=u["class_name"], class_index=u["class_index"],
-                        member=u["member"], data_weights=u.get("data_weights")) for u in units]
-    return [e for made in train_units(units, cfg, run, pack=True) for e in made]
 
 CPU = torch.device("cpu")
 TINY = dict(width=8, z_dim=16)

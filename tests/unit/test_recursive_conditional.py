@@ -2,20 +2,13 @@
 import json
 
 import torch
+from member_units import train_member
 
 from raygan.data import load_dataset
 from raygan.ensemble.mixture import load_mixture
-from raygan.ensemble.training import class_unit, train_independent, train_units
+from raygan.ensemble.training import train_independent
 from raygan.gan.train import load_generator
 from raygan.runs import RunFolder
-
-
-def train_member(data, cfg, run, *, class_name, class_index, member, data_weights=None):
-    """One per-class member trained alone (raygan.ensemble.training.train_units, pack=False)."""
-    unit = class_unit(cfg, run, data, class_name=class_name, class_index=class_index, member=member,
-                      data_weights=data_weights)
-    [[entry]] = train_units([unit], cfg, run, pack=False)
-    return entry
 
 
 def test_recursive_rounds_grow_the_training_set_by_the_fraction_and_resume(tiny_digits_cfg):
