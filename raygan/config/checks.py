@@ -184,6 +184,35 @@ def _check_diffaugment(cfg: Config) -> None:
         raise ConfigError(f"gan.diffaugment={cfg.gan.diffaugment} is refused: {why}; set gan.diffaugment=\"\"")
 
 
+def _check_d_levers(cfg: Config) -> None:
+    """gan.pacgan and gan.minibatch_std (raygan.gan.models.d_levers): a family whose D takes them, a batch
+    that splits into packs and groups, and a D step that is not DP-SGD's (whose per-record gradients
+    a pack or a group statistic would mix)."""
+    g, batch = cfg.gan, cfg.train.batch_size
+    family = FAMILIES[g.family]
+    for key, value, on, why in (("pacgan", g.pacgan, g.pacgan > 1, family.no_pacgan_because),
+                                ("minibatch_std", g.minibatch_std, g.minibatch_std > 0,
+                                 family.no_minibatch_std_because)):
+        off = 1 if key == "pacgan" else 0
+        if on and why is not None:
+            raise ConfigError(f"gan.{key}={value} is refused with gan.family={g.family}: {why}; set "
+                              f"gan.{key}={off}")
+        if on and cfg.privacy.epsilon is not None:
+            raise ConfigError(f"gan.{key}={value} mixes several real records in one discriminator gradient, "
+                              f"which DP-SGD clips record by record; set gan.{key}={off} (or privacy.epsilon=null)")
+    if batch % g.pacgan:
+        raise ConfigError(f"train.batch_size={batch} does not split into PacGAN packs of gan.pacgan={g.pacgan}; "
+                          f"set train.batch_size to a multiple of {g.pacgan}")
+    if g.minibatch_std == 1:
+        raise ConfigError("gan.minibatch_std=1: a group of one sample has no spread; use 2 or more (4 is "
+                          "StyleGAN's) or 0 (off)")
+    packs = batch // g.pacgan
+    if g.minibatch_std and packs % g.minibatch_std:
+        raise ConfigError(f"gan.minibatch_std={g.minibatch_std} does not divide the discriminator's batch of "
+                          f"{packs} (train.batch_size={batch} / gan.pacgan={g.pacgan}); pick a divisor of "
+                          f"{packs} or change train.batch_size")
+
+
 def _check_collapse(cfg: Config) -> None:
     """ensemble.on_collapse=drop leaves a member out as a diverged one, which a boosting loop cannot do
     to a member its next steps' data weights were built on; drop and retrain decide from private images
@@ -261,6 +290,7 @@ def _check_relations(cfg: Config) -> None:
     _check_medmnist(d)
     _check_collapse(cfg)
     _check_diffaugment(cfg)
+    _check_d_levers(cfg)
     packs, why = cfg.cluster.members_per_task, why_not_packable(cfg)
     if packs is not None and packs > 1 and why is not None:
         raise ConfigError(f"cluster.members_per_task={packs} packs members into one task, but {why}; "

@@ -25,6 +25,10 @@ class Family:
     dcgan_blocks: bool = False   # DCGAN's generator and discriminator: gan.g_norm and gan.d_depth apply
     # Why P members cannot train as one packed model (raygan.gan.pack), or None when they can.
     unpackable_because: Optional[str] = None
+    # Why its D takes no PacGAN packing (gan.pacgan) / minibatch standard-deviation layer
+    # (gan.minibatch_std; raygan.gan.models.d_levers), or None when it does.
+    no_pacgan_because: Optional[str] = None
+    no_minibatch_std_because: Optional[str] = None
 
     @property
     def packable(self) -> bool:
@@ -37,11 +41,14 @@ FAMILIES: dict[str, Family] = {
     "dcgan": Family(convolutional=True, channels_last=True, dcgan_blocks=True),
     "ccgan": Family(conditional=True, convolutional=True, channels_last=True, dcgan_blocks=True),
     "pggan": Family(progressive=True, convolutional=True, channels_last=True,
-                    unpackable_because="its graph grows: layers are added and faded in on a schedule"),
+                    unpackable_because="its graph grows: layers are added and faded in on a schedule",
+                    no_minibatch_std_because="its discriminator always has Karras et al.'s layer"),
     "fc": Family(),
     "biggan": Family(conditional=True, convolutional=True,
                      unpackable_because="raygan.gan.pack's grouped layers have no form of spectral norm's "
-                                        "power iteration, conditional batch norm or self-attention"),
+                                        "power iteration, conditional batch norm or self-attention",
+                     no_pacgan_because="its projection discriminator scores each sample against its own class",
+                     no_minibatch_std_because="raygan's BigGAN discriminator has no place for it yet"),
 }
 
 FAMILY_NAMES = tuple(FAMILIES)

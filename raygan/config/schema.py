@@ -62,6 +62,13 @@ class DataConfig:
     train_per_class: Optional[int] = _f(None, "Subsample each source label's training split to this "
                                         "many examples (seed 002 uses 250-2000; under a grouping a class "
                                         "gets this per label it holds); null keeps all.", minimum=1)
+    canaries: int = _f(0, "Planted canaries per class and kind (the positive control of the audit's "
+                       "membership-inference attacks, raygan.data.canaries): this many training images "
+                       "duplicated data.canary_copies times, and this many inverted training images "
+                       "added once; images only; 0: none. A run with canaries audits the pipeline: "
+                       "release one without.", minimum=0)
+    canary_copies: int = _f(5, "How many times each duplicated canary is in the training split.",
+                            minimum=2)
     grid_points: int = _f(100_000, "Training points drawn from the 25-Gaussian grid.", minimum=1)
     grid_sigma: float = _f(0.05, "Standard deviation of each grid Gaussian.", minimum=0.0,
                            exclusive_min=True)
@@ -122,6 +129,13 @@ class GANConfig:
                           "real and the fake images every time D sees them, e.g. \"translation,cutout,"
                           "color\" (the paper's choice with limited data); \"\" is off. Convolutional "
                           "families only.")
+    pacgan: int = _f(1, "PacGAN packing (Lin et al. 2018): the discriminator judges this many samples at "
+                     "once (all real or all fake, concatenated along channels) and gives one logit per "
+                     "pack; 1 is off. train.batch_size must be a multiple of it. Not biggan.", minimum=1)
+    minibatch_std: int = _f(0, "Minibatch standard-deviation layer (Karras et al. 2018) before D's last "
+                            "layer, over groups of this many samples (of PacGAN packs when gan.pacgan > 1), "
+                            "which must divide D's batch; 0 is off, 4 is StyleGAN's. Not pggan (it always "
+                            "has one) or biggan.", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from raygan.runs.torch_files import (  # noqa: F401  (the format's functions, im
 # GANConfig fields added after checkpoints existed, with the default that builds the earlier models: a
 # file records them only when they differ, so a default config writes the bytes it always wrote and an
 # earlier checkpoint still resumes (its identity matches); a missing key reads back as the default.
-_ADDED_LATER = {"d_depth": 1, "ema_decay": 0.0, "r1_gamma": 0.0, "attention_resolution": None, "diffaugment": ""}
+_ADDED_LATER = {"d_depth": 1, "ema_decay": 0.0, "r1_gamma": 0.0, "attention_resolution": None, "diffaugment": "",
+                "pacgan": 1, "minibatch_std": 0}
 
 
 def gan_record(gan: GANConfig) -> dict:

@@ -15,7 +15,10 @@ inputs by walking the solo module's layers and applying each as a grouped operat
 - Dropout draws each member's mask from that member's own generator, with the call train_gan's
   dropout makes (``bernoulli_`` on a tensor of the solo shape), so a member's masks are the ones it
   would draw training alone from the same generator state;
-- elementwise layers (ReLU, LeakyReLU, Tanh) are called as they are.
+- elementwise layers (ReLU, LeakyReLU, Tanh) are called as they are;
+- a discriminator's PacGAN packing and minibatch standard deviation (raygan.gan.models.d_levers) work
+  within each member's own batch: its consecutive samples' channels joined (:func:`pac_members`), its
+  groups' statistic appended.
 
 Per member, the arithmetic is the solo model's up to float rounding (a matrix product sums in another
 order than oneDNN's convolution). Nothing mixes members, and a member's numbers do not depend on the
@@ -35,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from raygan.gan.models.ccgan import CCGANDiscriminator, CCGANGenerator
+from raygan.gan.models.d_levers import MinibatchStd, group_std
 from raygan.gan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from raygan.gan.models.fc import FCDiscriminator, FCGenerator
 from raygan.gan.models.mlp2d import GridDiscriminator, GridGenerator, Maxout
@@ -185,15 +189,17 @@ def _batch_norm(layer: nn.modules.batchnorm._BatchNorm, prefix: str, ctx: Contex
                 x: torch.Tensor) -> torch.Tensor:
     """Per (member, channel) statistics: the native batch norm over P*C channels of a channels-last
     (B, *spatial, P, C) copy (channels-last batch norm is the fast one on CPUs)."""
-    if not (layer.training and layer.track_running_stats and layer.affine) or layer.momentum is None:
-        raise TypeError(f"a pack trains batch norm with running statistics and momentum, not {layer}")
+    if not (layer.track_running_stats and layer.affine) or layer.momentum is None:
+        raise TypeError(f"a pack runs batch norm with running statistics and momentum, not {layer}")
     P, C = x.shape[0], x.shape[-1]
     inter = x.movedim(0, -2).contiguous()
     inter = inter.view(*inter.shape[:-2], P * C).movedim(-1, 1)  # (B, P*C, *spatial), channels-last
-    ctx.stack[prefix + "num_batches_tracked"].add_(1)
+    if layer.training:
+        ctx.stack[prefix + "num_batches_tracked"].add_(1)
+    # In eval mode (a packed classifier scored on the validation split) each member's running statistics.
     y = F.batch_norm(inter, ctx.stack[prefix + "running_mean"].view(-1),
                      ctx.stack[prefix + "running_var"].view(-1), ctx.stack[prefix + "weight"].view(-1),
-                     ctx.stack[prefix + "bias"].view(-1), True, layer.momentum, layer.eps)
+                     ctx.stack[prefix + "bias"].view(-1), layer.training, layer.momentum, layer.eps)
     y = y.movedim(1, -1)
     return y.reshape(*y.shape[:-1], P, C).movedim(-2, 0).contiguous()
 
@@ -260,6 +266,43 @@ def with_ghosts(x: torch.Tensor) -> torch.Tensor:
     return x if q == x.shape[0] else torch.cat([x, x.new_zeros(q - x.shape[0], *x.shape[1:])])
 
 
+def pac_members(x: torch.Tensor, m: int) -> torch.Tensor:
+    """raygan.gan.models.d_levers.pac member by member: (P, B, F) -> (P, B / m, m F), channels-last
+    images (P, B, H, W, C) -> (P, B / m, H, W, m C), the channels in the solo order (sample, channel)."""
+    if m == 1:
+        return x
+    P, B = x.shape[:2]
+    if x.dim() == 3:
+        return x.reshape(P, B // m, m * x.shape[2])
+    H, W, C = x.shape[2:]
+    return x.reshape(P, B // m, m, H, W, C).permute(0, 1, 3, 4, 2, 5).reshape(P, B // m, H, W, m * C)
+
+
+def _minibatch_std(layer: MinibatchStd, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
+    """The group statistic of each member's own batch (P, B, ...), appended as the last channel or
+    feature (channels-last)."""
+    s = group_std(x, layer.group, 1)  # (P, B)
+    extra = s.view(*s.shape, *([1] * (x.dim() - 2))).expand(*x.shape[:-1], 1)
+    return torch.cat([x, extra], dim=-1)
+
+
+def _max_pool(layer: nn.MaxPool2d, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
+    """The native max-pool on (P*B, C, H, W) in channels-last memory (a view of (P, B, H, W, C)): the
+    solo kernel's windows and its choice among equal maxima (which element gets the gradient)."""
+    P, B, H, W, C = x.shape
+    y = layer(x.reshape(P * B, H, W, C).permute(0, 3, 1, 2))
+    return y.permute(0, 2, 3, 1).reshape(P, B, *y.shape[2:], C)
+
+
+def _flatten(layer: nn.Flatten, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
+    """(P, B, ...) -> (P, B, F) in the solo order: channels first for channels-last images."""
+    if (layer.start_dim, layer.end_dim) != (1, -1):
+        raise TypeError(f"a pack flattens whole samples only, not {layer}")
+    if x.dim() == 5:
+        x = x.permute(0, 1, 4, 2, 3)
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
 def _exact(layer: nn.Module, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
     return layer(x)  # ReLU, LeakyReLU: exactly rounded on either path
 
@@ -271,8 +314,9 @@ def _transcendental(layer: nn.Module, prefix: str, ctx: Context, x: torch.Tensor
 LAYERS: dict[type, Callable] = {
     nn.Conv2d: _conv, nn.ConvTranspose2d: _conv_transpose, nn.Linear: _linear, Maxout: _maxout,
     nn.BatchNorm1d: _batch_norm, nn.BatchNorm2d: _batch_norm, nn.GroupNorm: _group_norm,
-    VirtualBatchNorm2d: _virtual_batch_norm,
+    VirtualBatchNorm2d: _virtual_batch_norm, MinibatchStd: _minibatch_std,
     nn.Dropout: _dropout, nn.ReLU: _exact, nn.LeakyReLU: _exact, nn.Tanh: _transcendental,
+    nn.Sigmoid: _transcendental, nn.MaxPool2d: _max_pool, nn.Flatten: _flatten,
 }
 
 
@@ -294,7 +338,7 @@ def _dcgan_g(m: DCGANGenerator, prefix: str, ctx: Context, z, y=None) -> torch.T
 
 
 def _dcgan_d(m: DCGANDiscriminator, prefix: str, ctx: Context, x, y=None) -> torch.Tensor:
-    return _sequential(m.net, prefix + "net.", ctx, x).reshape(x.shape[0], x.shape[1])
+    return _sequential(m.net, prefix + "net.", ctx, pac_members(x, m.pacgan)).reshape(x.shape[0], -1)
 
 
 def _ccgan_g(m: CCGANGenerator, prefix: str, ctx: Context, z, y) -> torch.Tensor:
@@ -315,7 +359,7 @@ def _grid_g(m: GridGenerator, prefix: str, ctx: Context, z, y=None) -> torch.Ten
 
 def _grid_d(m: GridDiscriminator, prefix: str, ctx: Context, x, y=None) -> torch.Tensor:
     x = x - ctx.stack[prefix + "center"].unsqueeze(1)
-    return _sequential(m.net, prefix + "net.", ctx, x).squeeze(2)
+    return _sequential(m.net, prefix + "net.", ctx, pac_members(x, m.pacgan)).squeeze(2)
 
 
 def _fc_g(m: FCGenerator, prefix: str, ctx: Context, z, y=None) -> torch.Tensor:
@@ -323,7 +367,7 @@ def _fc_g(m: FCGenerator, prefix: str, ctx: Context, z, y=None) -> torch.Tensor:
 
 
 def _fc_d(m: FCDiscriminator, prefix: str, ctx: Context, x, y=None) -> torch.Tensor:
-    return _sequential(m.net, prefix + "net.", ctx, x).squeeze(2)
+    return _sequential(m.net, prefix + "net.", ctx, pac_members(x, m.pacgan)).squeeze(2)
 
 
 # Per model class: its packed forward, and the member-first layout of its samples (what G returns and

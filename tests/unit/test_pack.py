@@ -67,8 +67,10 @@ GANS = {"dcgan": GANConfig(family="dcgan", **TINY),
         "dcgan-layer": GANConfig(family="dcgan", g_norm="layer", **TINY),
         "dcgan-diffaugment": GANConfig(family="dcgan", diffaugment="translation,cutout,color",
                                        g_steps_per_d_step=2, **TINY),
+        "dcgan-pacgan-mbstd": GANConfig(family="dcgan", pacgan=2, minibatch_std=4, **TINY),
         "ccgan": GANConfig(family="ccgan", **TINY),
         "mlp2d": GANConfig(family="mlp2d", z_dim=2),
+        "mlp2d-pacgan": GANConfig(family="mlp2d", z_dim=2, pacgan=4),
         "fc": GANConfig(family="fc", z_dim=16, alpha=0.5, dropout=0.1, g_steps_per_d_step=2)}
 
 
@@ -91,7 +93,7 @@ def test_a_packed_member_is_its_solo_run(name, digits):
         n = len(members[1].data)
         members[1] = dataclasses.replace(members[1], data_weights=torch.rand(
             n, generator=torch.Generator().manual_seed(0)) * (torch.arange(n) % 3 > 0))
-    steps, tol = (MLP2D_STEPS, MLP2D_TOL) if name == "mlp2d" else (STEPS, AFTER_TOL)
+    steps, tol = (MLP2D_STEPS, MLP2D_TOL) if gan.family == "mlp2d" else (STEPS, AFTER_TOL)
     train = dataclasses.replace(TRAIN, steps=steps)
     packed = train_pack(members, gan=gan, train=train, device=CPU)
     for m, p in zip(members, packed):
@@ -230,12 +232,12 @@ def test_train_members_writes_train_members_folders(tiny_digits_cfg, tmp_path):
     assert not (packed_run.member_dir(ds.classes[5], 1) / "generator.pt").exists()
 
 
-@pytest.mark.parametrize("name", ["dcgan", "mlp2d"])
+@pytest.mark.parametrize("name", ["dcgan", "mlp2d", "dcgan-pacgan-mbstd"])
 def test_a_member_in_a_pack_of_one_is_bit_for_bit_itself_in_a_larger_pack(name, digits):
     """A rerun may regroup the members it resumes (a pack that lost its mates to a crash or to
     divergence goes on alone): the grouping must not change a member's bits."""
     gan, train = GANS[name], TrainConfig(steps=6, batch_size=16, log_every=2, checkpoint_every=0)
-    members = _members(name, digits, n=2)
+    members = _members(gan.family, digits, n=2)
     alone = train_pack(members[:1], gan=gan, train=train, device=CPU)[0]
     together = train_pack(members, gan=gan, train=train, device=CPU)[0]
     assert _identical(alone, together)

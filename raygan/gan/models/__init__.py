@@ -1,7 +1,8 @@
 """GAN families (generator + discriminator pairs) in an explicit registry.
 
 `build_gan(gan_cfg, sample_shape, n_classes=None)` returns (G, D). Every unconditional G maps (B, z_dim)
-latents to (B, *sample_shape) and every D maps a batch of samples to (B,) logits. The conditional
+latents to (B, *sample_shape) and every D maps a batch of samples to (B,) logits ((B / m,) with
+gan.pacgan = m: one per PacGAN pack, raygan.gan.models.d_levers). The conditional
 families (``CONDITIONAL``: ccgan, biggan) take int64 class indices too, G(z, y) and D(x, y), and need
 ``n_classes``. The progressive family (pggan) also has ``set_progress(resolution, alpha)`` on G and D.
 ``UNPACKABLE`` families train one member per pack: pggan's graph grows as it trains; biggan's spectral
@@ -36,14 +37,15 @@ def _square(cfg: GANConfig, shape: tuple[int, ...]) -> tuple[int, int]:
 def _mlp2d(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     if shape != (2,):
         raise ConfigError(f"gan.family=mlp2d models 2D points, but the data has shape {shape}")
-    return GridGenerator(z_dim=cfg.z_dim), GridDiscriminator()
+    return GridGenerator(z_dim=cfg.z_dim), GridDiscriminator(pacgan=cfg.pacgan, minibatch_std=cfg.minibatch_std)
 
 
 def _dcgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     channels, size = _square(cfg, shape)
     return (DCGANGenerator(z_dim=cfg.z_dim, image_size=size, channels=channels, width=cfg.width,
                            norm=cfg.g_norm),
-            DCGANDiscriminator(image_size=size, channels=channels, width=cfg.width, depth=cfg.d_depth))
+            DCGANDiscriminator(image_size=size, channels=channels, width=cfg.width, depth=cfg.d_depth,
+                               pacgan=cfg.pacgan, minibatch_std=cfg.minibatch_std))
 
 
 def _classes(cfg: GANConfig, n_classes: Optional[int]) -> int:
@@ -59,7 +61,7 @@ def _ccgan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     return (CCGANGenerator(z_dim=cfg.z_dim, n_classes=k, image_size=size, channels=channels,
                            width=cfg.width, norm=cfg.g_norm),
             CCGANDiscriminator(n_classes=k, image_size=size, channels=channels, width=cfg.width,
-                               depth=cfg.d_depth))
+                               depth=cfg.d_depth, pacgan=cfg.pacgan, minibatch_std=cfg.minibatch_std))
 
 
 def _biggan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
@@ -80,12 +82,13 @@ def _pggan(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     except ValueError as err:
         raise ConfigError(str(err)) from err
     return (PGGenerator(z_dim=cfg.z_dim, image_size=size, channels=channels, width=cfg.width),
-            PGDiscriminator(image_size=size, channels=channels, width=cfg.width))
+            PGDiscriminator(image_size=size, channels=channels, width=cfg.width, pacgan=cfg.pacgan))
 
 
 def _fc(cfg: GANConfig, shape: tuple[int, ...], n_classes: Optional[int]):
     return (FCGenerator(z_dim=cfg.z_dim, out_shape=shape, alpha=cfg.alpha, dropout=cfg.dropout),
-            FCDiscriminator(in_shape=shape, alpha=cfg.alpha, dropout=cfg.dropout))
+            FCDiscriminator(in_shape=shape, alpha=cfg.alpha, dropout=cfg.dropout, pacgan=cfg.pacgan,
+                            minibatch_std=cfg.minibatch_std))
 
 
 # One builder per gan.family of raygan.config.families.FAMILIES (tests/unit/test_families.py holds the two

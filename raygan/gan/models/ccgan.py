@@ -12,7 +12,8 @@ Section 3.1 of seed 003, kept as written:
   two-class toy then trained both classes to the same images for hundreds of steps).
 
 gan.g_norm=vbn: the reference batch of the body is [z, one_hot(y)] with the classes in turn
-(raygan.gan.models.vbn.reference_latents). gan.d_depth deepens the body of D as DCGAN's.
+(raygan.gan.models.vbn.reference_latents). gan.d_depth deepens the body of D as DCGAN's, and its
+gan.pacgan and gan.minibatch_std are the body's: a PacGAN pack holds m samples each with its label map.
 
 y holds int64 class indices in [0, n_classes). ``ConditionedGenerator`` fixes the class, so that code
 written for unconditional generators (``G(z)``, ``synth.generate``) samples one class unchanged.
@@ -42,11 +43,13 @@ class CCGANGenerator(nn.Module):
 
 
 class CCGANDiscriminator(nn.Module):
-    def __init__(self, n_classes: int, image_size: int, channels: int, width: int = 64, depth: int = 1):
+    def __init__(self, n_classes: int, image_size: int, channels: int, width: int = 64, depth: int = 1,
+                 pacgan: int = 1, minibatch_std: int = 0):
         super().__init__()
         self.n_classes, self.image_size = n_classes, image_size
         self.label_map = nn.Embedding(n_classes, image_size * image_size)
-        self.body = DCGANDiscriminator(image_size=image_size, channels=channels + 1, width=width, depth=depth)
+        self.body = DCGANDiscriminator(image_size=image_size, channels=channels + 1, width=width, depth=depth,
+                                       pacgan=pacgan, minibatch_std=minibatch_std)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         maps = self.label_map(y).to(x.dtype).view(x.shape[0], 1, self.image_size, self.image_size)

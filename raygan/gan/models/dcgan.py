@@ -20,6 +20,10 @@ discriminator by including more convolutions", D = 1, 2, 3): every downsampling 
 conv, the first included) is followed by D - 1 stride-1 3x3 convolutions with batch norm and
 LeakyReLU(0.2), which refine its features at its resolution and keep the map's size and channels.
 D = 1 builds DCGAN's discriminator exactly (the same layers, names and seeded initialisation).
+
+``pacgan`` (m) and ``minibatch_std`` (a group size) are the discriminator's mode-coverage levers
+(raygan.gan.models.d_levers): the first convolution takes m packed samples' channels, and a minibatch
+standard-deviation channel joins the last convolution's input; 1 and 0 build the plain DCGAN D.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from raygan.gan.models.d_levers import pac, with_std
 from raygan.gan.models.vbn import VBN_REF_SIZE, VirtualBatchNorm2d, reference_latents
 
 G_NORMS = ("batch", "layer", "vbn")
@@ -110,22 +115,24 @@ def _refinements(channels: int, depth: int) -> list[nn.Module]:
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, image_size: int, channels: int, width: int = 64, depth: int = 1):
+    def __init__(self, image_size: int, channels: int, width: int = 64, depth: int = 1, pacgan: int = 1,
+                 minibatch_std: int = 0):
         super().__init__()
         if depth < 1:
             raise ValueError(f"discriminator depth must be >= 1, got {depth}")
         stages, s0 = _stages(image_size)
-        ch = width
-        layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch, self.pacgan = width, pacgan
+        layers: list[nn.Module] = [nn.Conv2d(channels * pacgan, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         layers += _refinements(ch, depth)
         for _ in range(stages - 1):
             layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2),
                        nn.LeakyReLU(0.2, True)]
             ch *= 2
             layers += _refinements(ch, depth)
-        layers.append(nn.Conv2d(ch, 1, s0, 1, 0))
-        self.net = nn.Sequential(*layers)
+        layers.append(nn.Conv2d(ch + (1 if minibatch_std else 0), 1, s0, 1, 0))
+        self.net = nn.Sequential(*with_std(layers, minibatch_std))
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
+        """Logits (B / pacgan,): one per PacGAN pack (per sample when pacgan is 1)."""
+        return self.net(pac(x, self.pacgan)).flatten()

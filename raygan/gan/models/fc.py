@@ -2,6 +2,8 @@
 
 G: z -> 32a -> 64a -> 128a -> image (hidden h_i = 16 a 2^i), LeakyReLU(0.01) + dropout, tanh output.
 D: image -> 128a -> 64a -> 32a -> 1 logit (hidden h_i = 256 a 2^-i), LeakyReLU(0.01) + dropout.
+D's ``pacgan`` and ``minibatch_std``: raygan.gan.models.d_levers (m packed images in, one more feature
+before the logit); 1 and 0 build seed 002's D.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import math
 
 import torch
 import torch.nn as nn
+
+from raygan.gan.models.d_levers import pac, with_std
 
 
 def _stack(widths: list[int], dropout: float) -> list[nn.Module]:
@@ -31,11 +35,14 @@ class FCGenerator(nn.Module):
 
 
 class FCDiscriminator(nn.Module):
-    def __init__(self, in_shape: tuple[int, ...], alpha: float = 4.0, dropout: float = 0.1):
+    def __init__(self, in_shape: tuple[int, ...], alpha: float = 4.0, dropout: float = 0.1, pacgan: int = 1,
+                 minibatch_std: int = 0):
         super().__init__()
+        self.pacgan = pacgan
         hidden = [max(1, round(256 * alpha * 2 ** -i)) for i in (1, 2, 3)]
-        self.net = nn.Sequential(*_stack([math.prod(in_shape)] + hidden, dropout),
-                                 nn.Linear(hidden[-1], 1))
+        layers = _stack([math.prod(in_shape) * pacgan] + hidden, dropout)
+        layers.append(nn.Linear(hidden[-1] + (1 if minibatch_std else 0), 1))
+        self.net = nn.Sequential(*with_std(layers, minibatch_std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1)).squeeze(1)
+        return self.net(pac(x.flatten(1), self.pacgan)).squeeze(1)

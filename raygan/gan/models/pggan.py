@@ -14,6 +14,10 @@ What is kept from Karras et al. (their Section 2-4 and Table 2):
   gain / sqrt(fan_in) (gain sqrt 2, 1 for toRGB and D's output).
 Channel counts: width * min(8, S / r) at resolution r, i.e. Karras's 512-capped halving for width 64.
 
+gan.pacgan (m, raygan.gan.models.d_levers): D's fromRGB layers take m packed images' channels; the
+pooling and fade-in act per channel, so packing the input first is PacGAN's D. (Its minibatch standard
+deviation is always on, as Karras et al.'s; gan.minibatch_std is for the families without one.)
+
 Changes for raygan: the loss is raygan.gan.losses' (WGAN-GP is not used); G's image goes through tanh so it
 has the [-1, 1] range of every other family; Adam's state is not reset when a resolution is added; one
 batch size throughout. The current resolution and alpha are plain attributes set by ``set_progress``
@@ -31,6 +35,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from raygan.gan.models.d_levers import pac
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -165,9 +171,10 @@ def minibatch_stddev(x: torch.Tensor) -> torch.Tensor:
 
 
 class PGDiscriminator(_Progress, nn.Module):
-    def __init__(self, image_size: int, channels: int, width: int = 64):
+    def __init__(self, image_size: int, channels: int, width: int = 64, pacgan: int = 1):
         super().__init__()
-        self.image_size = image_size
+        self.image_size, self.pacgan = image_size, pacgan
+        channels *= pacgan
         self.sizes = pg_resolutions(4, image_size)
         ch = {r: _channels(r, image_size, width) for r in self.sizes}
         self.from_rgb = nn.ModuleDict({str(r): nn.Sequential(EqualizedConv2d(channels, ch[r], 1), _lrelu())
@@ -181,7 +188,7 @@ class PGDiscriminator(_Progress, nn.Module):
         self.resolution, self.alpha = image_size, 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        res, alpha = self.resolution, self.alpha
+        res, alpha, x = self.resolution, self.alpha, pac(x, self.pacgan)
         if x.shape[-1] != res:  # the real batch (and G's upsampled output) back to the current size
             x = F.avg_pool2d(x, x.shape[-1] // res)
         if alpha < 1.0:  # fading resolution res in (set_progress keeps alpha = 1 at 4 px)
