@@ -345,9 +345,20 @@ def config_error_line(err: ConfigError) -> str:
     return f"raygan: config error: {one_line(cause if isinstance(cause, ConfigError) else err)}"
 
 
+def _root_cause(err: Exception) -> Exception:
+    """The error a Ray task raised, through the wrappers of the tasks that waited on it (a task whose
+    input failed raises a RayTaskError whose cause is the input's RayTaskError, and so on)."""
+    seen = set()
+    while isinstance(getattr(err, "cause", None), Exception) and id(err) not in seen:
+        seen.add(id(err))
+        err = err.cause
+    return err
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 on success, 2 for bad input (one line naming the problem and the fix), 1 for anything
-    unexpected: one line naming the exception, its traceback only with --debug; 143 / 130 for a job
+    """Exit 0 on success, 2 for bad input (one line naming the problem and the fix), 1 for a file that
+    could not be written (a full disk: its path and the fix) and for anything unexpected (one line
+    naming the exception, its traceback only with --debug); 143 / 130 for a job
     stopped by SIGTERM / Ctrl-C, after its temporary files are removed and its lock released
     (raygan.signals)."""
     from raygan import signals
@@ -365,14 +376,19 @@ def main(argv: list[str] | None = None) -> int:
         print(config_error_line(err), file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - the one place every unexpected error is shown
+        from raygan.runs.storage import WriteError
         from raygan.secrets import one_line, redact
 
+        cause = _root_cause(err)  # a Ray task's error: its own text, not the wrappers'
+        if isinstance(cause, WriteError):  # a full disk: the path and the fix
+            print(f"raygan: {one_line(WriteError(cause.errno, cause.strerror, cause.filename))}",
+                  file=sys.stderr)
+            return 1
         if args.debug:
             import traceback
             print(redact(traceback.format_exc()), end="", file=sys.stderr)
         else:
-            cause = getattr(err, "cause", None)  # a Ray task's error: its own text, not the wrapper's
-            err = cause if isinstance(cause, Exception) else err
+            err = cause
             print(f"raygan: error: {type(err).__name__}: {one_line(err)[:500]} (rerun with --debug "
                   "for the traceback)", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ class StageClock:
         if name not in self.seconds:
             raise ValueError(f"unknown pipeline stage {name!r}; one of {', '.join(STAGES)}")
         t0 = time.perf_counter()
+        logger.debug(f"stage {name}: begun")  # what tests/integration/test_chaos_stages.py waits for
         try:
             yield
         finally:
