@@ -3,6 +3,10 @@
 Train `grid_eval.gans` GANs as members of the single class "grid", draw `points_per_gan` points from
 each, run the bootstrap of Supplement A for T = 1..max_ensemble, and write table1.md / table1.json and
 a scatter coloured by member (Figure 1) into the run folder.
+
+With gan.pacgan = m > 1 every GAN's discriminator is PacGAN's (Lin et al. 2018; raygan.gan.models.d_levers)
+and the table names its rows PacGANm; the paper column of a single PacGAN is then PacGAN's published
+figure for m where one is known (PAPER_PACGAN), of an ensemble of them "-" (no paper reports one).
 """
 from __future__ import annotations
 
@@ -36,13 +40,29 @@ PAPER_TABLE1 = {
 }
 
 
-def format_table1(rows: list[Table1Row]) -> str:
-    """Markdown table of ours beside the paper's, Table 1 layout."""
+# Lin et al. 2018 (PacGAN) on the same grid, by packing degree m: m = 1 is their unpacked GAN (as the
+# source documents' index gives it), m = 4 their PacGAN4 (as seed 000's Table 1 cites it).
+PAPER_PACGAN = {
+    1: (17.3, 0.8, 94.8, 0.7),
+    4: (24.8, 0.2, 93.6, 0.6),
+}
+
+
+def _paper(ensemble_size: int, pacgan: int):
+    if pacgan == 1:
+        return PAPER_TABLE1.get(ensemble_size)
+    return PAPER_PACGAN.get(pacgan) if ensemble_size == 1 else None
+
+
+def format_table1(rows: list[Table1Row], pacgan: int = 1) -> str:
+    """Markdown table of ours beside the paper's, Table 1 layout; ``pacgan`` (gan.pacgan) > 1 names the
+    rows PacGANm and compares a single one with PacGAN's paper."""
     lines = ["| Method | Modes (max 25), ours | Modes, paper | High quality %, ours | High quality %, paper |",
              "|---|---|---|---|---|"]
+    base = "GAN" if pacgan == 1 else f"PacGAN{pacgan}"
     for r in rows:
-        name = "GAN" if r.ensemble_size == 1 else f"EnsGAN-{r.ensemble_size}"
-        paper = PAPER_TABLE1.get(r.ensemble_size)
+        name = base if r.ensemble_size == 1 else f"EnsGAN-{r.ensemble_size}" + ("" if pacgan == 1 else f" of {base}")
+        paper = _paper(r.ensemble_size, pacgan)
         pm = f"{paper[0]:.1f} ± {paper[1]:.1f}" if paper else "-"
         ph = f"{paper[2]:.1f} ± {paper[3]:.1f}" if paper else "-"
         lines.append(f"| {name} | {r.modes_mean:.1f} ± {r.modes_std:.1f} | {pm} | "
@@ -88,10 +108,11 @@ def run_table1(cfg: Config) -> dict:
     rows = table1_bootstrap(pools, max_ensemble=cfg.grid_eval.max_ensemble,
                             eval_points=min(cfg.grid_eval.eval_points, cfg.grid_eval.points_per_gan),
                             repeats=cfg.grid_eval.repeats, seed=cfg.train.seed)
-    table = format_table1(rows)
+    table = format_table1(rows, pacgan=cfg.gan.pacgan)
     figure = run.path / "plots" / "grid_members.png"
     scatter_by_member(samples[: min(10, len(samples))], dataset.train["grid"].numpy(), figure)
-    result = {"rows": [asdict(r) for r in rows], "paper": PAPER_TABLE1,
+    result = {"rows": [asdict(r) for r in rows], "pacgan": cfg.gan.pacgan,
+              "paper": PAPER_TABLE1 if cfg.gan.pacgan == 1 else {1: PAPER_PACGAN.get(cfg.gan.pacgan)},
               "gans": cfg.grid_eval.gans, "steps": cfg.train.steps, "repeats": cfg.grid_eval.repeats,
               "figure": str(figure.relative_to(run.path))}
     atomic_write_text(run.path / "eval" / "table1.json", json.dumps(result, indent=2))

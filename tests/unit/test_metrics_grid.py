@@ -53,3 +53,14 @@ def test_bootstrap_ensembles_of_complementary_gans_cover_more():
     assert all(r.high_quality_mean == pytest.approx(100.0) for r in rows)
     means = [r.modes_mean for r in rows]
     assert means == sorted(means)
+
+
+def test_table1_with_pacgan_names_its_rows_and_cites_pacgans_paper():
+    from raygan.metrics.grid import Table1Row
+    from raygan.reporting.table1 import format_table1
+
+    rows = [Table1Row(1, 24.0, 1.0, 90.0, 2.0), Table1Row(2, 25.0, 0.0, 91.0, 1.0)]
+    plain, packed = format_table1(rows).splitlines(), format_table1(rows, pacgan=4).splitlines()
+    assert plain[2].startswith("| GAN |") and "18.8 ± 2.6" in plain[2] and "24.6 ± 0.8" in plain[3]
+    assert packed[2].startswith("| PacGAN4 |") and "24.8 ± 0.2" in packed[2] and "93.6 ± 0.6" in packed[2]
+    assert packed[3].startswith("| EnsGAN-2 of PacGAN4 |") and packed[3].count("| - |") == 2
