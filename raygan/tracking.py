@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import os
 from pathlib import Path
 from typing import Iterator, Optional
@@ -68,6 +69,32 @@ def check_server(cfg: Config) -> None:
                           "tracking.enabled=false") from None
 
 
+def check_store(cfg: Config) -> None:
+    """Refuse, before any work, an existing local sqlite store that MLflow cannot open (half-made or
+    damaged): one line naming the file and the fix, instead of every later job in that output.root
+    failing on MLflow's migrations once it has trained. A no-op for any other store, a store not made
+    yet, or with tracking.enabled=false; it writes nothing (output.root is not created)."""
+    if not cfg.tracking.enabled:
+        return
+    uri = (cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+           or f"sqlite:///{Path(cfg.output.root).resolve() / 'mlflow.db'}")
+    path = _sqlite_path(uri)
+    if path is None or not path.exists():
+        return
+    from mlflow import MlflowClient
+
+    quiet_urls()
+    migrations = logging.getLogger("mlflow.store.db.utils")  # its INFO lines as it tries to migrate
+    level = migrations.level
+    migrations.setLevel(logging.WARNING)
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as err:  # noqa: BLE001 - sqlalchemy's, MLflow's and sqlite's errors alike
+        raise store_error(uri, err) from None
+    finally:
+        migrations.setLevel(level)
+
+
 def quiet_urls() -> None:
     """No "View run ... at <URL>" lines from MLflow in this process (they would print credentials)."""
     os.environ[_QUIET_URLS] = "true"
@@ -85,12 +112,27 @@ def _remove_sqlite(path: Path) -> None:
         Path(f"{path}{extra}").unlink(missing_ok=True)
 
 
+# What MLflow's migrations say on a sqlite store left half-made (its tables part created: a store made
+# in place by raygan before create_store, stopped by a full disk or a signal; or damaged since).
+_HALF_MADE = ("already exists", "duplicate column", "no such table", "file is not a database",
+              "malformed")
+
+
+def _half_made(path: Path, first: str) -> ConfigError:
+    return ConfigError(f"the MLflow store {path} is half-made or damaged ({redact(first)[:160]}), as an "
+                       "earlier run stopped while creating it leaves it; move it aside (mv "
+                       f"{path} {path}.broken) and rerun to make a new one, point tracking.tracking_uri "
+                       "elsewhere, or set tracking.enabled=false")
+
+
 def store_error(uri: str, err: BaseException) -> ConfigError:
     """An MLflow store failure as one line naming the store and the fix."""
     path = _sqlite_path(uri)
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if path is not None and path.exists() and any(s in first for s in _HALF_MADE):
+        return _half_made(path, first)
     where, fix = (f"the MLflow store {path}", "free space on its disk (or fix its permissions)") if path \
         else (f"the MLflow store at {redact(uri)}", "check that server (its disk, its log)")
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]  # not sqlalchemy's SQL and links
     return ConfigError(f"{where} failed: {redact(first)[:200]}; {fix}, point tracking.tracking_uri "
                        "elsewhere, or set tracking.enabled=false")
 

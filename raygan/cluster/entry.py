@@ -36,15 +36,16 @@ def job_function(job: str, cfg, address: str | None):
 
 def preflight(job: str, cfg, address: str | None) -> None:
     """What can hang or fail on the network, checked before the job touches its run folder: the
-    MLflow server (within seconds), and a named Ray cluster, joined here (an unreachable address or an
+    MLflow server (within seconds) or a local MLflow store that cannot be opened, and a named Ray cluster, joined here (an unreachable address or an
     HTTP server there fails within seconds, a join is bounded; GPUs asked for are checked against it).
     SIGTERM ends the process while Ray connects (raygan.cluster.join), so a job stopped then leaves
     nothing behind. A local Ray is started by the job itself, after its data checks; the GPUs it would
     need are checked here, before it starts (raygan.cluster.runtime.check_devices)."""
     from raygan.evaluation.job import cluster_named, runs_here
-    from raygan.tracking import check_server
+    from raygan.tracking import check_server, check_store
 
     check_server(cfg)
+    check_store(cfg)  # a half-made local store: refused now, not after training
     if job in LOCAL_JOBS and runs_here(cfg, address, job=job):
         return
     from raygan.cluster.runtime import check_devices, connect

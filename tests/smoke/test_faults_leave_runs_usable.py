@@ -1,6 +1,7 @@
 """Faults leave the run usable (issue 25 item 6): a full disk (a real write limit, RLIMIT_FSIZE, in a
 subprocess) names the file and the fix and leaves no temporary file and no half-made MLflow store, and a
-run refused by its checks writes nothing to MLflow. Signals: tests/integration/test_stopped_jobs.py."""
+run refused by its checks writes nothing to MLflow; a store left half-made by an older raygan is refused
+before work, naming the fix. Signals: tests/integration/test_stopped_jobs.py, test_chaos_stages.py."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from raygan.cli import main
 from raygan.config import load_config
@@ -93,3 +95,34 @@ def test_an_audit_refused_by_its_checks_creates_no_mlflow_store_or_run(tmp_path,
     assert main(["audit", str(run)]) == 2
     assert "differ(s) from the manifest's record of the shards" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no mlflow.db, no mlartifacts, no audit/
+
+
+# How raygan before create_store made its store: in place, so a full disk left it half-made.
+_HALF_MADE_STORE = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (120_000, 120_000))  # stops MLflow's migrations part-way
+from mlflow import MlflowClient
+try:
+    MlflowClient(tracking_uri=f"sqlite:///{sys.argv[1]}").search_experiments(max_results=1)
+except Exception as err:
+    print(type(err).__name__)
+"""
+
+
+def test_a_half_made_mlflow_store_from_an_older_run_is_refused_before_work_naming_the_fix(tmp_path, capsys):
+    store = tmp_path / "runs" / "mlflow.db"
+    store.parent.mkdir()
+    made = subprocess.run([sys.executable, "-c", _HALF_MADE_STORE, str(store)], capture_output=True, text=True,
+                          timeout=120)
+    assert made.stdout.strip() == "OperationalError" and store.exists(), made.stdout + made.stderr
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as stop:  # a job command ends in SystemExit(its code)
+        main(["train", *[a for s in [*TINY, f"output.root={tmp_path}/runs"] for a in ("--set", s)]])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"raygan: config error: the MLflow store {store} is half-made "
+                                               "or damaged ("), err
+    assert err[0].endswith(f"move it aside (mv {store} {store}.broken) and rerun to make a new one, point "
+                           "tracking.tracking_uri elsewhere, or set tracking.enabled=false"), err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no run folder, no lock, no mlartifacts
