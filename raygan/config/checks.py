@@ -133,8 +133,8 @@ def _check_output_names(cfg: Config) -> None:
 
 
 def _check_biggan(cfg: Config) -> None:
-    """The hinge loss and biggan's options: its image size and attention resolution where the config
-    decides the size, by the model's own rule (raygan.config.families); raygan.gan.models.biggan
+    """The hinge loss, a dataset's native size a DCGAN cannot take, and biggan's options: its image size and attention
+    resolution where the config decides the size, by the model's own rule (raygan.config.families); raygan.gan.models.biggan
     refuses the rest when it is built."""
     g, d = cfg.gan, cfg.data
     if g.loss == "hinge" and g.real_label != 1.0:
@@ -145,6 +145,10 @@ def _check_biggan(cfg: Config) -> None:
         raise ConfigError(f"gan.attention_resolution={r} places biggan's self-attention, and gan.family="
                           f"{g.family} has none; set gan.attention_resolution=null")
     size = image_size(d.name, d.image_size, d.medmnist_size)
+    # a native size a DCGAN cannot take (lfw_subset's 25 px); a chosen data.image_size is the model's to refuse
+    if g.family in DCGAN_BLOCKS and d.image_size is None and size is not None and not _dcgan_size(size):
+        raise ConfigError(f"gan.family={g.family} needs an image size that halves to 4..7 (8, 16, 28, 32, 64, "
+                          f"128), and data.name={d.name} gives {size} px; set data.image_size (e.g. 32)")
     if g.family != "biggan" or size is None:
         return
     try:
@@ -182,6 +186,14 @@ def _check_diffaugment(cfg: Config) -> None:
            if cfg.train.cuda_graphs else None)
     if why:
         raise ConfigError(f"gan.diffaugment={cfg.gan.diffaugment} is refused: {why}; set gan.diffaugment=\"\"")
+
+
+def _dcgan_size(size: int) -> bool:
+    """raygan.gan.models.dcgan's rule: at least one stride-2 stage, ending at a 4..7 px map."""
+    stages = 0
+    while size % 2 == 0 and size > 4:
+        size, stages = size // 2, stages + 1
+    return stages > 0 and 4 <= size <= 7
 
 
 def _check_d_levers(cfg: Config) -> None:
@@ -283,7 +295,7 @@ def _check_relations(cfg: Config) -> None:
                           "data.root to the folder holding them"
                           + (" (or to where data.download: true should put them)"
                              if d.name not in ("imagefolder", "parquet", "medmnist") else ""))
-    if d.download and d.name in ("imagefolder", "parquet", "medmnist"):
+    if d.download and d.name in ("imagefolder", "parquet", "medmnist", "lfw_subset", "skimage_patches"):
         raise ConfigError(f"data.download applies to torchvision datasets, not {d.name}; "
                           "set data.download: false" + (" and put the MedMNIST .npz under data.root "
                                                         "(https://medmnist.com)" if d.name == "medmnist" else ""))

@@ -7,7 +7,8 @@ from __future__ import annotations
 # data.name values whose samples are 2-D points, not images (RealDataset.kind "points").
 POINT_DATASETS = frozenset({"grid2d"})
 # Native square sizes of the datasets whose size the config alone decides (data.image_size resizes).
-NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn": 32}
+NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "svhn": 32, "lfw_subset": 25,
+               "skimage_patches": 32}
 # MedMNIST v2's 2D datasets (data.medmnist_flag) and the square sizes MedMNIST+ publishes them at.
 MEDMNIST_FLAGS = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
                   "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist")

@@ -25,9 +25,10 @@ class DataConfig:
                    "bundled 8x8 digits), mnist, fashion_mnist, cifar10, svhn (torchvision files under "
                    "data.root), imagefolder (data.root/<class>/*.png|jpg), parquet (data.root: a "
                    "parquet file or folder with image bytes + label, raygan's shards included) or "
-                   "medmnist (a MedMNIST .npz under data.root, see data.medmnist_flag).",
+                   "medmnist (a MedMNIST .npz under data.root, see data.medmnist_flag); lfw_subset and "
+                   "skimage_patches are scikit-image's bundled data (the bench extra; raygan.data.skimage_sets).",
                    choices=("grid2d", "digits", "mnist", "fashion_mnist", "cifar10", "svhn",
-                            "imagefolder", "parquet", "medmnist"))
+                            "imagefolder", "parquet", "medmnist", "lfw_subset", "skimage_patches"))
     root: Optional[str] = _f(None, "Where the dataset's files are: the torchvision root folder (mnist, "
                              "fashion_mnist, cifar10, svhn), the class-per-sub-folder image folder, "
                              "the parquet file/folder (any pyarrow filesystem URI) or the folder "

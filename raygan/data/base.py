@@ -231,7 +231,9 @@ _TORCHVISION = _lazy("images", "load_torchvision")
 LOADERS = {"digits": _load_digits, "grid2d": _load_grid2d, "mnist": _TORCHVISION,
            "fashion_mnist": _TORCHVISION, "cifar10": _TORCHVISION, "svhn": _TORCHVISION,
            "imagefolder": _lazy("imagefolder", "load_imagefolder"),
-           "parquet": _lazy("parquet", "load_parquet"), "medmnist": _lazy("medmnist", "load_medmnist")}
+           "parquet": _lazy("parquet", "load_parquet"), "medmnist": _lazy("medmnist", "load_medmnist"),
+           "lfw_subset": _lazy("skimage_sets", "load_lfw_subset"),
+           "skimage_patches": _lazy("skimage_sets", "load_skimage_patches")}
 
 
 def load_dataset(cfg: DataConfig) -> RealDataset:
