@@ -21,6 +21,7 @@ CLASS_STRIDE = 1_009               # class k of a regenerated synthetic set draw
 GRID_GAN_STRIDE = 7_919            # seed 000 Table 1: GAN m draws its points from seed + stride (m + 1)
 MEMBER_RETRY_STREAM = 13           # the last word of a diverged member's retry seeds
 PRIVACY_PARTITION_STREAM = 17      # the last word of a class's record partition (privacy.partition)
+CANARY_STREAM = 19                 # the last word of a class's planted canaries (data.canaries)
 _WORD = 2 ** 31                    # a member seed folded into a SeedSequence word
 
 
@@ -55,6 +56,11 @@ def conditional_member_retry(base: int, member_index: int, attempt: int) -> int:
 def privacy_partition(base: int, class_index: int) -> int:
     """How a class's records are dealt to its members under privacy.partition=disjoint."""
     return _sequence(base, class_index, PRIVACY_PARTITION_STREAM)
+
+
+def canaries(base: int, class_index: int) -> int:
+    """Which training images of a class become its planted canaries and their controls (data.canaries)."""
+    return _sequence(base, class_index, CANARY_STREAM)
 
 
 def boosting_step(base: int, class_index: int, step: int) -> int:

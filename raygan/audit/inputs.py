@@ -77,6 +77,7 @@ class ClassInputs:
     synthetic: torch.Tensor
     members: np.ndarray      # sorted ascending
     shard_index: np.ndarray
+    canaries: object = None  # data.canaries: the class's raygan.data.canaries.ClassCanaries
 
 
 def load_inputs(cfg: Config, run: RunFolder, dataset=None) -> list[ClassInputs]:
@@ -111,7 +112,8 @@ def load_inputs(cfg: Config, run: RunFolder, dataset=None) -> list[ClassInputs]:
         if cap is not None:  # the first `cap` rows of each member (rows are sorted by index)
             rank = np.arange(len(rows)) - np.searchsorted(members[rows], members[rows])
             rows = rows[rank < cap]
-        out.append(ClassInputs(name, dataset.train[name], holdout, x[rows], members[rows], index[rows]))
+        out.append(ClassInputs(name, dataset.train[name], holdout, x[rows], members[rows], index[rows],
+                               (dataset.canaries or {}).get(name)))
     return out
 
 

@@ -49,6 +49,49 @@ def _num(v: Optional[float]) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+_ATTACKS = {"gan_leaks": "calibrated GAN-Leaks", "domias": "DOMIAS"}
+
+
+def _roc(r: Optional[dict]) -> str:
+    if r is None:
+        return "n/a"
+    low = min(r["fpr_resolution"], 1.0)
+    tprs = ", ".join(f"TPR {_pct(v)} at {k.split('_')[2].replace('pct', ' %')} FPR"
+                     for k, v in r.items() if k.startswith("tpr_at_"))
+    text = (f"AUROC {r['auroc']:.3f}, {tprs} ({r['members']} members vs {r['nonmembers']} non-members; "
+            f"FPRs below {_pct(low)} read as FPR 0)")
+    if r.get("dp"):
+        d = r["dp"]
+        text += (f"; DP bound TPR <= e^{d['epsilon']:.3g} FPR + {d['delta']:.2g}: {d['verdict']} "
+                 f"({d['points_outside']} of {d['operating_points']} operating points outside, epsilon "
+                 f"lower bound {d['epsilon_lower_bound']:.3g} at 95 %)")
+    elif "epsilon_lower_bound" in r:
+        text += f"; epsilon lower bound {r['epsilon_lower_bound']:.3g} at 95 %"
+    return text
+
+
+def attack_lines(privacy: dict) -> list[str]:
+    """The calibrated attacks, overall and per class, and the planted canaries (positive control)."""
+    a = privacy.get("attacks")
+    if not a:
+        return []
+    lines = [f"membership-inference attacks, calibrated by a reference of {a['reference']}:"]
+    for name, label in _ATTACKS.items():
+        lines.append(f"{label} ({a['spaces'][name]}), all classes: {_roc(a[name]['overall'])}")
+        lines += [f"  {label} class {c}: {_roc(r)}" for c, r in a[name]["classes"].items()]
+    for kind, c in (a.get("canaries") or {}).items():
+        records = f", {c['records']} records each (group bound)" if c["records"] > 1 else ""
+        lines += [f"planted {kind} canaries{records}, {_ATTACKS[name]}: {_roc(c[name])}" for name in _ATTACKS]
+    if a.get("dp"):
+        verdict = {"holds": "holds at every operating point",
+                   "consistent": "holds within sampling noise (empirical excursions; the 95 % lower bound on "
+                                 "epsilon stays within it)",
+                   "violated": "is VIOLATED (the 95 % lower bound on epsilon exceeds it)"}[a["dp_verdict"]]
+        lines.append(f"DP check: (epsilon, delta) = ({a['dp']['epsilon']:.3g}, {a['dp']['delta']:.2g}) {verdict}; "
+                     f"largest epsilon lower bound {a['dp_epsilon_lower_bound']:.3g}")
+    return lines
+
+
 def class_rows(privacy: dict) -> list[str]:
     """One line per class and space: the numbers the verdict is made of."""
     rows = []
@@ -75,6 +118,7 @@ def format_verdict(privacy: dict) -> str:
     mia = ", ".join(f"{k} {_num(v)}" for k, v in privacy["mia_auroc"].items())
     lines = [head, *(f"  {r}" for r in class_rows(privacy)),
              f"  membership-inference AUROC (all classes; 0.5 = no leak): {mia}"]
+    lines += [f"  {r}" for r in attack_lines(privacy) if not r.startswith("  ")]
     lines += [f"  WARN {r}" for r in privacy["reasons"]]
     notes = privacy.get("notes", [])
     lines += [f"  note: {r}" for r in notes[:2]]
@@ -113,6 +157,13 @@ def privacy_markdown(privacy: dict) -> str:
     mia = ", ".join(f"{k} {_num(v)}" for k, v in privacy["mia_auroc"].items())
     lines += ["", f"Membership inference from the distance to the nearest synthetic sample, all classes: "
               f"AUROC {mia} (0.5: the synthetic set does not reveal who was in the training set)."]
+    attacks = attack_lines(privacy)
+    if attacks:
+        lines += ["", "### Membership-inference attacks", "", attacks[0][0].upper() + attacks[0][1:], "",
+                  *(f"- {r.strip()}" for r in attacks[1:]), "",
+                  "Higher scores mean member; TPR at a low FPR is what an attacker can claim with confidence "
+                  "(Carlini et al.). The planted canaries (data.canaries) are the positive control: an attack "
+                  "that catches them would catch a memorised record."]
     items = [f"- {r}" for r in privacy["reasons"]] + [f"- note: {r}" for r in privacy.get("notes", [])]
     lines += [""] + items if items else []
     if privacy.get("figure"):

@@ -30,10 +30,23 @@ from raygan.runs import RunFolder, atomic_write_text
 logger = logging.getLogger(__name__)
 
 
+def run_dp(cfg: Config, run: RunFolder) -> Optional[tuple[float, float]]:
+    """The (epsilon, delta) the attacks check: the run's privacy ledger's (what its members spent), or
+    None without privacy; a run trained under privacy whose ledger is missing checks the target."""
+    ledger = run.manifest().get("privacy")
+    if ledger:
+        return float(ledger["epsilon"]), float(ledger["delta"])
+    if cfg.privacy.epsilon is None:
+        return None
+    logger.warning("audit: privacy.epsilon is set but the run has no privacy ledger; the attacks check the "
+                   "target epsilon at delta 0")
+    return float(cfg.privacy.epsilon), 0.0
+
+
 def finish(cfg: Config, run: RunFolder, inputs: list[ClassInputs], audits: list[ClassAudit], *,
            dataset_name: str) -> dict:
     """Summary, figure, audit/privacy.json (atomic) and the printed verdict."""
-    privacy = summarise(audits, cfg, dataset_name=dataset_name)
+    privacy = summarise(audits, cfg, dataset_name=dataset_name, dp=run_dp(cfg, run))
     for c in inputs:
         privacy["classes"][c.name]["n_holdout"] = int(len(c.holdout))
     if "pixel" in cfg.audit.spaces:
@@ -65,7 +78,7 @@ def audit_run(cfg: Config, run_dir: str | Path, *, device: str | torch.device = 
     model = domain_model(dataset, run, resolve_device(device)) if "domain" in cfg.audit.spaces else None
     audits = [audit_class(c.name, c.train, c.holdout, c.synthetic, c.members, shard_index=c.shard_index,
                           spaces=cfg.audit.spaces, domain_model=model,
-                          chunk_size=cfg.audit.chunk_size, device=device)
+                          chunk_size=cfg.audit.chunk_size, device=device, canaries=c.canaries)
               for c in track(inputs, "audit", unit="class")]
     return finish(cfg, run, inputs, audits, dataset_name=dataset.name)
 

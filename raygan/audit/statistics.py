@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from raygan.audit.attacks import class_scores, summarise_attacks
 from raygan.config import Config
 from raygan.gan.train import resolve_device
 from raygan.metrics.memorisation import member_segments, mia_auroc, nearest, null_fraction_below_p1
@@ -42,13 +43,15 @@ class ClassAudit:
     members: np.ndarray      # (n_syn,) member of each audited synthetic row (sorted)
     shard_index: np.ndarray  # (n_syn,) the row's `index` column in the shards
     spaces: dict             # space name -> SpaceDistances
+    attacks: Optional[dict] = None  # raygan.audit.attacks.class_scores: the calibrated attacks' scores
 
 
 def audit_class(class_name: str, train: torch.Tensor, holdout: torch.Tensor, synthetic: torch.Tensor,
                 members: np.ndarray, *, shard_index: Optional[np.ndarray] = None,
                 spaces: tuple | list = ("pixel",), domain_model: Optional[torch.nn.Module] = None,
-                chunk_size: int = 2048, device: str | torch.device = "cpu") -> ClassAudit:
-    """Every search the audit needs for one class; synthetic rows sorted by member."""
+                chunk_size: int = 2048, device: str | torch.device = "cpu", canaries=None) -> ClassAudit:
+    """Every search the audit needs for one class, and the calibrated attacks' scores (with the
+    class's planted ``canaries``, raygan.data.canaries); synthetic rows sorted by member."""
     from raygan.metrics.domain import embed
 
     ids, segs = member_segments(members)
@@ -68,7 +71,10 @@ def audit_class(class_name: str, train: torch.Tensor, holdout: torch.Tensor, syn
                                     nearest(tr, sy, segments=segs, **kw)[0].numpy(),
                                     nearest(ho, sy, segments=segs, **kw)[0].numpy())
     index = np.arange(len(members)) if shard_index is None else np.asarray(shard_index)
-    return ClassAudit(class_name, np.asarray(members), index, out)
+    features = None if domain_model is None else (lambda x: embed(domain_model, x, device=dev))
+    attacks = class_scores(train, holdout, synthetic, canaries=canaries, features=features,
+                           chunk_size=chunk_size, device=dev)
+    return ClassAudit(class_name, np.asarray(members), index, out, attacks)
 
 
 # --- the numbers ------------------------------------------------------------------------------------
@@ -164,8 +170,10 @@ def closest_pairs(audits: list[ClassAudit], method: str, k: int) -> list[dict]:
     return out
 
 
-def summarise(audits: list[ClassAudit], cfg: Config, *, dataset_name: str) -> dict:
-    """privacy.json's content: per class, pooled membership inference, the verdict and its reasons."""
+def summarise(audits: list[ClassAudit], cfg: Config, *, dataset_name: str,
+              dp: Optional[tuple[float, float]] = None) -> dict:
+    """privacy.json's content: per class, pooled membership inference, the calibrated attacks (with
+    their check of the run's (epsilon, delta) = ``dp``), the verdict and its reasons."""
     classes = {a.class_name: summarise_class(a, cfg) for a in audits}
     pooled = {}
     for space in cfg.audit.spaces:
@@ -180,5 +188,9 @@ def summarise(audits: list[ClassAudit], cfg: Config, *, dataset_name: str) -> di
             "thresholds": {"warn_fraction_p1": cfg.audit.warn_fraction_p1,
                            "warn_near_duplicates": cfg.audit.warn_near_duplicates,
                            "near_duplicate_mse": cfg.audit.near_duplicate_mse},
-            "mia_auroc": pooled, "classes": classes}
+            "mia_auroc": pooled, "classes": classes, "attacks": summarise_attacks(
+                {a.class_name: a.attacks for a in audits}, dp=dp,
+                copies=cfg.data.canary_copies if cfg.data.canaries else None,
+                domias_space="domain" if "domain" in cfg.audit.spaces else "pixel",
+                reference=f"every other image of the {cfg.audit.holdout} split (the rest are the non-members)")}
 

@@ -40,7 +40,7 @@ def audit_class_task(inputs: ClassInputs, model: Optional[torch.nn.Module], cfg_
     cfg = task_setup(cfg_dict)
     return audit_class(inputs.name, inputs.train, inputs.holdout, inputs.synthetic, inputs.members,
                        shard_index=inputs.shard_index, spaces=cfg.audit.spaces, domain_model=model,
-                       chunk_size=cfg.audit.chunk_size, device=_device_for_task())
+                       chunk_size=cfg.audit.chunk_size, device=_device_for_task(), canaries=inputs.canaries)
 
 
 def _audit_on_ray(cfg: Config, run: RunFolder, dataset) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from raygan.config.datasets import is_points
 from raygan.config.fields import ConfigError
 
 if TYPE_CHECKING:  # the schema builds through these checks
@@ -34,8 +35,12 @@ def why_dp_not_packable(cfg: Config) -> str | None:
 
 
 def check_privacy_config(cfg: Config) -> None:
-    """privacy.* on its own and against the rest of the config (only when privacy.epsilon is set)."""
+    """privacy.* on its own and against the rest of the config (only when privacy.epsilon is set), and
+    data.canaries (the audit's planted positive control)."""
     p, g, t = cfg.privacy, cfg.gan, cfg.train
+    if cfg.data.canaries and is_points(cfg.data.name):
+        raise ConfigError(f"data.canaries={cfg.data.canaries} with data.name={cfg.data.name}: canaries are "
+                          "planted images and the audit's attacks need images; set data.canaries=0")
     if p.epsilon is None:
         if p.delta is not None:
             raise ConfigError(f"privacy.delta={p.delta:g} is set but privacy.epsilon is null (privacy "

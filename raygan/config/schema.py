@@ -63,6 +63,13 @@ class DataConfig:
     train_per_class: Optional[int] = _f(None, "Subsample each source label's training split to this "
                                         "many examples (seed 002 uses 250-2000; under a grouping a class "
                                         "gets this per label it holds); null keeps all.", minimum=1)
+    canaries: int = _f(0, "Planted canaries per class and kind (the positive control of the audit's "
+                       "membership-inference attacks, raygan.data.canaries): this many training images "
+                       "duplicated data.canary_copies times, and this many inverted training images "
+                       "added once; images only; 0: none. A run with canaries audits the pipeline: "
+                       "release one without.", minimum=0)
+    canary_copies: int = _f(5, "How many times each duplicated canary is in the training split.",
+                            minimum=2)
     grid_points: int = _f(100_000, "Training points drawn from the 25-Gaussian grid.", minimum=1)
     grid_sigma: float = _f(0.05, "Standard deviation of each grid Gaussian.", minimum=0.0,
                            exclusive_min=True)

@@ -27,6 +27,7 @@ class RealDataset:
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
     class_labels: dict[str, list[int]]  # class name -> source labels it groups
+    canaries: dict | None = None        # data.canaries > 0: class name -> ClassCanaries (raygan.data.canaries)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -237,8 +238,14 @@ LOADERS = {"digits": _load_digits, "grid2d": _load_grid2d, "mnist": _TORCHVISION
 
 
 def load_dataset(cfg: DataConfig) -> RealDataset:
-    """Load the configured real dataset as per-class training tensors plus held-out splits."""
-    return LOADERS[cfg.name](cfg)
+    """Load the configured real dataset as per-class training tensors plus held-out splits (with
+    data.canaries planted in the training split: raygan.data.canaries)."""
+    dataset = LOADERS[cfg.name](cfg)
+    if cfg.canaries:
+        from raygan.data.canaries import plant
+
+        dataset = plant(dataset, cfg)
+    return dataset
 
 
 def check_batch_fits(dataset: RealDataset, batch_size: int) -> None:

@@ -77,6 +77,10 @@ def log_audit(tracker: Tracker, privacy: dict, run: RunFolder) -> None:
             for stat in ("fraction_below_p1", "fraction_below_p5", "near_duplicates", "mia_auroc"):
                 if s["synthetic"].get(stat) is not None:
                     metrics[f"audit_{key}_{space}_{stat}"] = float(s["synthetic"][stat])
+    for name in ("gan_leaks", "domias"):  # the calibrated attacks, all classes (raygan.audit.attacks)
+        overall = (privacy.get("attacks") or {}).get(name, {}).get("overall") or {}
+        metrics.update({f"audit_{name}_{k}": float(v) for k, v in overall.items()
+                        if k == "auroc" or k.startswith("tpr_at_")})
     tracker.log_metrics(metrics)
     tracker.mlflow.set_tag("raygan.audit_verdict", privacy["verdict"])
     tracker.log_artifact(run.path / "audit" / "privacy.json")
