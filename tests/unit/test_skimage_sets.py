@@ -10,7 +10,7 @@ import pytest
 
 from raygan.config import ConfigError, DataConfig
 from raygan.data import load_dataset
-from raygan.data.skimage_sets import DARK, grid_crops
+from raygan.data.skimage_sets import DARK, colour_accuracy, grid_crops, recolour
 
 pytest.importorskip("skimage")
 
@@ -36,8 +36,22 @@ def test_skimage_patches_are_two_rgb_classes_of_several_photographs():
     assert ds.classes == ["tissue", "photo"] and ds.sample_shape == (3, 32, 32)
     counts = _count(ds)
     assert counts["tissue"] > 500 and counts["photo"] > 500
-    x = ds.train["tissue"]  # in [-1, 1]: no crop darker than DARK
+    x = ds.train["tissue"]  # no crop darker than DARK (a recoloured crop has its donor's mean, no darker)
     assert ((x.flatten(1).mean(1) + 1) * 127.5 > DARK - 1).all()
+    val, test = colour_accuracy(ds, trees=30)  # colour alone is at chance
+    assert val < 0.65 and test < 0.65
+
+
+def test_recolour_gives_each_crop_its_donors_colours_in_its_own_light_dark_order():
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(6, 3, 4, 4), dtype=np.uint8)
+    out = recolour(crops, seed=1)
+    donors = np.random.default_rng(1).integers(6, size=6)
+    for i, d in enumerate(donors):
+        mine, theirs = (c.reshape(3, -1).T for c in (out[i], crops[d]))
+        assert sorted(map(tuple, mine)) == sorted(map(tuple, theirs))  # the donor's colour histogram
+        luma_in, luma_out = (c.reshape(3, -1).T @ np.array([0.299, 0.587, 0.114]) for c in (crops[i], out[i]))
+        assert np.all(np.diff(luma_out[np.argsort(luma_in, kind="stable")]) >= -1e-9)  # same order
 
 
 def test_grid_crops_cover_the_image_and_drop_the_dark_ones():
