@@ -45,6 +45,10 @@ def check_privacy_config(cfg: Config) -> None:
         if p.delta is not None:
             raise ConfigError(f"privacy.delta={p.delta:g} is set but privacy.epsilon is null (privacy "
                               "off); set privacy.epsilon, or privacy.delta: null")
+        if p.d_steps != 1:
+            raise ConfigError(f"privacy.d_steps={p.d_steps} is set but privacy.epsilon is null (privacy off: "
+                              "D takes one step per G update, gan.g_steps_per_d_step sets the ratio); set "
+                              "privacy.epsilon, or privacy.d_steps: 1")
         return
     if p.epsilon <= 0:
         raise ConfigError(f"privacy.epsilon={p.epsilon:g} must be > 0 (smaller is more private); set a "

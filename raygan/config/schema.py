@@ -227,6 +227,10 @@ class PrivacyConfig:
                         choices=("shared", "disjoint"))
     unit: str = _f("record", "What one privacy unit is: record (one training image; add/remove "
                    "adjacency: a dataset with or without it).", choices=("record",))
+    d_steps: int = _f(1, "DP-SGD steps of the discriminator per generator update, each on its own "
+                      "Poisson batch and fresh fakes, each counted by the accountant (so each member's "
+                      "noise is solved for d_steps times as many steps): the lever Bie, Kamath and Zhang "
+                      "(\"Private GANs, revisited\") show for DP GANs.", minimum=1)
     d_norm: str = _f("group", "What replaces batch norm in the discriminator when privacy is on "
                      "(batch statistics mix the records of a batch, so no record's gradient would be "
                      "its own): group, GroupNorm(min(32, C), C), Opacus's replacement.",

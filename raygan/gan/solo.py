@@ -62,7 +62,7 @@ class SoloStepper:
                 ema_buffers(state.G_ema, state.G)
         private = None if state.privacy is None else PrivateD(
             state.D, state.opt_d, state.privacy, state.rng, state.privacy_history, loss=gan.loss,
-            real_label=gan.real_label)
+            real_label=gan.real_label, data=member.data)
         self.models = StepModels(G=_own(G), D=_own(D), g_params=list(state.G.parameters()),
                                  d_params=list(state.D.parameters()), opt_g=state.opt_g, opt_d=state.opt_d,
                                  per_member=_one, after_g_update=after, private_d=private)

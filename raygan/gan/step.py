@@ -99,7 +99,9 @@ def adversarial_step(models: StepModels, real: torch.Tensor, y: Optional[torch.T
     if models.private_d is not None:  # DP-SGD: the real records clipped and noised, the fakes not
         with levers.autocast():
             fake = models.G(z[0], y)
-        d_loss = models.private_d.update(real, fake.detach())
+        # privacy.d_steps > 1: the further D steps draw their batches and fakes (G's latents, z_dim wide)
+        d_loss = models.private_d.update(real, fake.detach(), G=lambda latents: models.G(latents, y),
+                                         z_dim=z.shape[-1])
     else:
         fake, d_loss = _d_update(models, real, y, z[0], gan=gan, levers=levers, aug=aug)
     g_loss_fn = LOSSES[gan.loss][1]

@@ -8,7 +8,7 @@ Adjacency is add/remove one record. How the members' mechanisms combine:
   parallel: the released set's epsilon is the largest class's;
 - privacy.partition=shared: a class's T members all train on its N_k records, so they compose
   sequentially: their histories (noise multiplier, sample rate q = B / N_k, steps) are one history,
-  and each member's noise is solved for T x train.steps steps at q;
+  and each member's noise is solved for T x train.steps x privacy.d_steps D steps at q;
 - privacy.partition=disjoint: each record goes to exactly one member (``member_records``: a seeded
   permutation cut into T near-equal parts), so the members compose in parallel: the class's epsilon is
   its largest member's, each member's noise solved for train.steps steps at q = B / (its records).
@@ -145,10 +145,11 @@ def plan_privacy(cfg: Config, class_sizes: dict[str, int]) -> PrivacyPlan | None
     if p.epsilon is None:
         return None
     delta, records, shares = _shares(cfg, class_sizes)
-    steps = cfg.train.steps * (cfg.ensemble.members if p.partition == "shared" else 1)
+    steps = cfg.train.steps * p.d_steps * (cfg.ensemble.members if p.partition == "shared" else 1)
     members = {key: MemberPrivacy(noise_multiplier=solve_noise_multiplier(p.epsilon, delta, cfg.train.batch_size / n,
                                                                           steps, p.accountant),
-                                  max_grad_norm=p.max_grad_norm, sample_rate=cfg.train.batch_size / n, records=n)
+                                  max_grad_norm=p.max_grad_norm, sample_rate=cfg.train.batch_size / n, records=n,
+                                  d_steps=p.d_steps)
                for key, n in shares.items()}
     return PrivacyPlan(delta=delta, records=records, members=members)
 

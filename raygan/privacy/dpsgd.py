@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -45,13 +45,19 @@ class MemberPrivacy:
     max_grad_norm: float     # C
     sample_rate: float       # q = train.batch_size / records
     records: int             # n: the private records this member trains on
+    d_steps: int = 1         # privacy.d_steps: DP-SGD steps of D per generator update, each counted
 
     @property
     def expected_batch(self) -> float:
         return self.sample_rate * self.records
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Its fields; d_steps only when it is not 1, so that members (and checkpoint identities) made
+        before the option existed keep their record."""
+        out = dataclasses.asdict(self)
+        if self.d_steps == 1:
+            del out["d_steps"]
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict) -> "MemberPrivacy":
@@ -141,23 +147,43 @@ def record_step(history: list, privacy: MemberPrivacy) -> None:
 
 class PrivateD:
     """D's update of one member trained alone with privacy on: what raygan.gan.step.StepModels carries
-    as ``private_d``. ``history`` is the member's own accountant history (its checkpoint's)."""
+    as ``private_d``. ``history`` is the member's own accountant history (its checkpoint's); ``data``
+    the member's records, from which the extra steps of privacy.d_steps > 1 draw their batches."""
 
     def __init__(self, D: nn.Module, opt: torch.optim.Optimizer, privacy: MemberPrivacy,
-                 generator: torch.Generator, history: list, *, loss: str, real_label: float):
+                 generator: torch.Generator, history: list, *, loss: str, real_label: float,
+                 data: Optional[torch.Tensor] = None):
         self.D, self.opt, self.privacy, self.generator, self.history = D, opt, privacy, generator, history
-        self.loss, self.real_label = loss, real_label
+        self.loss, self.real_label, self.data = loss, real_label, data
+        if privacy.d_steps > 1 and data is None:
+            raise ValueError("privacy.d_steps > 1 needs the member's records (data=) for its extra batches")
+        self.sampler = PoissonSampler(privacy.records, privacy.sample_rate, generator)
 
-    def update(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """One DP-SGD step of D on member-first ``real`` (1, B_t, ...) and ``fake`` (1, B, ...);
-        returns (1,): the fake half of D's loss (what the member records as d_loss)."""
-        grads, fake_loss = dp_gradients(self.D, real[0], fake[0], loss=self.loss, real_label=self.real_label,
+    def _step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        grads, fake_loss = dp_gradients(self.D, real, fake, loss=self.loss, real_label=self.real_label,
                                         privacy=self.privacy, generator=self.generator)
         for p, g in zip(self.D.parameters(), grads):
             p.grad = g
         self.opt.step()
         record_step(self.history, self.privacy)
-        return fake_loss.unsqueeze(0)
+        return fake_loss
+
+    def update(self, real: torch.Tensor, fake: torch.Tensor,
+               G: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, z_dim: int = 0) -> torch.Tensor:
+        """privacy.d_steps DP-SGD steps of D: the first on member-first ``real`` (1, B_t, ...) and
+        ``fake`` (1, B, ...), the step's own draws; each further one on a fresh Poisson batch and B
+        fresh fakes of ``G`` (member-first latents (1, B, z_dim) -> images), drawn from the member's generator after
+        the step's draws (Bie, Kamath and Zhang's several D steps per G step). Every step is one entry
+        of the accountant's history. Returns (1,): the mean fake half of D's loss over the steps (what
+        the member records as d_loss)."""
+        losses = [self._step(real[0], fake[0])]
+        for _ in range(self.privacy.d_steps - 1):
+            idx = self.sampler.next()
+            z = torch.randn(fake.shape[1], z_dim, generator=self.generator, device=fake.device)
+            with torch.no_grad():
+                extra = G(z.unsqueeze(0))[0]
+            losses.append(self._step(self.data[idx], extra))
+        return torch.stack(losses).mean().unsqueeze(0)
 
 
 __all__ = ["MemberPrivacy", "PoissonSampler", "PrivateD", "clip_per_sample", "dp_gradients", "per_sample_grads",

@@ -62,7 +62,7 @@ def _member(entry: dict | None, planned: dict, steps: int) -> dict:
     """A member's ledger row: its recorded history, or its planned one when it is not complete."""
     if entry is not None and entry.get("status") == "complete" and "privacy" in entry:
         return {**entry["privacy"], "counted": "recorded"}
-    history = [[planned["noise_multiplier"], planned["sample_rate"], steps]]
+    history = [[planned["noise_multiplier"], planned["sample_rate"], steps * planned.get("d_steps", 1)]]
     return {**planned, "history": history, "counted": "planned (not complete)"}
 
 
@@ -83,7 +83,7 @@ def build_ledger(cfg: Config, plan: PrivacyPlan, run: RunFolder, classes: list[s
         "epsilon": epsilon, "delta": plan.delta, "target_epsilon": p.epsilon,
         "within_target": epsilon <= p.epsilon + TOLERANCE, "records": plan.records,
         "adjacency": ADJACENCY, "unit": p.unit, "accountant": p.accountant, "partition": p.partition,
-        "max_grad_norm": p.max_grad_norm, "d_norm": p.d_norm,
+        "max_grad_norm": p.max_grad_norm, "d_norm": p.d_norm, "d_steps": p.d_steps,
         "composition": "classes in parallel (the set's epsilon is the largest class's); a class's members "
                        + ("in sequence (shared records)" if p.partition == "shared" else
                           "in parallel (disjoint records)"),
@@ -130,7 +130,8 @@ def describe_ledger(ledger: dict) -> str:
              f"unit: {ledger['unit']}; adjacency: {ledger['adjacency']}",
              f"accountant: {ledger['accountant']} (Opacus {ledger['versions'].get('opacus')}); "
              f"partition: {ledger['partition']}; clipping C = {ledger['max_grad_norm']:g}; "
-             f"D's batch norm -> {ledger['d_norm']} norm",
+             f"D's batch norm -> {ledger['d_norm']} norm; {ledger.get('d_steps', 1)} D step(s) per G update, "
+             "each counted",
              f"composition: {ledger['composition']}", f"N = {ledger['records']} private training records"]
     for name, row in ledger["classes"].items():
         sigmas = sorted({m["noise_multiplier"] for m in row["members"].values()})
@@ -138,7 +139,7 @@ def describe_ledger(ledger: dict) -> str:
         planned = sum(m["counted"] != "recorded" for m in row["members"].values())
         lines.append(f"  class {name}: {row['records']} records, epsilon {row['epsilon']:.4g}; "
                      f"{len(row['members'])} members, noise multiplier {', '.join(f'{s:.4g}' for s in sigmas)}, "
-                     f"{steps} steps" + (f" ({planned} counted at their plan)" if planned else ""))
+                     f"{steps} D steps" + (f" ({planned} counted at their plan)" if planned else ""))
     lines += ["declared public:", *(f"  - {d}" for d in ledger["declared_public"])]
     lines += ["not covered:", *(f"  - {d}" for d in ledger["not_covered"])]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Differential privacy for solo members (issue 26): DP-SGD on the discriminator (raygan.privacy.dpsgd),
 one accountant over the ensemble (raygan.privacy.accountant) and the ledger (raygan.privacy.ledger), on
 tiny digits members (8x8, width 8, a few steps)."""
+import dataclasses
 import functools
 import json
 
@@ -171,6 +172,39 @@ def test_a_dp_member_trains_resumes_and_keeps_its_history(digits, tmp_path):
                   checkpoint_path=tmp_path / "b.pt")
 
 
+def test_several_d_steps_per_g_step_are_each_counted_and_resume_exactly(digits, tmp_path):
+    """privacy.d_steps = 3 (Bie et al.'s lever): 8 steps are 24 DP-SGD steps of D in the history, each
+    on its own Poisson batch; a resumed member equals an uninterrupted one; the identity records it
+    (one D step keeps the identity of members made before the option)."""
+    data = digits.train[digits.classes[0]]
+    privacy = dataclasses.replace(_privacy(len(data), sigma=1.0), d_steps=3)
+    whole = train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=privacy, checkpoint_path=tmp_path / "a.pt")
+    assert whole.privacy["history"] == [[1.0, privacy.sample_rate, 24]]
+    one = train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=_privacy(len(data), sigma=1.0))
+    assert not (one.losses == whole.losses).all()  # the extra D steps change what G meets
+    assert load_torch_file(tmp_path / "a.pt", fix="")["identity"]["privacy"]["d_steps"] == 3
+    assert "d_steps" not in _privacy(len(data)).to_dict()
+
+    def crash(step, d, g):
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=privacy, checkpoint_path=tmp_path / "b.pt",
+                  on_log=crash)
+    assert load_torch_file(tmp_path / "b.pt", fix="")["privacy_history"] == [[1.0, privacy.sample_rate, 12]]
+    resumed = train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=privacy, checkpoint_path=tmp_path / "b.pt")
+    assert resumed.privacy["history"] == whole.privacy["history"] and (resumed.losses == whole.losses).all()
+    with pytest.raises(CheckpointMismatchError):  # another d_steps: another member
+        train_gan(data, gan=GAN, train=TRAIN, seed=3, privacy=dataclasses.replace(privacy, d_steps=2),
+                  checkpoint_path=tmp_path / "b.pt")
+    # the plan solves each member's noise for train.steps x d_steps x T D steps (shared)
+    plan = plan_privacy(_cfg(tmp_path, d_steps=3), {"zero": 124, "one": 127})
+    assert plan.member("zero", 0).d_steps == 3
+    assert plan.member("zero", 0).noise_multiplier == solve_noise_multiplier(8.0, plan.delta, 16 / 124, 4 * 3 * 2,
+                                                                             "rdp")
+
+
 def test_privacy_off_checkpoints_hold_no_privacy(digits, tmp_path):
     train_gan(digits.train[digits.classes[0]], gan=GAN, train=TRAIN, seed=3, checkpoint_path=tmp_path / "c.pt")
     ckpt = load_torch_file(tmp_path / "c.pt", fix="")
@@ -254,6 +288,7 @@ def test_reported_epsilon_equals_opacus_on_the_recorded_histories(tmp_path, digi
     ({"epsilon": 1}, {"cluster": {"members_per_task": 4}}, "DP members do not pack yet"),
     ({"epsilon": 1}, {"train": {"divergence_retries": 2}}, "train.divergence_retries=2"),
     ({"delta": 1e-5}, {}, "privacy.epsilon is null"),
+    ({"d_steps": 2}, {}, "privacy.d_steps=2 is set but privacy.epsilon is null"),
 ])
 def test_bad_privacy_config_is_refused_in_one_line(privacy, extra, words):
     raw = {"train": {"divergence_retries": 0}, **extra, "privacy": privacy}
