@@ -49,6 +49,14 @@ class EvalConfig:
                           "t-SNE map (seed 001 Figure 1, plots/tsne.png; images only); 0 leaves it out.",
                           minimum=0)
     seed: int = _f(0, "Seed of the first classifier; repeat r uses seed + r.", minimum=0)
+    pack_size: Optional[int] = _f(None, "Downstream classifiers trained together as one packed, "
+                                  "vectorised model (raygan.classifiers.pack; simplecnn and mlp), each "
+                                  "with its own seed, initial weights, data order, dropout masks and "
+                                  "epoch chosen on validation, so each is its solo run up to float "
+                                  "rounding. 1 trains them one after another; null (auto): as many as "
+                                  "fit 512 MiB of activations, and as Ray tasks no more than spreads "
+                                  "them over the cluster's task slots. resnet18 always trains alone "
+                                  "(eval/evaluation.json says why).", minimum=1)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from raygan.config import Config
 from raygan.data import RealDataset
-from raygan.progress import track
 from raygan.runs import RunFolder
 
 
@@ -42,15 +41,13 @@ def prepare_evaluation(cfg: Config, dataset: RealDataset, run: RunFolder):
 def ensemble_size_curve(run: RunFolder, cfg: Config, dataset: RealDataset, measured=None) -> list[dict]:
     """TSTR accuracy (mean +- std over R classifiers) for T = 1..T_max, with per-epoch histories."""
     from raygan.evaluation import units
+    from raygan.evaluation.packs import run_units
 
     inputs = units.EvalInputs(cfg, dataset, measured or prepare_evaluation(cfg, dataset, run), run)
     tstr = [j for j in units.evaluation_jobs(cfg, dataset) if j.kind == "tstr"]
     needed = {key for j in tstr for key in j.needs}  # the reference classifier, when filtering
     jobs = [j for j in units.evaluation_jobs(cfg, dataset) if j.key in needed] + tstr
-    results: dict = {}
-    for job in track(jobs, "classifiers", unit="job"):
-        results[job.key] = units.run_unit(inputs, job, *(results[k] for k in job.needs))
-    return units.tstr_rows(cfg, jobs, results)
+    return units.tstr_rows(cfg, jobs, run_units(inputs, jobs))
 
 
 def finish_evaluation(run: RunFolder, result: dict) -> dict:
@@ -67,14 +64,14 @@ def evaluate_run(cfg: Config, dataset: RealDataset, run: RunFolder, *, mixing: b
     With eval.metrics set, also the sample-quality metrics per T (``quality``) and, when "pca" is
     listed, the PCA baseline's TSTR accuracy (``pca_tstr``); eval.metrics and the shards are checked
     first. Every synthetic number carries its ``source`` (``trts_source`` for TRTS): "shards", or
-    "regenerated" where the shards cannot make that set (raygan.evaluation.measured).
+    "regenerated" where the shards cannot make that set (raygan.evaluation.measured). The classifiers
+    train in packs (raygan.evaluation.packs, eval.pack_size).
     """
     from raygan.evaluation import units
+    from raygan.evaluation.packs import run_units
 
     measured = prepare_evaluation(cfg, dataset, run)
     inputs = units.EvalInputs(cfg, dataset, measured, run)
     jobs = units.evaluation_jobs(cfg, dataset, mixing=mixing)
-    results: dict = {}
-    for job in track(jobs, "classifiers", unit="job"):
-        results[job.key] = units.run_unit(inputs, job, *(results[k] for k in job.needs))
+    results = run_units(inputs, jobs)
     return finish_evaluation(run, units.assemble(cfg, dataset, jobs, results, mixing=mixing))

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 import torch
 
 from raygan import seeds
 from raygan.classifiers.fit import ClassifierRun, fit_classifier
+from raygan.classifiers.pack import PackMember
 from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.evaluation import generated
@@ -40,6 +41,7 @@ from raygan.runs import RunFolder
 logger = logging.getLogger(__name__)
 
 REFERENCE = ("trtr", 0, 0, "")
+CLASSIFIER_KINDS = ("trtr", "tstr", "mixed", "pca_tstr", "recursive")
 QUALITY_SETUP = ("quality_setup", 0, 0, "")
 
 
@@ -96,6 +98,7 @@ class EvalInputs:
     def __init__(self, cfg: Config, dataset: RealDataset, measured: MeasuredSet, run: RunFolder):
         self.cfg, self.dataset, self.measured, self.run = cfg, dataset, measured, run
         self._sets: dict[tuple, Any] = {}
+        self._epoch_data: dict[tuple, Any] = {}
 
     def synthetic(self, T: int, *, quality: bool = False) -> tuple[tuple[torch.Tensor, torch.Tensor], str]:
         """The size-T set (the classifiers' N_g per class, or the quality metrics' size) and its source."""
@@ -108,29 +111,97 @@ class EvalInputs:
                                                       quality=quality)
         return self._sets[key]
 
+    def epoch_data(self, T: int, reference: Optional[dict]):
+        """The on-the-fly epoch data of size T (filtered by the reference classifier when given), one
+        object for every repeat: the repeats draw the same sets, so a pack makes each epoch's once."""
+        key = (T, reference is not None)
+        if key not in self._epoch_data:
+            make = generated.on_the_fly(self.run, self.cfg, self.dataset, T, seed=self.cfg.synth.seed)
+            if reference is not None:  # seed 001's filter on every epoch's fresh set
+                make = FilteredEpochs(make, reference["model"], self.cfg.eval.filter_rho)
+            self._epoch_data[key] = make
+        return self._epoch_data[key]
+
 
 def _classifier(kind: str, run: ClassifierRun, **extra) -> dict:
     return {"kind": kind, "run": run.to_dict(), **extra}
 
 
-def _tstr(inputs: EvalInputs, job: Job, seed: int, reference: Optional[dict]) -> dict:
-    cfg, dataset, T = inputs.cfg, inputs.dataset, job.index
+@dataclass
+class ClassifierTask:
+    """A classifier job made ready to fit (raygan.evaluation.packs fits several as one pack): its
+    seed and data, the key of its set's size (classifiers of one key train on sets of one size in
+    every epoch) and how its result is made from its fit."""
+    member: PackMember
+    size: Hashable
+    finish: Callable[[ClassifierRun], dict]
+
+
+def _fixed(member_seed: int, train, finish) -> ClassifierTask:
+    return ClassifierTask(PackMember(seed=member_seed, train=train), ("fixed", len(train[1])), finish)
+
+
+def _tstr(inputs: EvalInputs, job: Job, seed: int, reference: Optional[dict]) -> ClassifierTask:
+    cfg, T = inputs.cfg, job.index
     if cfg.eval.on_the_fly:
-        make = generated.on_the_fly(inputs.run, cfg, dataset, T, seed=cfg.synth.seed)
-        extra = {}
-        if reference is not None:  # seed 001's filter on every epoch's fresh set
-            make = FilteredEpochs(make, reference["model"], cfg.eval.filter_rho)
-        fit = fit_classifier(cfg, dataset, make(0), seed, epoch_data=make)
-        if reference is not None:
-            extra["kept_fraction"] = make.kept_fraction
-        return _classifier("tstr", fit, on_the_fly=True, source=REGENERATED, **extra)
+        make = inputs.epoch_data(T, reference)
+        if reference is None:
+            return ClassifierTask(PackMember(seed=seed, epoch_data=make), ("fresh", sum(make.sizes)),
+                                  lambda fit: _classifier("tstr", fit, on_the_fly=True, source=REGENERATED))
+        # the filter keeps another number of samples every epoch: only the repeats of a T share it
+        return ClassifierTask(PackMember(seed=seed, epoch_data=make), ("filtered", T),
+                              lambda fit: _classifier("tstr", fit, on_the_fly=True, source=REGENERATED,
+                                                      kept_fraction=make.kept_fraction))
     train, source = inputs.synthetic(T)
     extra = {}
     if reference is not None:
         keep = filter_by_classifier(reference["model"], *train, rho=cfg.eval.filter_rho)
         extra["kept_fraction"] = float(keep.float().mean())
         train = (train[0][keep], train[1][keep])
-    return _classifier("tstr", fit_classifier(cfg, dataset, train, seed), source=source, **extra)
+    return _fixed(seed, train, lambda fit: _classifier("tstr", fit, source=source, **extra))
+
+
+def _reference(inputs: EvalInputs, fit: ClassifierRun) -> dict:
+    shipped, source = inputs.synthetic(inputs.cfg.ensemble.members)
+    return _classifier("trtr", fit, model=fit.model, trts=trts(fit.model, shipped), trts_source=source)
+
+
+def classifier_task(inputs: EvalInputs, job: Job, *needed) -> ClassifierTask:
+    """A classifier job (kind in CLASSIFIER_KINDS) ready to fit; ``needed`` as for run_unit."""
+    cfg, dataset = inputs.cfg, inputs.dataset
+    seed = seeds.offset(cfg.eval.seed, job.repeat)
+    if job.kind == "trtr":
+        finish = (lambda fit: _reference(inputs, fit)) if job.key == REFERENCE else \
+            (lambda fit: _classifier("trtr", fit))
+        return _fixed(seed, dataset.train_split(), finish)
+    if job.kind == "tstr":
+        return _tstr(inputs, job, seed, needed[0] if needed else None)
+    if job.kind == "mixed":
+        from raygan.evaluation.protocols import mix_real_synthetic
+
+        shipped, source = inputs.synthetic(cfg.ensemble.members)
+        ratio = float(cfg.eval.mixing_ratios[job.index])
+        train = mix_real_synthetic(dataset.train_split(), shipped, ratio, seed=cfg.synth.seed)
+        return _fixed(seed, train, lambda fit: _classifier("mixed", fit, source=source))
+    if job.kind == "pca_tstr":
+        from raygan.evaluation.pca import pca_synthetic_set
+
+        # N_g per class as the GANs' TSTR sets have it (ensemble.samples_ratio included)
+        train = pca_synthetic_set(dataset, counts=set_sizes(cfg, dataset), seed=cfg.synth.seed)
+        return _fixed(seed, train, lambda fit: _classifier("pca_tstr", fit))
+    if job.kind == "recursive":
+        train, sizes = generated.recursive_set(inputs.run, cfg, dataset, job.index)
+        return _fixed(seed, train, lambda fit: _classifier("recursive", fit, sizes=sizes, source=REGENERATED))
+    raise ValueError(f"{job.kind!r} is not a classifier job")
+
+
+def fit_alone(inputs: EvalInputs, task: ClassifierTask) -> ClassifierRun:
+    """The task's classifier trained by itself (fit_classifier)."""
+    m = inputs.dataset
+    if task.member.epoch_data is not None:  # on the fly: the fixed set only gives the sample shape
+        empty = (torch.empty(0, *m.sample_shape), torch.empty(0, dtype=torch.int64))
+        return fit_classifier(inputs.cfg, m, empty, task.member.seed, epoch_data=task.member.epoch_data)
+    return fit_classifier(inputs.cfg, m, task.member.train, task.member.seed)
 
 
 def _quality(inputs: EvalInputs, job: Job, context) -> dict:
@@ -154,32 +225,9 @@ def _quality(inputs: EvalInputs, job: Job, context) -> dict:
 def run_unit(inputs: EvalInputs, job: Job, *needed) -> dict:
     """One unit's result; ``needed`` are the results of the jobs in job.needs, in that order."""
     cfg, dataset = inputs.cfg, inputs.dataset
-    seed = seeds.offset(cfg.eval.seed, job.repeat)
-    if job.kind == "trtr":
-        fit = fit_classifier(cfg, dataset, dataset.train_split(), seed)
-        if job.key != REFERENCE:
-            return _classifier("trtr", fit)
-        shipped, source = inputs.synthetic(cfg.ensemble.members)
-        return _classifier("trtr", fit, model=fit.model, trts=trts(fit.model, shipped), trts_source=source)
-    if job.kind == "tstr":
-        return _tstr(inputs, job, seed, needed[0] if needed else None)
-    if job.kind == "mixed":
-        from raygan.evaluation.protocols import mix_real_synthetic
-
-        shipped, source = inputs.synthetic(cfg.ensemble.members)
-        ratio = float(cfg.eval.mixing_ratios[job.index])
-        train = mix_real_synthetic(dataset.train_split(), shipped, ratio, seed=cfg.synth.seed)
-        return _classifier("mixed", fit_classifier(cfg, dataset, train, seed), source=source)
-    if job.kind == "pca_tstr":
-        from raygan.evaluation.pca import pca_synthetic_set
-
-        # N_g per class as the GANs' TSTR sets have it (ensemble.samples_ratio included)
-        train = pca_synthetic_set(dataset, counts=set_sizes(cfg, dataset), seed=cfg.synth.seed)
-        return _classifier("pca_tstr", fit_classifier(cfg, dataset, train, seed))
-    if job.kind == "recursive":
-        train, sizes = generated.recursive_set(inputs.run, cfg, dataset, job.index)
-        return _classifier("recursive", fit_classifier(cfg, dataset, train, seed), sizes=sizes,
-                           source=REGENERATED)
+    if job.kind in CLASSIFIER_KINDS:
+        task = classifier_task(inputs, job, *needed)
+        return task.finish(fit_alone(inputs, task))
     if job.kind == "quality_setup":
         from raygan.gan.train import resolve_device
         from raygan.metrics.quality import QualityContext
@@ -230,6 +278,8 @@ def tstr_rows(cfg: Config, jobs: list[Job], results: dict) -> list[dict]:
 def assemble(cfg: Config, dataset: RealDataset, jobs: list[Job], results: dict, *,
              mixing: bool = False) -> dict:
     """evaluate_run's result from every job's result {job.key: result}."""
+    from raygan.evaluation.packs import packing_summary
+
     trtr = _summary("TRTR", _group(jobs, results, "trtr"))
     reference = results[REFERENCE]
     _log("TRTR (real training split)", trtr)
@@ -237,7 +287,8 @@ def assemble(cfg: Config, dataset: RealDataset, jobs: list[Job], results: dict, 
               "classifier": cfg.eval.arch, "epochs": cfg.eval.epochs, "repeats": cfg.eval.repeats,
               "trtr": trtr,
               "tstr_curve": tstr_rows(cfg, jobs, results),
-              "trts": reference["trts"], "trts_source": reference["trts_source"]}
+              "trts": reference["trts"], "trts_source": reference["trts_source"],
+              "classifier_packs": packing_summary(cfg, jobs, results)}
     logger.info(f"TRTS (real-trained classifier on synthetic samples): {result['trts']:.3f} "
                 f"({result['trts_source']})")
     if mixing:

@@ -15,7 +15,8 @@ inputs by walking the solo module's layers and applying each as a grouped operat
 - Dropout draws each member's mask from that member's own generator, with the call train_gan's
   dropout makes (``bernoulli_`` on a tensor of the solo shape), so a member's masks are the ones it
   would draw training alone from the same generator state;
-- elementwise layers (ReLU, LeakyReLU, Tanh) are called as they are;
+- elementwise layers (ReLU, LeakyReLU, Tanh, Sigmoid) are called as they are, Flatten flattens each
+  member's samples in the solo order (the downstream classifiers' heads, raygan.classifiers.pack);
 - a discriminator's PacGAN packing and minibatch standard deviation (raygan.gan.models.d_levers) work
   within each member's own batch: its consecutive samples' channels joined (:func:`pac_members`), its
   groups' statistic appended.
@@ -189,17 +190,15 @@ def _batch_norm(layer: nn.modules.batchnorm._BatchNorm, prefix: str, ctx: Contex
                 x: torch.Tensor) -> torch.Tensor:
     """Per (member, channel) statistics: the native batch norm over P*C channels of a channels-last
     (B, *spatial, P, C) copy (channels-last batch norm is the fast one on CPUs)."""
-    if not (layer.track_running_stats and layer.affine) or layer.momentum is None:
-        raise TypeError(f"a pack runs batch norm with running statistics and momentum, not {layer}")
+    if not (layer.training and layer.track_running_stats and layer.affine) or layer.momentum is None:
+        raise TypeError(f"a pack trains batch norm with running statistics and momentum, not {layer}")
     P, C = x.shape[0], x.shape[-1]
     inter = x.movedim(0, -2).contiguous()
     inter = inter.view(*inter.shape[:-2], P * C).movedim(-1, 1)  # (B, P*C, *spatial), channels-last
-    if layer.training:
-        ctx.stack[prefix + "num_batches_tracked"].add_(1)
-    # In eval mode (a packed classifier scored on the validation split) each member's running statistics.
+    ctx.stack[prefix + "num_batches_tracked"].add_(1)
     y = F.batch_norm(inter, ctx.stack[prefix + "running_mean"].view(-1),
                      ctx.stack[prefix + "running_var"].view(-1), ctx.stack[prefix + "weight"].view(-1),
-                     ctx.stack[prefix + "bias"].view(-1), layer.training, layer.momentum, layer.eps)
+                     ctx.stack[prefix + "bias"].view(-1), True, layer.momentum, layer.eps)
     y = y.movedim(1, -1)
     return y.reshape(*y.shape[:-1], P, C).movedim(-2, 0).contiguous()
 
@@ -286,16 +285,9 @@ def _minibatch_std(layer: MinibatchStd, prefix: str, ctx: Context, x: torch.Tens
     return torch.cat([x, extra], dim=-1)
 
 
-def _max_pool(layer: nn.MaxPool2d, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
-    """The native max-pool on (P*B, C, H, W) in channels-last memory (a view of (P, B, H, W, C)): the
-    solo kernel's windows and its choice among equal maxima (which element gets the gradient)."""
-    P, B, H, W, C = x.shape
-    y = layer(x.reshape(P * B, H, W, C).permute(0, 3, 1, 2))
-    return y.permute(0, 2, 3, 1).reshape(P, B, *y.shape[2:], C)
-
-
 def _flatten(layer: nn.Flatten, prefix: str, ctx: Context, x: torch.Tensor) -> torch.Tensor:
-    """(P, B, ...) -> (P, B, F) in the solo order: channels first for channels-last images."""
+    """(P, B, ...) -> (P, B, F) in the solo order: channels first for channels-last images (the
+    packed downstream classifiers' heads, raygan.classifiers.pack)."""
     if (layer.start_dim, layer.end_dim) != (1, -1):
         raise TypeError(f"a pack flattens whole samples only, not {layer}")
     if x.dim() == 5:
@@ -316,7 +308,7 @@ LAYERS: dict[type, Callable] = {
     nn.BatchNorm1d: _batch_norm, nn.BatchNorm2d: _batch_norm, nn.GroupNorm: _group_norm,
     VirtualBatchNorm2d: _virtual_batch_norm, MinibatchStd: _minibatch_std,
     nn.Dropout: _dropout, nn.ReLU: _exact, nn.LeakyReLU: _exact, nn.Tanh: _transcendental,
-    nn.Sigmoid: _transcendental, nn.MaxPool2d: _max_pool, nn.Flatten: _flatten,
+    nn.Sigmoid: _transcendental, nn.Flatten: _flatten,
 }
 
 

@@ -56,16 +56,17 @@ def test_digits_ensemble_of_five_beats_a_single_gan(ray_session, ray_cfg):
 
 
 def test_ray_fan_out_gives_the_in_process_numbers_and_only_the_driver_writes(ray_session, ray_cfg):
-    """Every (T, repeat) classifier and every quality set a Ray task: the numbers of evaluate_run in
-    this process, and eval/evaluation.json and the manifest entry written by the driver."""
+    """Every pack of classifiers and every quality set a Ray task: the numbers of evaluate_run in this
+    process, and eval/evaluation.json and the manifest entry written by the driver."""
     from raygan.cluster.evaluation import evaluate_on_ray
     from raygan.data import load_dataset
     from raygan.ensemble.training import train_independent
     from raygan.evaluation.curves import evaluate_run
     from raygan.synthesis.shards import mixture_weights, write_shards
 
-    # here one torch thread (tests/conftest.py), in the tasks cluster.cpus_per_member=1: the same sums
-    cfg = ray_cfg("digits", "eval.repeats=2", "eval.epochs=1", "eval.filter_rho=0.5",
+    # here one torch thread (tests/conftest.py), in the tasks cluster.cpus_per_member=1: the same sums;
+    # a given pack size makes the same packs here and on Ray (auto spreads them over the task slots)
+    cfg = ray_cfg("digits", "eval.repeats=2", "eval.epochs=1", "eval.filter_rho=0.5", "eval.pack_size=2",
                   "eval.metrics=[msssim]", "eval.metric_samples=40", "tracking.enabled=false")
     ds = load_dataset(cfg.data)
     run = RunFolder.for_config(cfg)
@@ -79,5 +80,6 @@ def test_ray_fan_out_gives_the_in_process_numbers_and_only_the_driver_writes(ray
     assert on_ray == here
     assert [(r["T"], r["source"]) for r in on_ray["tstr_curve"]] == [(1, "regenerated"), (2, "shards")]
     assert all(len(r["histories"]) == 2 for r in on_ray["tstr_curve"])
+    assert on_ray["classifier_packs"]["packed"] == 6  # TRTR and each T's filtered set: pairs
     assert json.loads((run.path / "eval" / "evaluation.json").read_text()) == json.loads(json.dumps(here))
     assert run.manifest()["evaluation"] == "eval/evaluation.json"
