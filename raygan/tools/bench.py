@@ -8,6 +8,7 @@ pack: P members one after another against the same P as one vectorised pack (ray
 gpu: every GPU check in one command and one table, without Ray or MLflow (raygan.tools.bench_gpu).
 drift: a packed member's drift from its solo run against the solo run's own drift under another valid
 float32 kernel (raygan.tools.bench_drift).
+eval: an evaluation's downstream classifiers one after another against one pack (raygan.tools.bench_eval).
 """
 from __future__ import annotations
 
@@ -175,6 +176,12 @@ def bench_drift(args) -> str:
     return run(args)
 
 
+def bench_eval(args) -> str:
+    from raygan.tools.bench_eval import bench_eval as run
+
+    return run(args)
+
+
 def _with_output(fn):
     def wrapped(args) -> str:
         text = fn(args)
@@ -192,4 +199,5 @@ BENCHMARKS = {"train-step": _with_output(bench_train_step),
               "ray-scaling": _with_output(bench_ray_scaling),
               "pack": _with_output(bench_pack),
               "gpu": _with_output(bench_gpu),
-              "drift": _with_output(bench_drift)}
+              "drift": _with_output(bench_drift),
+              "eval": _with_output(bench_eval)}

@@ -1,0 +1,122 @@
+"""`raygan bench eval`: an evaluation's downstream classifiers one after another through
+`train_classifier` against the same classifiers as one pack through `train_classifier_pack`
+(raygan.classifiers.pack): the same sets, seeds, epochs and batch, in one process on one device with
+the same torch threads, in alternating repeats; the median classifier-epochs per second of each arm
+and their ratio (pack / one after another).
+
+The classifier set is a config's evaluation (default configs/digits.yaml: 10 repeats x (TRTR + T =
+1..5), 60 SimpleCNNs with eval.* settings, repeat r seeded eval.seed + r): TRTR trains on the real
+training split, each T on a stand-in of the same size (the split plus noise drawn with seed T), as a
+classifier's time does not depend on its pixels and the bench needs no trained run. Epochs default
+to 2 (every epoch costs the same), the validation and test splits are scored after every epoch.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import date
+
+import torch
+
+from raygan import seeds
+from raygan.classifiers.fit import train_classifier
+from raygan.classifiers.pack import PackMember, max_pack_size, solo_reason, train_classifier_pack
+from raygan.config import ConfigError, load_config
+from raygan.data import load_dataset
+from raygan.evaluation.units import curve_sizes
+from raygan.gan.train import resolve_device
+from raygan.tools.bench_common import device_name
+from raygan.tools.bench_pack import torch_threads
+
+DEFAULT_CONFIG, DEFAULT_EPOCHS, DEFAULT_THREADS = "configs/digits.yaml", 2, 1
+ARMS = ("one after another (`train_classifier`)", "one pack (`train_classifier_pack`)")
+
+
+def classifier_set(cfg, dataset) -> list[PackMember]:
+    """The evaluation's classifiers: R repeats of TRTR and of every T, each seeded as the evaluation
+    seeds it, on sets of the training split's size."""
+    real = dataset.train_split()
+    sets = [real]
+    for T in curve_sizes(cfg):
+        noise = torch.randn(real[0].shape, generator=torch.Generator().manual_seed(T))
+        sets.append(((real[0] + 0.1 * noise).clamp(-1, 1), real[1]))
+    return [PackMember(seed=seeds.offset(cfg.eval.seed, r), train=s) for s in sets for r in range(cfg.eval.repeats)]
+
+
+def _settings(cfg, dataset, epochs: int, device: torch.device) -> dict:
+    e = cfg.eval
+    return dict(val=dataset.val, test=dataset.test, n_classes=len(dataset.classes), arch=e.arch, epochs=epochs,
+                lr=e.lr, batch_size=e.batch_size, weight_decay=e.weight_decay, augment=e.augment,
+                device=str(device))
+
+
+def run_alone(members: list[PackMember], settings: dict) -> float:
+    t0 = time.perf_counter()
+    for m in members:
+        train_classifier(*m.train, seed=m.seed, **settings)
+    return time.perf_counter() - t0
+
+
+def run_packed(members: list[PackMember], settings: dict, shape: tuple, pack: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(members), pack):
+        train_classifier_pack(members[i:i + pack], sample_shape=shape, **settings)
+    return time.perf_counter() - t0
+
+
+def bench_eval(args) -> str:
+    device = resolve_device(args.device)
+    config = args.config or DEFAULT_CONFIG
+    cfg = load_config(config, [])
+    if solo_reason(cfg.eval.arch):
+        raise ConfigError(f"bench eval: {solo_reason(cfg.eval.arch)}")
+    dataset = load_dataset(cfg.data)
+    epochs = args.epochs or DEFAULT_EPOCHS
+    members = classifier_set(cfg, dataset)
+    if args.members:
+        members = members[:args.members]
+    shape = tuple(dataset.sample_shape)
+    pack = min(len(members), max_pack_size(cfg.eval.arch, shape, cfg.eval.batch_size))
+    settings = _settings(cfg, dataset, epochs, device)
+    alone: list[float] = []
+    packed: list[float] = []
+    with torch_threads(args.threads or DEFAULT_THREADS) as threads:
+        warm = dict(settings, epochs=1)  # one warm-up each
+        run_alone(members[:2], warm)
+        run_packed(members[:2], warm, shape, pack)
+        work = len(members) * epochs
+        arms = [(lambda: run_alone(members, settings), alone), (lambda: run_packed(members, settings, shape, pack),
+                                                                packed)]
+        for r in range(args.repeats):
+            # Alternate which arm goes first so drift in machine load hits both alike.
+            for fn, out in (arms if r % 2 == 0 else arms[::-1]):
+                out.append(work / fn())
+        where = device_name(device)
+    ratio = statistics.median(packed) / statistics.median(alone)
+    rates = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+    count = f" --members {args.members}" if args.members else ""
+    return "\n".join([
+        f"### eval ({date.today().isoformat()}, {where})",
+        "",
+        f"Command: `raygan bench eval --config {config}{count} --epochs {epochs} --repeats {args.repeats} "
+        f"--threads {threads} --device {args.device}`",
+        f"Setting: {len(members)} {cfg.eval.arch} classifiers of {config}'s evaluation ({cfg.eval.repeats} "
+        f"repeats x (TRTR + T = {', '.join(map(str, curve_sizes(cfg)))})) on {dataset.name} "
+        f"{'x'.join(map(str, shape))}, {len(members[0].train[1])} training samples each, batch "
+        f"{cfg.eval.batch_size}, {epochs} epochs with the validation and test splits scored after each, "
+        f"packs of {pack}; {args.repeats} alternating repeats, medians. Each arm's time is the wall "
+        "time of its calls, model building included.",
+        f"Threads and devices: both arms run one after the other in the same process on {device.type} "
+        f"with the same {threads} torch thread{'s' if threads != 1 else ''} (torch.set_num_threads).",
+        "",
+        "| arm | classifier-epochs/s (median) | all repeats |",
+        "|---|---|---|",
+        f"| {ARMS[0]} | {statistics.median(alone):.2f} | {rates(alone)} |",
+        f"| {ARMS[1]} | {statistics.median(packed):.2f} | {rates(packed)} |",
+        "",
+        f"Ratio pack / one after another: **{ratio:.2f}** (target >= 3).",
+        "",
+    ])
+
+
+__all__ = ["bench_eval", "classifier_set"]
