@@ -58,12 +58,27 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _member(entry: dict | None, planned: dict, steps: int) -> dict:
-    """A member's ledger row: its recorded history, or its planned one when it is not complete."""
+RETRIES = ("none spent: train.divergence_retries must be 0 under privacy and ensemble.on_collapse drop or "
+           "retrain is refused (members under privacy are not measured for collapse), so no member re-reads "
+           "its records; a member that diverged is left out of the set and counted at its full planned "
+           "history, and a failed attempt recorded in a member's entry (a run made otherwise) is counted at "
+           "its full planned history too")
+
+
+def member_row(entry: dict | None, planned: dict, steps: int) -> dict:
+    """A member's ledger row: its recorded history, or its planned one when it is not complete; each
+    failed attempt its manifest entry records (``divergence``: a retry re-read the records) adds its
+    full planned history (its checkpoints went with it, so the steps it took are not known)."""
+    full = [[planned["noise_multiplier"], planned["sample_rate"], steps * planned.get("d_steps", 1)]]
+    failed = len((entry or {}).get("divergence") or [])
     if entry is not None and entry.get("status") == "complete" and "privacy" in entry:
-        return {**entry["privacy"], "counted": "recorded"}
-    history = [[planned["noise_multiplier"], planned["sample_rate"], steps * planned.get("d_steps", 1)]]
-    return {**planned, "history": history, "counted": "planned (not complete)"}
+        row = {**entry["privacy"], "counted": "recorded"}
+    else:
+        row = {**planned, "history": [] if failed else full, "counted": "planned (not complete)"}
+    if failed:
+        row.update(history=row["history"] + full * failed, failed_attempts=failed,
+                   counted=row["counted"] + f" + {failed} failed attempt(s) at their plan")
+    return row
 
 
 def build_ledger(cfg: Config, plan: PrivacyPlan, run: RunFolder, classes: list[str]) -> dict:
@@ -71,7 +86,7 @@ def build_ledger(cfg: Config, plan: PrivacyPlan, run: RunFolder, classes: list[s
     p = cfg.privacy
     rows = {}
     for name in classes:
-        members = {str(t): _member(run.member_entry(name, t), plan.member(name, t).to_dict(), cfg.train.steps)
+        members = {str(t): member_row(run.member_entry(name, t), plan.member(name, t).to_dict(), cfg.train.steps)
                    for t in range(cfg.ensemble.members)}
         eps = class_epsilon([m["history"] for m in members.values()], plan.delta, accountant=p.accountant,
                             partition=p.partition)
@@ -87,7 +102,7 @@ def build_ledger(cfg: Config, plan: PrivacyPlan, run: RunFolder, classes: list[s
         "composition": "classes in parallel (the set's epsilon is the largest class's); a class's members "
                        + ("in sequence (shared records)" if p.partition == "shared" else
                           "in parallel (disjoint records)"),
-        "classes": rows, "not_covered": NOT_COVERED,
+        "classes": rows, "retries": RETRIES, "not_covered": NOT_COVERED,
         "declared_public": DECLARED_PUBLIC + ([DISJOINT_PUBLIC] if p.partition == "disjoint" else []),
         "versions": {"raygan": _version("raygan"), "opacus": _version("opacus")},
     }
@@ -140,9 +155,11 @@ def describe_ledger(ledger: dict) -> str:
         lines.append(f"  class {name}: {row['records']} records, epsilon {row['epsilon']:.4g}; "
                      f"{len(row['members'])} members, noise multiplier {', '.join(f'{s:.4g}' for s in sigmas)}, "
                      f"{steps} D steps" + (f" ({planned} counted at their plan)" if planned else ""))
+    if ledger.get("retries"):
+        lines.append(f"retries: {ledger['retries']}")
     lines += ["declared public:", *(f"  - {d}" for d in ledger["declared_public"])]
     lines += ["not covered:", *(f"  - {d}" for d in ledger["not_covered"])]
     return "\n".join(lines)
 
 
-__all__ = ["LEDGER_FILE", "build_ledger", "describe_ledger", "read_ledger", "write_ledger"]
+__all__ = ["LEDGER_FILE", "build_ledger", "describe_ledger", "member_row", "read_ledger", "write_ledger"]

@@ -19,6 +19,7 @@ from raygan.gan.member import CheckpointMismatchError
 from raygan.gan.models.dcgan import DCGANDiscriminator
 from raygan.gan.train import train_gan
 from raygan.privacy.accountant import (
+    compose_epsilon,
     member_data,
     member_records,
     plan_privacy,
@@ -33,7 +34,7 @@ from raygan.privacy.dpsgd import (
     per_sample_grads,
     private_discriminator,
 )
-from raygan.privacy.ledger import describe_ledger, read_ledger
+from raygan.privacy.ledger import describe_ledger, member_row, read_ledger
 from raygan.runs.folder import changes
 from raygan.runs.torch_files import load_torch_file
 
@@ -237,6 +238,20 @@ def test_disjoint_members_get_their_part_and_compose_in_parallel(tmp_path, digit
     assert d.member("zero", 1).noise_multiplier == solve_noise_multiplier(8.0, d.delta, 16 / 62, 4, "rdp")
 
 
+def test_a_failed_attempt_in_an_entry_is_counted_at_its_plan():
+    """A retry re-reads the records: each failed attempt a manifest entry records adds a full planned
+    history (a given-up member: one per attempt), so epsilon grows with them."""
+    planned = _privacy(124, sigma=1.0).to_dict()
+    recorded = {"status": "complete", "privacy": {**planned, "history": [[1.0, planned["sample_rate"], 4]]}}
+    assert member_row(recorded, planned, 4)["history"] == [[1.0, planned["sample_rate"], 4]]
+    retried = member_row({**recorded, "divergence": ["loss nan at step 3"]}, planned, 4)
+    assert retried["history"] == [[1.0, planned["sample_rate"], 4]] * 2 and retried["failed_attempts"] == 1
+    given_up = member_row({"status": "diverged", "divergence": ["a", "b"]}, planned, 4)
+    assert given_up["history"] == [[1.0, planned["sample_rate"], 4]] * 2
+    eps = [compose_epsilon([r["history"]], 1e-4, "rdp") for r in (member_row(recorded, planned, 4), retried)]
+    assert eps[1] > eps[0]
+
+
 def test_auto_packing_chooses_one_member_per_task_under_privacy(tmp_path):
     size, why = choose_pack_size(_cfg(tmp_path).replace(cluster={"members_per_task": None}), 20,
                                  {"num_cpus": 1, "num_gpus": 0}, {"CPU": 2}, lambda: 8)
@@ -266,6 +281,7 @@ def test_reported_epsilon_equals_opacus_on_the_recorded_histories(tmp_path, digi
     assert ledger["adjacency"].startswith("add/remove") and "twice" in ledger["adjacency"]
     assert any("N_k" in d for d in ledger["declared_public"])
     assert "within the target epsilon 8" in describe_ledger(ledger)
+    assert "divergence_retries must be 0" in ledger["retries"] and "retries: none spent" in describe_ledger(ledger)
     # a rerun with other privacy settings, or another T, would change the members: refused
     old = run.saved_config()
     assert changes(old, _cfg(tmp_path, epsilon=4.0).to_dict(), has_shards=False) == ["privacy.epsilon: 8.0 -> 4.0"]
