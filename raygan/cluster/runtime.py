@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 def connect(cfg: Config, address: Optional[str] = None) -> dict:
     """Join the configured cluster, or start a local Ray sized to this machine; idempotent. Then the
     GPUs that cluster.gpus_per_member asks for are checked against the cluster (check_gpus), before
-    the job writes or submits anything."""
+    the job writes or submits anything, and so is a data-parallel member's group (check_workers)."""
     if not ray.is_initialized():
         address = address or cfg.cluster.address or os.environ.get("RAY_ADDRESS")
         if address:
@@ -38,6 +38,7 @@ def connect(cfg: Config, address: Optional[str] = None) -> dict:
         finally:
             signals.restore(before)
     check_gpus(cfg)
+    check_workers(cfg)
     return ray.cluster_resources()
 
 
@@ -173,6 +174,37 @@ def check_gpus(cfg: Config) -> None:
     logger.info(f"cluster: {ray.cluster_resources().get('GPU', 0):g} GPU now")
 
 
+def check_workers(cfg: Config) -> None:
+    """A data-parallel member (cluster.workers_per_member > 1) against the cluster, before any work: on
+    several nodes its workers share the run folder, so a local one is refused; and a group the cluster
+    could never hold (its CPUs or GPUs summed over every node) is refused when no autoscaler can add
+    nodes, instead of a placement group that waits forever. With an autoscaler the group's placement
+    group is the demand it scales for."""
+    workers = cfg.cluster.workers_per_member
+    if workers == 1:
+        return
+    from raygan.runs.storage import is_uri
+
+    nodes = alive_nodes()
+    if nodes > 1 and not is_uri(cfg.output.root):
+        raise ConfigError(f"cluster.workers_per_member={workers} on a cluster of {nodes} nodes needs a run "
+                          f"folder every node reaches, and output.root {cfg.output.root!r} is a local "
+                          "folder; set output.root to shared storage (s3://bucket/prefix, or file:///mnt/"
+                          "shared)")
+    asked, have = member_resources(cfg), ray.cluster_resources()
+    short = [f"{workers * asked[key]:g} {kind} ({workers} x cluster.{field})"
+             f" but it has {have.get(kind, 0):g}"
+             for key, kind, field in (("num_cpus", "CPU", "cpus_per_member"), ("num_gpus", "GPU", "gpus_per_member"))
+             if asked[key] and workers * asked[key] > have.get(kind, 0) + 1e-9]
+    if short and not _autoscaler_running():
+        raise ConfigError(f"cluster.workers_per_member={workers}: a member's group needs {'; '.join(short)}, "
+                          "and no autoscaler can add nodes; lower cluster.workers_per_member (or "
+                          "cluster.cpus_per_member / gpus_per_member) or join a larger cluster")
+    logger.info(f"cluster: each member trains as {workers} Ray Train workers ({asked['num_cpus']:g} CPU, "
+                f"{asked['num_gpus']:g} GPU each)" + (f"; waiting for the autoscaler: {'; '.join(short)}"
+                                                      if short else ""))
+
+
 def trains_members(job: str, cfg: Config) -> bool:
     """The job trains GAN members (where train.device applies)."""
     return job in ("train", "pipeline") or (job == "sweep" and cfg.sweep.target == "gan")
@@ -196,6 +228,16 @@ def check_devices(cfg: Config, job: str) -> None:
                               "GPU and no cluster is named (a local Ray would start here); set "
                               "cluster.gpus_per_member=0 (CPU members) or join a cluster with GPUs "
                               "(--address / RAY_ADDRESS)")
+        workers, cpus = cfg.cluster.workers_per_member, cfg.cluster.num_cpus or os.cpu_count() or 1
+        if workers > 1 and trains_members(job, cfg) and workers * cfg.cluster.cpus_per_member > cpus:
+            raise ConfigError(f"cluster.workers_per_member={workers} x cluster.cpus_per_member="
+                              f"{cfg.cluster.cpus_per_member:g} CPUs, but a local Ray here would have {cpus}, "
+                              "and no cluster is named; lower cluster.workers_per_member (or cpus_per_member) "
+                              "or join a cluster (--address / RAY_ADDRESS)")
+        if workers > 1 and want and workers * want > have and trains_members(job, cfg):
+            raise ConfigError(f"cluster.workers_per_member={workers} x cluster.gpus_per_member={want:g} GPUs, "
+                              f"but this machine has {have} GPU and no cluster is named; lower cluster."
+                              "workers_per_member or join a cluster with GPUs (--address / RAY_ADDRESS)")
         if cfg.train.device == "cuda" and not have and trains_members(job, cfg):
             raise ConfigError("train.device=cuda, but torch sees no CUDA device on this machine and no "
                               f"cluster is named (a local Ray would start here); {fix}, or join a cluster "

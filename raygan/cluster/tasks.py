@@ -25,9 +25,7 @@ import torch
 from raygan.cluster.packing import choose_pack_size, pack_fit
 from raygan.cluster.runtime import task_setup
 from raygan.config import Config
-from raygan.ensemble.members import CONDITIONAL_DIR
-from raygan.ensemble.training import Unit, class_unit, conditional_unit, train_units
-from raygan.privacy.dpsgd import MemberPrivacy
+from raygan.ensemble.training import LABELS, head_unit, train_units
 from raygan.runs import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -72,18 +70,6 @@ def _member_task(cfg_dict: dict, run_location: str, folders: list[tuple[str, int
     return [{**e, **where} for e in entries]
 
 
-def _unit(cfg: Config, run: RunFolder, head: list, tensors: dict, weights, classes: Optional[list[str]],
-          privacy: Optional[dict] = None) -> Unit:
-    k, name, t = head
-    if name == CONDITIONAL_DIR:
-        return conditional_unit(cfg, run, tensors[CONDITIONAL_DIR], tensors[LABELS], classes, member=t)
-    return class_unit(cfg, run, tensors[name], class_name=name, class_index=k, member=t, data_weights=weights,
-                      privacy=None if privacy is None else MemberPrivacy.from_dict(privacy))
-
-
-LABELS = "_labels"  # the key of a conditional unit's labels among a task's tensors
-
-
 @ray.remote
 def train_units_task(cfg_dict: dict, run_location: str, pack: Optional[int], heads: list[list],
                      data_weights: Optional[list], classes: Optional[list[str]], names: list[str],
@@ -104,7 +90,7 @@ def train_units_task(cfg_dict: dict, run_location: str, pack: Optional[int], hea
     weights, dp = data_weights or [None] * len(heads), privacy or [None] * len(heads)
 
     def train(cfg: Config, run: RunFolder, device: torch.device) -> list[dict]:
-        units = [_unit(cfg, run, h, by_name, w, classes, p) for h, w, p in zip(heads, weights, dp)]
+        units = [head_unit(cfg, run, h, by_name, w, classes, p) for h, w, p in zip(heads, weights, dp)]
         made = train_units(units, cfg, run, pack=pack is not None, device=device)
         extra = {} if pack is None else {"pack": pack}
         return [{**e, **extra} for entries in made for e in entries]
@@ -164,7 +150,8 @@ def submit_units(cfg: Config, run: RunFolder, resources: dict, *, heads: list[tu
     train_member:<class>/<member>), or with ``pack`` its number, the units ``heads`` as one pack task
     (named train_pack:...). ``data_refs`` maps class names (CONDITIONAL_DIR: the training split) to
     their object refs, put once each; conditional units also take ``labels_ref`` and ``classes``;
-    ``privacy``: per unit its MemberPrivacy as a dict (privacy on).
+    ``privacy``: per unit its MemberPrivacy as a dict (privacy on). With cluster.workers_per_member > 1
+    the unit trains as a data-parallel group instead (raygan.cluster.wide; ``resources`` per worker).
     Its result: the units' entries (a list)."""
     if pack is None and len(heads) != 1:
         raise ValueError(f"a task without a pack number trains one unit, not {len(heads)}")
@@ -172,6 +159,11 @@ def submit_units(cfg: Config, run: RunFolder, resources: dict, *, heads: list[tu
     refs = [data_refs[name] for name in names]
     if labels_ref is not None:
         names, refs = names + [LABELS], refs + [labels_ref]
+    if cfg.cluster.workers_per_member > 1:  # a data-parallel group (its config refused packs and privacy)
+        from raygan.cluster.wide import submit_wide
+
+        return submit_wide(cfg, run, heads=heads, names=names, refs=refs, data_weights=data_weights,
+                           classes=classes)
     name = f"train_member:{heads[0][1]}/{heads[0][2]}" if pack is None else pack_name(heads)
     return train_units_task.options(**resources, max_retries=cfg.cluster.max_retries, name=name).remote(
         cfg.to_dict(), run.location, pack, [list(h) for h in heads], data_weights,

@@ -23,6 +23,7 @@ from raygan.config.fields import ConfigError
 from raygan.config.gan_space import check_gan_space
 from raygan.config.levers import check_lever_config
 from raygan.config.names import check_config_names
+from raygan.config.parallel import check_parallel_config
 from raygan.config.privacy import check_privacy_config, why_dp_not_packable
 from raygan.config.protocol_cells import protocol_cells
 
@@ -40,6 +41,9 @@ def why_not_packable(cfg: Config) -> str | None:
     family = FAMILIES[cfg.gan.family]
     if (why := why_dp_not_packable(cfg)) is not None:
         return why
+    if cfg.cluster.workers_per_member > 1:
+        return (f"cluster.workers_per_member={cfg.cluster.workers_per_member}: each member trains alone, "
+                "as a data-parallel group")
     if not family.packable:
         return f"gan.family={cfg.gan.family} trains one member per task ({family.unpackable_because})"
     if cfg.train.recursive_rounds:
@@ -54,6 +58,7 @@ def check_config(cfg: Config) -> None:
     _check_output_names(cfg)
     check_config_names(cfg)  # class names become folders (raygan.config.names)
     check_privacy_config(cfg)  # privacy.* (raygan.config.privacy)
+    check_parallel_config(cfg)  # cluster.workers_per_member (raygan.config.parallel)
 
 
 # The audit's search spaces (raygan.audit.inputs.SPACES), here so that a bad name is refused at load.

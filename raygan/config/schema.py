@@ -193,8 +193,8 @@ class EnsembleConfig:
                                         minimum=0.0, exclusive_min=True)
     collapse_threshold: float = _f(0.1, "A member whose samples' mean pairwise distance is below this "
                                    "fraction of its class's real images' is collapsed (raygan.metrics."
-                                   "collapse; 0 turns the check off). Conditional members and members "
-                                   "trained under privacy are not measured.", minimum=0.0)
+                                   "collapse; 0 turns the check off). A conditional member scores its lowest "
+                                   "class; members trained under privacy are not measured.", minimum=0.0)
     on_collapse: str = _f("warn", "What a collapsed member gets: warn (kept; a log warning, flagged in "
                           "the manifest and the report), drop (left out of its class's mixture like a "
                           "diverged member; synthesis renormalises the others' weights) or retrain "
@@ -268,6 +268,13 @@ class ClusterConfig:
                                 minimum=0.0, exclusive_min=True)
     max_retries: int = _f(3, "Retries of a member task whose worker or node died; a retry resumes "
                           "from the member's last checkpoint.", minimum=0)
+    workers_per_member: int = _f(1, "Processes that train one member together (data parallel): above "
+                                 "1 each member is a Ray Train TorchTrainer group of this many workers "
+                                 "(DistributedDataParallel, gloo on CPUs, NCCL on GPUs; batch norms "
+                                 "synchronised), each on train.batch_size / workers_per_member of every "
+                                 "step's batch and asking for cluster.gpus_per_member (a whole GPU or 0) "
+                                 "and cluster.cpus_per_member; for members too big for one GPU. 1 is one "
+                                 "Ray task per member (or pack).", minimum=1)
     members_per_task: Optional[int] = _f(None, "Pack size: members trained together as one packed, "
                                          "vectorised model in one Ray task (ensemble.method=independent "
                                          "or ccgan, no recursive rounds; pggan, biggan, boosting and "

@@ -48,6 +48,7 @@ from raygan.ensemble.members import (
 )
 from raygan.gan.models import CONDITIONAL, UNPACKABLE
 from raygan.gan.pack import PackMember, train_pack
+from raygan.gan.parallel import DataParallel
 from raygan.gan.train import GANDivergedError, resolve_device, train_gan
 from raygan.privacy.accountant import member_data, plan_privacy
 from raygan.privacy.dpsgd import MemberPrivacy
@@ -98,6 +99,21 @@ def conditional_unit(cfg: Config, run: RunFolder, data: torch.Tensor, labels: to
                 labels=labels, n_classes=len(classes))
 
 
+LABELS = "_labels"  # the key of a conditional unit's labels among a task's named tensors
+
+
+def head_unit(cfg: Config, run: RunFolder, head: list, tensors: dict, weights, classes: Optional[list[str]],
+              privacy: Optional[dict] = None) -> Unit:
+    """The unit a Ray task's ``head`` (class index, class name, member) names, on the task's named
+    ``tensors`` (a class's data by its name; CONDITIONAL_DIR and LABELS: the training split and its
+    labels, for a conditional member); ``privacy``: its MemberPrivacy as a dict."""
+    k, name, t = head
+    if name == CONDITIONAL_DIR:
+        return conditional_unit(cfg, run, tensors[CONDITIONAL_DIR], tensors[LABELS], classes, member=t)
+    return class_unit(cfg, run, tensors[name], class_name=name, class_index=k, member=t, data_weights=weights,
+                      privacy=None if privacy is None else MemberPrivacy.from_dict(privacy))
+
+
 def _device(cfg: Config, device: Optional[torch.device]) -> torch.device:
     """The training device (train.num_threads applied to this process's torch first)."""
     if cfg.train.num_threads is not None:
@@ -105,7 +121,7 @@ def _device(cfg: Config, device: Optional[torch.device]) -> torch.device:
     return device or resolve_device(cfg.train.device)
 
 
-def _train_rounds(unit: Unit, cfg: Config, seed: int, *, device, on_log=None):
+def _train_rounds(unit: Unit, cfg: Config, seed: int, *, device, on_log=None, group=None):
     """train_gan, or seed 002's recursive training when train.recursive_rounds > 0.
 
     Recursive training (seed 002, Experiment 3): round 0 trains on the real set s_0; after round i the
@@ -122,7 +138,8 @@ def _train_rounds(unit: Unit, cfg: Config, seed: int, *, device, on_log=None):
         result = train_gan(data, gan=cfg.gan, train=cfg.train,
                            seed=seed if r == 0 else seeds.recursive_round(seed, r),
                            checkpoint_path=ckpt, data_weights=unit.data_weights if r == 0 else None,
-                           device=device, on_log=on_log if last else None, privacy=unit.privacy, **kwargs)
+                           device=device, on_log=on_log if last else None, privacy=unit.privacy, group=group,
+                           **kwargs)
         if last:
             return result, sizes
         extra = max(1, int(round(cfg.train.recursive_fraction * data.shape[0])))
@@ -134,20 +151,22 @@ def _train_rounds(unit: Unit, cfg: Config, seed: int, *, device, on_log=None):
 
 
 def _verdict(unit: Unit, generator, cfg: Config, seed: int, device) -> dict:
-    """raygan.ensemble.collapse.judge on a per-class unit's real images (a conditional member and one
-    trained under privacy are not measured)."""
-    real = None if unit.labels is not None or unit.privacy is not None else unit.data
+    """raygan.ensemble.collapse.judge on a unit's real images (a conditional member's class by class;
+    one trained under privacy is not measured)."""
+    real = None if unit.privacy is not None else unit.data
     who = unit.heads[0][0]
-    return judge(generator, real, cfg, seed=seed, device=device,
-                 who=f"class {who['class']} member {who['member']}")
+    return judge(generator, real, cfg, seed=seed, device=device, labels=unit.labels,
+                 who=f"class {who['class']} member {who['member']}" if unit.labels is None
+                 else f"conditional member {who['member']}")
 
 
-def _alone(unit: Unit, cfg: Config, run: RunFolder, *, device: Optional[torch.device], on_log) -> list[dict]:
+def _alone(unit: Unit, cfg: Config, run: RunFolder, *, device: Optional[torch.device], on_log,
+           group: Optional[DataParallel] = None) -> list[dict]:
     """One unit on its own modules, retried with its next seeds when it diverges (or, under
-    ensemble.on_collapse=retrain, collapses)."""
+    ensemble.on_collapse=retrain, collapses); with ``group``, as one process of its data-parallel group."""
     def train(seed: int) -> list[dict]:
         on = _device(cfg, device)
-        result, sizes = _train_rounds(unit, cfg, seed, device=on, on_log=on_log)
+        result, sizes = _train_rounds(unit, cfg, seed, device=on, on_log=on_log, group=group)
         verdict = _verdict(unit, result.generator, cfg, seed, on)
         made = write_member(unit.folder, result, cfg, run, seed=seed, shape=tuple(unit.data.shape[1:]),
                             heads=unit.heads, sample_grid=unit.sample_grid(seed), device=on, sizes=sizes)
@@ -190,12 +209,15 @@ def _packed(units: list[Unit], cfg: Config, run: RunFolder, device: torch.device
 
 def train_units(units: list[Unit], cfg: Config, run: RunFolder, *, pack: bool,
                 device: Optional[torch.device] = None,
-                on_log: Optional[Callable[[int, float, float], None]] = None) -> list[list[dict]]:
+                on_log: Optional[Callable[[int, float, float], None]] = None,
+                group: Optional[DataParallel] = None) -> list[list[dict]]:
     """Train (or resume) ``units``; per unit, in order, the manifest entries it makes (status
     "diverged", with its attempts and no generator, when every attempt diverged). A diverged unit
-    does not stop the others. ``on_log(step, d_loss, g_loss)`` follows a unit trained alone."""
+    does not stop the others. ``on_log(step, d_loss, g_loss)`` follows a unit trained alone.
+    ``group`` (pack=False): this process is one of each unit's data-parallel group
+    (cluster.workers_per_member > 1; raygan.gan.parallel): every process of the group calls this alike."""
     if not pack:
-        return [_alone(u, cfg, run, device=device, on_log=on_log) for u in units]
+        return [_alone(u, cfg, run, device=device, on_log=on_log, group=group) for u in units]
     device = _device(cfg, device)
     if cfg.gan.family in UNPACKABLE or cfg.train.recursive_rounds > 0 or any(u.privacy for u in units):
         made = [_alone(u, cfg, run, device=device, on_log=on_log) for u in units]

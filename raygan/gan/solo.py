@@ -10,6 +10,11 @@ a pure function of the step, so a resumed run grows exactly as an uninterrupted 
 
 With privacy on, the member's sampler draws Poisson batches (raygan.privacy.dpsgd.PoissonSampler, from
 the member's own generator) and the step's D update is DP-SGD (``StepModels.private_d``).
+
+With ``group`` (a raygan.gan.parallel.DataParallel: cluster.workers_per_member > 1) this process is one
+of the member's data-parallel group: it draws the step's whole batch as the member alone would and
+trains on its shard of it, its G and D in DistributedDataParallel with synchronised batch norms, and
+records the group's mean losses (raygan.gan.parallel).
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from raygan.gan.fidelity import ema_buffers, ema_step
 from raygan.gan.levers import PLAIN, Levers, solo_models
 from raygan.gan.member import Member
 from raygan.gan.models import PROGRESSIVE, pg_resolutions, pg_schedule
+from raygan.gan.parallel import DataParallel
 from raygan.gan.step import StepModels, adversarial_step
 from raygan.privacy.dpsgd import PrivateD
 
@@ -42,9 +48,10 @@ class SoloStepper:
     """One member (index ``index`` in the caller's list) trained on its own G and D."""
 
     def __init__(self, member: Member, index: int, *, gan: GANConfig, train: TrainConfig,
-                 levers: Levers = PLAIN):
+                 levers: Levers = PLAIN, group: Optional[DataParallel] = None):
         self.members, self.index, self.device = [member], [index], member.state.device
-        self.gan, self.levers, self.batch = gan, levers, train.batch_size
+        self.gan, self.levers, self.batch, self.group = gan, levers, train.batch_size, group
+        self.shard = slice(None) if group is None else group.shard(train.batch_size)
         state = member.state
         self.losses = state.losses.unsqueeze(0)  # a view: the member's own record
         self.growing = (pg_resolutions(gan.pg_start_size, member.shape[-1]) if gan.family in PROGRESSIVE
@@ -52,7 +59,9 @@ class SoloStepper:
         self.steps = train.steps
         state.G.train()
         state.D.train()
-        G, D = solo_models(state.G, state.D, levers)
+        G, D = (state.G, state.D) if group is None else \
+            (group.wrap(state.G, self.device), group.wrap(state.D, self.device))
+        G, D = solo_models(G, D, levers)
         after = None
         if state.G_ema is not None:
             ema, params = list(state.G_ema.parameters()), list(state.G.parameters())
@@ -65,7 +74,8 @@ class SoloStepper:
             real_label=gan.real_label, data=member.data)
         self.models = StepModels(G=_own(G), D=_own(D), g_params=list(state.G.parameters()),
                                  d_params=list(state.D.parameters()), opt_g=state.opt_g, opt_d=state.opt_d,
-                                 per_member=_one, after_g_update=after, private_d=private)
+                                 per_member=_one, after_g_update=after, private_d=private,
+                                 data_parallel=group is not None)
 
     def step(self, step: int) -> torch.Tensor:
         member, state = self.members[0], self.members[0].state
@@ -73,15 +83,19 @@ class SoloStepper:
             resolution, alpha = pg_schedule(step, self.steps, self.growing, self.gan.pg_fade_fraction)
             state.G.set_progress(resolution, alpha)
             state.D.set_progress(resolution, alpha)
-        idx = state.sampler.next()  # the member's generator draws the indices (privacy: Poisson), then the latents
+        # The member's generator draws the indices (privacy: Poisson), then the latents, then DiffAugment's
+        # parameters, for the whole batch; a data-parallel process then keeps its shard of each.
+        idx = state.sampler.next()
+        z = torch.stack([torch.randn(self.batch, state.G.z_dim, generator=state.rng, device=self.device)
+                         for _ in range(self.gan.g_steps_per_d_step)])
+        aug = draw(self.gan.diffaugment, state.rng, calls=2 + self.gan.g_steps_per_d_step, batch=self.batch,
+                   size=tuple(member.data.shape[-2:]), device=self.device)  # after the latents, as a pack draws
+        idx, z, shard = idx[self.shard], z[:, self.shard].unsqueeze(1), self.shard
         real = member.data[idx].unsqueeze(0)
         y = None if member.labels is None else member.labels[idx].unsqueeze(0)
-        z = torch.stack([torch.randn(self.batch, state.G.z_dim, generator=state.rng, device=self.device)
-                         for _ in range(self.gan.g_steps_per_d_step)]).unsqueeze(1)
-        aug = draw(self.gan.diffaugment, state.rng, calls=2 + self.gan.g_steps_per_d_step, batch=self.batch,
-                   size=tuple(real.shape[-2:]), device=self.device)  # after the latents, as a pack draws
-        aug = None if aug is None else {k: v.unsqueeze(1) for k, v in aug.items()}
-        return adversarial_step(self.models, real, y, z, gan=self.gan, levers=self.levers, aug=aug)
+        aug = None if aug is None else {k: v[:, shard].unsqueeze(1) for k, v in aug.items()}
+        losses = adversarial_step(self.models, real, y, z, gan=self.gan, levers=self.levers, aug=aug)
+        return losses if self.group is None else self.group.mean(losses)
 
     def write_back(self) -> None:
         """The member's modules are its state: nothing to copy."""

@@ -52,15 +52,24 @@ class StepModels:
     after_g_update: Optional[Callable[[], None]] = None  # gan.ema_decay > 0: move the EMA generator(s)
     private_d: Optional[PrivateD] = None  # privacy.epsilon set: D's DP-SGD update (a member alone)
     channels_last: bool = False  # images reach D as (..., H, W, C) (a pack's convolutional layout)
+    data_parallel: bool = False  # G and D are in DistributedDataParallel (raygan.gan.parallel)
 
 
-def update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch.Tensor]) -> None:
+def update(opt: torch.optim.Optimizer, losses: torch.Tensor, params: list[torch.Tensor], *,
+           data_parallel: bool = False) -> None:
     """One optimizer step on the members' summed losses (P,), a non-finite loss masked out. A parameter
     the losses do not reach (a progressive GAN's layers not yet grown) gets no gradient, and Adam
-    leaves it (and its state) as it is."""
+    leaves it (and its state) as it is. ``data_parallel``: the gradients come from backward() into
+    ``params`` alone, whose accumulation hooks are where DistributedDataParallel averages them over
+    the group (autograd.grad runs no such hook); the other model's parameters get none."""
     total = torch.where(torch.isfinite(losses), losses, torch.zeros_like(losses)).sum()
-    for p, g in zip(params, torch.autograd.grad(total, params, allow_unused=True)):
-        p.grad = g
+    if data_parallel:
+        for p in params:
+            p.grad = None
+        total.backward(inputs=params)
+    else:
+        for p, g in zip(params, torch.autograd.grad(total, params, allow_unused=True)):
+            p.grad = g
     opt.step()
 
 
@@ -87,7 +96,7 @@ def _d_update(models: StepModels, real: torch.Tensor, y: Optional[torch.Tensor],
     d_loss = models.per_member(LOSSES[gan.loss][0], (real_logits.float(), fake_logits.float()), gan.real_label)
     if gan.r1_gamma:  # (P,): each member's own penalty, added to its own d_loss
         d_loss = d_loss + r1_penalty(real_logits, real, gan.r1_gamma)
-    update(models.opt_d, d_loss, models.d_params)
+    update(models.opt_d, d_loss, models.d_params, data_parallel=models.data_parallel)
     return fake, d_loss
 
 
@@ -111,7 +120,7 @@ def adversarial_step(models: StepModels, real: torch.Tensor, y: Optional[torch.T
                 fake = models.G(z[k], y)
             fake_logits = models.D(seen(models, fake, aug, 2 + k, gan), y)
         g_loss = models.per_member(g_loss_fn, (fake_logits.float(),))
-        update(models.opt_g, g_loss, models.g_params)
+        update(models.opt_g, g_loss, models.g_params, data_parallel=models.data_parallel)
         if models.after_g_update is not None:
             models.after_g_update()
     return torch.stack([d_loss.detach(), g_loss.detach()], dim=1)

@@ -39,6 +39,7 @@ from raygan.gan.member import (
     prepare_member,
     resolve_device,
 )
+from raygan.gan.parallel import DataParallel
 from raygan.gan.solo import SoloStepper
 from raygan.privacy.dpsgd import MemberPrivacy
 
@@ -51,12 +52,13 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
               device: Optional[torch.device] = None,
               on_log: Optional[Callable[[int, float, float], None]] = None,
               labels: Optional[torch.Tensor] = None, n_classes: Optional[int] = None,
-              privacy: Optional[MemberPrivacy] = None) -> TrainResult:
+              privacy: Optional[MemberPrivacy] = None, group: Optional[DataParallel] = None) -> TrainResult:
     """Train one GAN on ``data`` (N, *sample_shape) for ``train.steps`` discriminator steps.
 
     ``on_log(step, mean_d_loss, mean_g_loss)`` is called every ``train.log_every`` steps.
     ``labels`` (N,) int64 class indices in [0, n_classes) and ``n_classes`` are required by the
-    class-conditional families (gan.family=ccgan) and refused by the others.
+    class-conditional families (gan.family=ccgan) and refused by the others. ``group``: this process
+    is one of the member's data-parallel group (raygan.gan.parallel; cluster.workers_per_member > 1).
     """
     device = device or resolve_device(train.device)
     levers = levers_for(gan, train, device, packed=False)  # a lever that cannot run: before any work
@@ -65,7 +67,7 @@ def train_gan(data: torch.Tensor, *, gan: GANConfig, train: TrainConfig, seed: i
                             privacy=privacy)
     results: list = [None]
     log = None if on_log is None else (lambda _, step, d, g: on_log(step, d, g))
-    train_loop(SoloStepper(member, 0, gan=gan, train=train, levers=levers), member.start, gan=gan,
+    train_loop(SoloStepper(member, 0, gan=gan, train=train, levers=levers, group=group), member.start, gan=gan,
                train=train, on_log=log, results=results)
     if isinstance(results[0], GANDivergedError):
         raise results[0]

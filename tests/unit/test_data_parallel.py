@@ -1,0 +1,70 @@
+"""cluster.workers_per_member (issue 29) without Ray: what cannot train as a data-parallel group is
+refused when the config loads, in one line; the CPU batch norm synchronised over the group is batch
+norm (a group of one process); the shards of a step's batch cover it once. The group itself, two
+Ray Train workers against the solo member, is tests/integration/test_wide_members.py."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from raygan.config import ConfigError, load_config
+from raygan.gan.parallel import DataParallel, GroupBatchNorm, sync_batch_norms
+
+WIDE = ["cluster.workers_per_member=2", "train.batch_size=32"]
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["gan.family=pggan"], "gan.family=pggan cannot train under DistributedDataParallel"),
+    (["gan.r1_gamma=1"], "double backward"),
+    (["privacy.epsilon=5", "train.divergence_retries=0"], "privacy.epsilon is set"),
+    (["train.recursive_rounds=1"], "train.recursive_rounds"),
+    (["train.batch_size=33"], "not a multiple of it"),
+    (["cluster.gpus_per_member=0.5"], "a whole GPU per worker"),
+    (["cluster.members_per_task=4"], "trains alone, as a data-parallel group"),
+])
+def test_what_cannot_run_as_a_group_is_refused_at_load(overrides, says):
+    with pytest.raises(ConfigError, match=says) as err:
+        load_config(overrides=[*WIDE, *overrides])
+    assert "\n" not in str(err.value) and "workers_per_member" in str(err.value)
+
+
+def test_one_worker_is_the_default_and_a_group_needs_no_other_setting():
+    assert load_config().cluster.workers_per_member == 1
+    assert load_config(overrides=WIDE).cluster.workers_per_member == 2
+
+
+def test_the_shards_of_a_batch_cover_it_once():
+    rows = torch.arange(32)
+    shards = [rows[DataParallel(rank=r, world_size=4).shard(32)] for r in range(4)]
+    assert torch.equal(torch.cat(shards), rows)
+
+
+@pytest.fixture
+def group_of_one(tmp_path):
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_group_batch_norm_is_batch_norm_in_a_group_of_one(group_of_one):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 1))
+    synced = copy.deepcopy(model)
+    assert sync_batch_norms(synced, torch.device("cpu")) == 1 and isinstance(synced[1], GroupBatchNorm)
+    assert synced.state_dict().keys() == model.state_dict().keys()  # a checkpoint is a batch norm's
+    x = torch.randn(8, 3, 8, 8)
+    for _ in range(2):
+        out, out_synced = model(x).sum(), synced(x).sum()
+        assert torch.allclose(out, out_synced, atol=1e-5)
+        grads = torch.autograd.grad(out, list(model.parameters()))
+        grads_synced = torch.autograd.grad(out_synced, list(synced.parameters()))
+        for g, h in zip(grads, grads_synced):
+            assert torch.allclose(g, h, atol=1e-5)
+    for key, value in model.state_dict().items():  # running statistics, unbiased variance included
+        assert torch.allclose(value.float(), synced.state_dict()[key].float(), atol=1e-6), key
+    model.eval(), synced.eval()
+    assert torch.allclose(model(x), synced(x), atol=1e-5)
