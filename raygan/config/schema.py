@@ -193,8 +193,8 @@ class EnsembleConfig:
                                         minimum=0.0, exclusive_min=True)
     collapse_threshold: float = _f(0.1, "A member whose samples' mean pairwise distance is below this "
                                    "fraction of its class's real images' is collapsed (raygan.metrics."
-                                   "collapse; 0 turns the check off). Conditional members and members "
-                                   "trained under privacy are not measured.", minimum=0.0)
+                                   "collapse; 0 turns the check off). A conditional member scores its lowest "
+                                   "class; members trained under privacy are not measured.", minimum=0.0)
     on_collapse: str = _f("warn", "What a collapsed member gets: warn (kept; a log warning, flagged in "
                           "the manifest and the report), drop (left out of its class's mixture like a "
                           "diverged member; synthesis renormalises the others' weights) or retrain "

@@ -10,8 +10,11 @@ ensemble.collapse_threshold it is collapsed:
   treat as a divergence: the member trains again from scratch with its next seed (seeds.member_retry),
   and is given up (status "diverged", the collapse as its error) once train.divergence_retries are spent.
 Every measured entry records "diversity" (the score) and "collapse" (threshold, collapsed, decision).
-Conditional members and members trained under privacy (their real images are private, and a decision
-made from them would shape the released set outside the ledger) are not measured.
+A conditional member (one model for every class) is measured class by class, its generator fixed to
+each class in turn against that class's real images, and scores its lowest: a member that collapsed
+one class is collapsed (:func:`measure_conditional`). Members trained under privacy (their real images
+are private, and a decision made from them would shape the released set outside the ledger) are not
+measured.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import torch.nn as nn
 
 from raygan import seeds
 from raygan.config import Config
+from raygan.gan.models import ConditionedGenerator
 from raygan.gan.train import GANDivergedError
 from raygan.metrics.collapse import PROBE_SAMPLES, member_diversity
 from raygan.synthesis.generate import generate
@@ -48,12 +52,29 @@ def measure(generator: nn.Module, real: Optional[torch.Tensor], *, seed: int, de
     return member_diversity(samples, real[pick].cpu())
 
 
+def measure_conditional(generator: nn.Module, real: torch.Tensor, labels: torch.Tensor, *, seed: int,
+                        device) -> Optional[float]:
+    """A conditional member's diversity: the lowest over its classes of :func:`measure` with the
+    generator fixed to the class, against that class's images in ``real`` (``labels``: their class
+    indices); None when no class can be measured."""
+    scores = [measure(ConditionedGenerator(generator, k), real[labels == k], seed=seed, device=device)
+              for k in labels.unique().tolist()]
+    scores = [s for s in scores if s is not None]
+    return min(scores) if scores else None
+
+
 def judge(generator: nn.Module, real: Optional[torch.Tensor], cfg: Config, *, seed: int, device,
-          who: str) -> dict:
+          who: str, labels: Optional[torch.Tensor] = None) -> dict:
     """The entry fields of a trained member's collapse check (empty when not measured); raises
-    MemberCollapsedError for a collapsed member under on_collapse=retrain."""
+    MemberCollapsedError for a collapsed member under on_collapse=retrain. ``labels``: a conditional
+    member's, ``real`` its training split (measured class by class)."""
     threshold, action = cfg.ensemble.collapse_threshold, cfg.ensemble.on_collapse
-    score = measure(generator, real, seed=seed, device=device) if threshold > 0 else None
+    if threshold <= 0 or real is None:
+        score = None
+    elif labels is not None:
+        score = measure_conditional(generator, real, labels, seed=seed, device=device)
+    else:
+        score = measure(generator, real, seed=seed, device=device)
     if score is None:
         return {}
     collapsed = score < threshold
@@ -76,4 +97,4 @@ def apply_verdict(entries: list[dict], verdict: dict) -> list[dict]:
     return [{**e, **verdict, **extra} for e in entries]
 
 
-__all__ = ["COLLAPSED", "MemberCollapsedError", "apply_verdict", "judge", "measure"]
+__all__ = ["COLLAPSED", "MemberCollapsedError", "apply_verdict", "judge", "measure", "measure_conditional"]

@@ -151,12 +151,13 @@ def _train_rounds(unit: Unit, cfg: Config, seed: int, *, device, on_log=None, gr
 
 
 def _verdict(unit: Unit, generator, cfg: Config, seed: int, device) -> dict:
-    """raygan.ensemble.collapse.judge on a per-class unit's real images (a conditional member and one
-    trained under privacy are not measured)."""
-    real = None if unit.labels is not None or unit.privacy is not None else unit.data
+    """raygan.ensemble.collapse.judge on a unit's real images (a conditional member's class by class;
+    one trained under privacy is not measured)."""
+    real = None if unit.privacy is not None else unit.data
     who = unit.heads[0][0]
-    return judge(generator, real, cfg, seed=seed, device=device,
-                 who=f"class {who['class']} member {who['member']}")
+    return judge(generator, real, cfg, seed=seed, device=device, labels=unit.labels,
+                 who=f"class {who['class']} member {who['member']}" if unit.labels is None
+                 else f"conditional member {who['member']}")
 
 
 def _alone(unit: Unit, cfg: Config, run: RunFolder, *, device: Optional[torch.device], on_log,

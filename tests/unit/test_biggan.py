@@ -164,6 +164,8 @@ def test_conditional_members_of_an_unpackable_family_train_one_per_pack(tiny_dig
         [(0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 1)]
     assert entries[0]["generator"] == entries[1]["generator"] != entries[2]["generator"]
     assert entries[0]["generator_sha256"] != entries[2]["generator_sha256"]
+    # measured class by class (its lowest class), one verdict for each member's entries
+    assert entries[0]["diversity"] == entries[1]["diversity"] >= 0 and "collapse" in entries[2]
 
 
 def test_on_the_fly_data_of_a_biggan_run_pickles_and_draws_the_same(tiny_digits_cfg):

@@ -101,3 +101,26 @@ def test_a_class_of_identical_images_is_not_measured():
     real = torch.zeros(8, 1, 4, 4)
     assert collapse.member_diversity(torch.rand(8, 1, 4, 4), real) is None
     assert judge(OneImage(real[0]), real, load_config(), seed=1, device="cpu", who="m") == {}
+
+
+class PerClass(torch.nn.Module):
+    """A planted conditional generator: each class draws its real images in turn, a ``collapsed`` class
+    always its first one."""
+
+    def __init__(self, per_class: list[torch.Tensor], collapsed: set[int]):
+        super().__init__()
+        self.per_class, self.collapsed, self.z_dim, self.n_classes = per_class, collapsed, 4, len(per_class)
+
+    def forward(self, z, y):
+        return torch.stack([self.per_class[k][0 if k in self.collapsed else i % len(self.per_class[k])]
+                            for i, k in enumerate(y.tolist())])
+
+
+def test_a_conditional_member_that_collapsed_one_class_is_flagged(tiny_digits_cfg):
+    ds = load_dataset(tiny_digits_cfg().data)
+    per_class = [ds.train["0"], ds.train["1"]]
+    real, labels = torch.cat(per_class), torch.cat([torch.full((len(x),), k) for k, x in enumerate(per_class)])
+    verdict = judge(PerClass(per_class, {1}), real, tiny_digits_cfg(), seed=1, device="cpu", who="m",
+                    labels=labels)
+    assert verdict["diversity"] == 0.0 and verdict["collapse"]["collapsed"]
+    assert collapse.measure_conditional(PerClass(per_class, set()), real, labels, seed=1, device="cpu") > 0.8
