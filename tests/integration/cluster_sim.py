@@ -9,6 +9,9 @@ to check. Run in a subprocess with its own RAY_TMPDIR, so nothing here meets ano
   autoscale ROOT    a head without GPUs and Ray's fake_multinode autoscaler with a GPU worker type
                     (min_workers 0, max_workers 2, idle_timeout_minutes 0.1): members queue, workers
                     are added, members run there, idle workers are removed.
+  wide ROOT         three nodes of one CPU each and a file:// run folder: a member of two Ray Train
+                    workers (cluster.workers_per_member=2) must span two nodes, while a second job's
+                    one-process member tasks run on what is left; a local run folder is refused there.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import yaml
 
@@ -92,6 +96,53 @@ def placement(root: str) -> dict:
         return {"head": head, "cluster_start_s": round(started, 1),
                 "gpu_nodes": 4, "whole": _members(whole), "quarter": _members(quarter),
                 "together": together, "seconds": round(time.time() - t0, 1)}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def wide(root: str) -> dict:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from raygan.cluster.pipeline import run_train
+    from raygan.config import ConfigError
+
+    t0 = time.time()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    try:
+        started = time.time() - t0
+        group = ["cluster.workers_per_member=2", "data.grouping=null", "data.classes={d: [0, 1, 2]}",
+                 "ensemble.members=1", "train.steps=300", "train.checkpoint_every=100", "train.log_every=100",
+                 "train.batch_size=32"]
+        try:  # the same member with a local run folder: refused before any work
+            run_train(_cfg(root, "local", *group))
+            refusal = None
+        except ConfigError as err:
+            refusal = str(err)
+        uri = f"file://{root}"  # shared storage: the simulated nodes are this machine
+        results: dict = {}
+        wide_cfg = _cfg(uri, "wide", *group)
+        wide_job = threading.Thread(target=lambda: results.update(wide=run_train(wide_cfg)))
+        wide_job.start()
+        # The other job starts once the group trains (its first checkpoint is stored): its member tasks
+        # get the one CPU the group leaves.
+        stored = Path(root) / wide_cfg.output.experiment / "wide" / "members" / "d" / "0" / "checkpoint.pt"
+        deadline = time.time() + 180
+        while not stored.exists() and time.time() < deadline and wide_job.is_alive():
+            time.sleep(0.1)
+        group_up = time.time() if stored.exists() else None
+        results["solo"] = run_train(_cfg(uri, "solo", "cluster.members_per_task=1", "train.steps=40"))
+        wide_job.join()
+        [member] = results["wide"]["members"]
+        return {"cluster_start_s": round(started, 1), "refusal": refusal, "group_up": group_up,
+                "wide": {k: member.get(k) for k in ("status", "workers", "task_started", "task_finished",
+                                                    "workers_per_member")},
+                "solo": _members(results["solo"]), "seconds": round(time.time() - t0, 1)}
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -181,5 +232,5 @@ def autoscale(root: str) -> dict:
 
 if __name__ == "__main__":
     scenario, root = sys.argv[1], sys.argv[2]
-    out = {"placement": placement, "autoscale": autoscale}[scenario](root)
+    out = {"placement": placement, "autoscale": autoscale, "wide": wide}[scenario](root)
     print("RESULT " + json.dumps(out), flush=True)

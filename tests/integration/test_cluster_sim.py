@@ -1,5 +1,6 @@
 """The cluster story without a cloud: cluster.yaml against Ray's autoscaler schema, GPU placement on a
-simulated multi-node cluster, and scale-up / scale-down with Ray's fake_multinode autoscaler.
+simulated multi-node cluster, scale-up / scale-down with Ray's fake_multinode autoscaler, and a member of
+two Ray Train workers spanning nodes beside another job's member tasks (cluster.workers_per_member).
 
 The two simulated clusters run in subprocesses (tests/integration/cluster_sim.py), both started at
 once by a module fixture, each with its own RAY_TMPDIR and process group: they never meet the session
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = ("placement", "autoscale")
+SCENARIOS = ("placement", "autoscale", "wide")
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,18 @@ def test_autoscaler_adds_gpu_workers_for_queued_members_and_removes_them_when_id
     # idle workers are removed after idle_timeout_minutes (0.1 min here)
     assert out["gpu_nodes_after"] == 0 and counts[-1] == 0
     assert out["drained_s"] - out["trained_s"] < 60
+
+
+def test_a_two_worker_member_spans_nodes_while_other_member_tasks_run(simulated):
+    got = _result(simulated, "wide")
+    assert got["refusal"] and "\n" not in got["refusal"] and "local folder" in got["refusal"]
+    wide = got["wide"]
+    assert wide["status"] == "complete" and wide["workers_per_member"] == 2
+    assert len({w["node_id"] for w in wide["workers"]}) == 2  # one CPU per node: the group spans two
+    assert got["group_up"] is not None and len(got["solo"]) == 4
+    during = [m for m in got["solo"] if got["group_up"] <= m["task_started"] < wide["task_finished"]]
+    assert during, (got["group_up"], wide, got["solo"])  # member tasks ran while the group trained
+    assert all(m["node_id"] not in {w["node_id"] for w in wide["workers"]} for m in during)
 
 
 def test_ray_status_node_lines_tell_an_autoscaler_from_the_read_only_provider():
