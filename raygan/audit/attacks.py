@@ -120,8 +120,10 @@ def _tpr_key(fpr: float) -> str:
 def group_bound(epsilon: float, delta: float, copies: int) -> tuple[float, float]:
     """(epsilon, delta) for a unit of ``copies`` records under a per-record (epsilon, delta) guarantee
     (group privacy: k epsilon and k e^((k-1) epsilon) delta; Dwork and Roth, Theorem 2.2 and its
-    approximate-DP form)."""
-    return copies * epsilon, copies * math.exp((copies - 1) * epsilon) * delta
+    approximate-DP form): raygan.privacy.accountant.group_privacy."""
+    from raygan.privacy.accountant import group_privacy
+
+    return group_privacy(epsilon, delta, copies)
 
 
 def epsilon_lower_bound(members: np.ndarray, nonmembers: np.ndarray, delta: float, *,

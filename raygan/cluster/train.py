@@ -62,7 +62,7 @@ def train_independent_ray(cfg: Config, dataset: RealDataset, run: RunFolder, tra
     logger.info(f"submitting {len(todo)} member tasks ({resources['num_cpus']} CPU, "
         f"{resources['num_gpus']} GPU each)")
     _note_cpus(cfg, resources)
-    plan = plan_privacy(cfg, dataset.train_sizes())  # privacy on: every member's noise, solved once
+    plan = plan_privacy(cfg, dataset.train_sizes(), dataset.groups)  # privacy on: every member's noise, solved once
     refs = {submit_units(cfg, run, resources, heads=[(k, name, t)], data_refs=data_refs,
                          privacy=plan and [plan.member(name, t).to_dict()]): (name, t)
             for k, name, t in todo}
@@ -172,7 +172,7 @@ def train_ensemble(cfg: Config, dataset: RealDataset, run: RunFolder, tracker: T
         entries = train_independent_ray(cfg, dataset, run, tracker)
     else:
         entries = train_boosting_ray(cfg, dataset, run, tracker)
-    if (plan := plan_privacy(cfg, dataset.train_sizes())) is not None:
+    if (plan := plan_privacy(cfg, dataset.train_sizes(), dataset.groups)) is not None:
         write_ledger(cfg, plan, run, dataset.classes)  # what the members spent, before any class check
     check_classes(run, dataset.classes, cfg)
     return entries

@@ -38,6 +38,21 @@ def check_privacy_config(cfg: Config) -> None:
     """privacy.* on its own and against the rest of the config (only when privacy.epsilon is set), and
     data.canaries (the audit's planted positive control)."""
     p, g, t = cfg.privacy, cfg.gan, cfg.train
+    d = cfg.data
+    if d.group_column is not None and p.unit != "group":
+        raise ConfigError(f"data.group_column={d.group_column!r} is set but privacy.unit={p.unit} (only the "
+                          "group unit reads it); set privacy.unit=group with privacy.epsilon, or data.group_column: null")
+    if p.unit == "group":
+        if d.group_column is None:
+            raise ConfigError("privacy.unit=group needs data.group_column: the parquet column naming each "
+                              "record's group; set it (e.g. data.group_column=patient_id)")
+        if d.name != "parquet":
+            raise ConfigError(f"privacy.unit=group with data.name={d.name}: only parquet inputs carry a group "
+                              "column; convert the images to parquet with an image, label and group column and "
+                              "set data.name=parquet")
+        if d.canaries:
+            raise ConfigError(f"privacy.unit=group with data.canaries={d.canaries}: planted canaries belong to no "
+                              "group; set data.canaries=0")
     if cfg.data.canaries and is_points(cfg.data.name):
         raise ConfigError(f"data.canaries={cfg.data.canaries} with data.name={cfg.data.name}: canaries are "
                           "planted images and the audit's attacks need images; set data.canaries=0")
@@ -45,6 +60,9 @@ def check_privacy_config(cfg: Config) -> None:
         if p.delta is not None:
             raise ConfigError(f"privacy.delta={p.delta:g} is set but privacy.epsilon is null (privacy "
                               "off); set privacy.epsilon, or privacy.delta: null")
+        if p.unit != "record":
+            raise ConfigError(f"privacy.unit={p.unit} is set but privacy.epsilon is null (privacy off); set "
+                              "privacy.epsilon, or privacy.unit: record")
         if p.d_steps != 1:
             raise ConfigError(f"privacy.d_steps={p.d_steps} is set but privacy.epsilon is null (privacy off: "
                               "D takes one step per G update, gan.g_steps_per_d_step sets the ratio); set "

@@ -70,6 +70,8 @@ class DataConfig:
                        "release one without.", minimum=0)
     canary_copies: int = _f(5, "How many times each duplicated canary is in the training split.",
                             minimum=2)
+    group_column: Optional[str] = _f(None, "data.name=parquet: the column naming each record's group (a "
+                                     "patient id), read for privacy.unit=group; every row needs a value.")
     grid_points: int = _f(100_000, "Training points drawn from the 25-Gaussian grid.", minimum=1)
     grid_sigma: float = _f(0.05, "Standard deviation of each grid Gaussian.", minimum=0.0,
                            exclusive_min=True)
@@ -226,7 +228,10 @@ class PrivacyConfig:
                         "members compose in parallel, each with the whole budget on N/T records).",
                         choices=("shared", "disjoint"))
     unit: str = _f("record", "What one privacy unit is: record (one training image; add/remove "
-                   "adjacency: a dataset with or without it).", choices=("record",))
+                   "adjacency: a dataset with or without it) or group (every training image of one "
+                   "value of data.group_column, e.g. one patient: epsilon holds for a whole group, by "
+                   "group privacy over its largest group's k records; docs/privacy.md).",
+                   choices=("record", "group"))
     d_steps: int = _f(1, "DP-SGD steps of the discriminator per generator update, each on its own "
                       "Poisson batch and fresh fakes, each counted by the accountant (so each member's "
                       "noise is solved for d_steps times as many steps): the lever Bie, Kamath and Zhang "

@@ -28,6 +28,7 @@ class RealDataset:
     test: tuple[torch.Tensor, torch.Tensor]
     class_labels: dict[str, list[int]]  # class name -> source labels it groups
     canaries: dict | None = None        # data.canaries > 0: class name -> ClassCanaries (raygan.data.canaries)
+    groups: dict | None = None          # data.group_column: class name -> (N_k,) group of each training row
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -162,6 +163,12 @@ def compact_plan(plan: SplitPlan, labels: np.ndarray) -> tuple[np.ndarray, np.nd
 
     return rows, labels[rows], SplitPlan(train_idx=remap(plan.train_idx), val_idx=remap(plan.val_idx),
                                          test_idx=remap(plan.test_idx), mapping=plan.mapping)
+
+
+def train_groups(groups: np.ndarray, labels: np.ndarray, plan: SplitPlan) -> dict[str, np.ndarray]:
+    """Per class, the group (data.group_column) of each training row, in ``assemble``'s row order."""
+    return {cls: groups[plan.train_idx[np.isin(labels[plan.train_idx], members)]]
+            for cls, members in plan.mapping.items()}
 
 
 def _as_float(x: np.ndarray) -> torch.Tensor:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raygan.config import ConfigError, DataConfig
-from raygan.data.base import RealDataset, assemble, compact_plan, plan_splits
+from raygan.data.base import RealDataset, assemble, compact_plan, plan_splits, train_groups
 from raygan.data.images import decode_images
 
 _SHARD_ORDER = [("label", "ascending"), ("member", "ascending"), ("index", "ascending")]
@@ -83,6 +83,7 @@ def load_parquet(cfg: DataConfig) -> RealDataset:
     if {"member", "index"} <= set(table.column_names):
         table = table.sort_by(_SHARD_ORDER)
     labels = table["label"].to_numpy().astype(np.int64)
+    groups = _groups(table, cfg)
     label_names = _label_names(table, labels, cfg.root)
     images = _image_bytes(table, cfg.root)
     del table
@@ -90,4 +91,23 @@ def load_parquet(cfg: DataConfig) -> RealDataset:
     rows, labels_used, plan = compact_plan(plan_splits(labels, cfg, label_names=label_names), labels)
     names = [f"row {i} of data.root={cfg.root}" for i in range(len(images))]
     x = decode_images(images, names, channels=cfg.channels, image_size=cfg.image_size, rows=rows)
-    return assemble(x, labels_used, plan, name="parquet")
+    dataset = assemble(x, labels_used, plan, name="parquet")
+    if groups is not None:
+        dataset.groups = train_groups(groups[rows], labels_used, plan)
+    return dataset
+
+
+def _groups(table: pa.Table, cfg: DataConfig) -> np.ndarray | None:
+    """data.group_column's value of every row (as strings), or None when it is not set; a ConfigError
+    when the column is missing or has nulls (before any image is decoded)."""
+    column = cfg.group_column
+    if column is None:
+        return None
+    if column not in table.column_names:
+        raise ConfigError(f"data.group_column={column!r} is not a column of the parquet at data.root={cfg.root} "
+                          f"(columns: {table.column_names}); name the column that holds each record's "
+                          "group, or set privacy.unit=record")
+    if table[column].null_count:
+        raise ConfigError(f"column {column!r} of data.root={cfg.root} has {table[column].null_count} null(s); "
+                          "every record needs a group (give each its own id)")
+    return np.asarray([str(v) for v in table[column].to_pylist()])

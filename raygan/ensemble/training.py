@@ -233,7 +233,7 @@ def independent_units(cfg: Config, dataset: RealDataset, run: RunFolder) -> list
         return [(f"conditional member {t}", [(name, t) for name in dataset.classes],
                  conditional_unit(cfg, run, data, labels, dataset.classes, member=t))
                 for t in range(cfg.ensemble.members)]
-    plan = plan_privacy(cfg, dataset.train_sizes())
+    plan = plan_privacy(cfg, dataset.train_sizes(), dataset.groups)
     return [(f"class {name} member {t}", [(name, t)],
              class_unit(cfg, run, dataset.train[name], class_name=name, class_index=k, member=t,
                         privacy=plan and plan.member(name, t)))
@@ -258,7 +258,7 @@ def train_independent(cfg: Config, dataset: RealDataset, run: RunFolder) -> list
         logger.info(f"[{i}/{len(units)}] {label}: " + (f"{new[0]['steps']} steps in "
                     f"{time.perf_counter() - t0:.1f}s, d_loss {new[0]['final_d_loss']:.3f}, "
                     f"g_loss {new[0]['final_g_loss']:.3f}" if new else "diverged, given up"))
-    if (plan := plan_privacy(cfg, dataset.train_sizes())) is not None:
+    if (plan := plan_privacy(cfg, dataset.train_sizes(), dataset.groups)) is not None:
         write_ledger(cfg, plan, run, dataset.classes)
     check_classes(run, dataset.classes, cfg)
     return entries

@@ -39,7 +39,7 @@ def prepare(cfg: Config) -> tuple[RealDataset, RunFolder]:
     """Everything that can fail on bad input, before a cluster is touched or a file written."""
     dataset = load_dataset(cfg.data)
     check_batch_fits(dataset, cfg.train.batch_size)
-    check_privacy_data(cfg, dataset.train_sizes())  # privacy on: delta below 1/N, a member's batch
+    check_privacy_data(cfg, dataset.train_sizes(), dataset.groups)  # privacy on: delta below 1/N, a member's batch
     run = RunFolder.for_config(cfg)
     run.check_compatible(cfg)
     return dataset, run

@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from raygan.config import Config, ConfigError
-from raygan.privacy.accountant import PrivacyPlan, class_epsilon
+from raygan.privacy.accountant import PrivacyPlan, class_epsilon, group_privacy
 from raygan.runs import RunFolder, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,12 @@ TOLERANCE = 0.01
 
 ADJACENCY = ("add/remove one record (the dataset with or without it); under replace-one adjacency (one "
              "record swapped for another) the same training gives roughly twice this epsilon")
+
+GROUP_ADJACENCY = ("add/remove one group (every training record of one value of data.group_column), by group "
+                   "privacy over the largest group's k records: each record's mechanism is solved for epsilon / k; "
+                   "under replace-one adjacency roughly twice this epsilon")
+GROUP_NOT_COVERED = ("unit=group: a person is one group only as far as data.group_column says so (one person under "
+                     "two ids is two groups), and the group sizes (k) are declared public")
 
 DECLARED_PUBLIC = [
     "the class names and each class's number of training records N_k: they set the sampling rates "
@@ -94,15 +100,25 @@ def build_ledger(cfg: Config, plan: PrivacyPlan, run: RunFolder, classes: list[s
             next(iter(members.values()))["records"]
         rows[name] = {"records": records, "epsilon": eps, "members": members}
     epsilon = max(r["epsilon"] for r in rows.values())
+    k = plan.largest_group
+    group = {}
+    if p.unit == "group":  # the records' (epsilon, delta) made the group's by group privacy
+        group = {"record_epsilon": epsilon, "record_delta": plan.delta, "largest_group": k,
+                 "groups": plan.units, "group_column": cfg.data.group_column}
+        epsilon, delta = group_privacy(epsilon, plan.delta, k)
+    else:
+        delta = plan.delta
     return {
-        "epsilon": epsilon, "delta": plan.delta, "target_epsilon": p.epsilon,
-        "within_target": epsilon <= p.epsilon + TOLERANCE, "records": plan.records,
-        "adjacency": ADJACENCY, "unit": p.unit, "accountant": p.accountant, "partition": p.partition,
+        "epsilon": epsilon, "delta": delta, "target_epsilon": p.epsilon,
+        "within_target": epsilon <= p.epsilon + k * TOLERANCE, "records": plan.records, **group,
+        "adjacency": ADJACENCY if p.unit == "record" else GROUP_ADJACENCY, "unit": p.unit,
+        "accountant": p.accountant, "partition": p.partition,
         "max_grad_norm": p.max_grad_norm, "d_norm": p.d_norm, "d_steps": p.d_steps,
         "composition": "classes in parallel (the set's epsilon is the largest class's); a class's members "
                        + ("in sequence (shared records)" if p.partition == "shared" else
                           "in parallel (disjoint records)"),
-        "classes": rows, "retries": RETRIES, "not_covered": NOT_COVERED,
+        "classes": rows, "retries": RETRIES,
+        "not_covered": NOT_COVERED if p.unit == "record" else [*NOT_COVERED[:-1], GROUP_NOT_COVERED],
         "declared_public": DECLARED_PUBLIC + ([DISJOINT_PUBLIC] if p.partition == "disjoint" else []),
         "versions": {"raygan": _version("raygan"), "opacus": _version("opacus")},
     }
@@ -143,6 +159,9 @@ def describe_ledger(ledger: dict) -> str:
     lines = [f"(epsilon, delta) = ({ledger['epsilon']:.4g}, {ledger['delta']:.3g}) for the released set, "
              f"{ok} the target epsilon {ledger['target_epsilon']:g}",
              f"unit: {ledger['unit']}; adjacency: {ledger['adjacency']}",
+             *([f"groups: {ledger['groups']} ({ledger['group_column']}), the largest with k = {ledger['largest_group']} "
+                f"records; per record ({ledger['record_epsilon']:.4g}, {ledger['record_delta']:.3g})"]
+               if ledger["unit"] == "group" else []),
              f"accountant: {ledger['accountant']} (Opacus {ledger['versions'].get('opacus')}); "
              f"partition: {ledger['partition']}; clipping C = {ledger['max_grad_norm']:g}; "
              f"D's batch norm -> {ledger['d_norm']} norm; {ledger.get('d_steps', 1)} D step(s) per G update, "

@@ -4,6 +4,7 @@ tiny digits members (8x8, width 8, a few steps)."""
 import dataclasses
 import functools
 import json
+import math
 
 import pytest
 import torch
@@ -20,9 +21,11 @@ from raygan.gan.models.dcgan import DCGANDiscriminator
 from raygan.gan.train import train_gan
 from raygan.privacy.accountant import (
     compose_epsilon,
+    group_privacy,
     member_data,
     member_records,
     plan_privacy,
+    privacy_units,
     share_sizes,
     solve_noise_multiplier,
 )
@@ -305,6 +308,10 @@ def test_reported_epsilon_equals_opacus_on_the_recorded_histories(tmp_path, digi
     ({"epsilon": 1}, {"train": {"divergence_retries": 2}}, "train.divergence_retries=2"),
     ({"delta": 1e-5}, {}, "privacy.epsilon is null"),
     ({"d_steps": 2}, {}, "privacy.d_steps=2 is set but privacy.epsilon is null"),
+    ({"epsilon": 1, "unit": "group"}, {}, "privacy.unit=group needs data.group_column"),
+    ({"epsilon": 1, "unit": "group"}, {"data": {"group_column": "patient"}}, "privacy.unit=group with data.name=digits"),
+    ({"epsilon": 1}, {"data": {"group_column": "patient"}}, "data.group_column='patient' is set but privacy.unit=record"),
+    ({"unit": "group"}, {"data": {"name": "parquet", "root": "x", "group_column": "p"}}, "privacy.epsilon is null"),
 ])
 def test_bad_privacy_config_is_refused_in_one_line(privacy, extra, words):
     raw = {"train": {"divergence_retries": 0}, **extra, "privacy": privacy}
@@ -326,4 +333,71 @@ def test_what_the_data_decides_is_refused_before_anything_is_written(tmp_path, p
     with pytest.raises(ConfigError) as err:
         prepare(cfg)
     assert words in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------- the group unit
+
+def _parquet(path, *, group: bool = True):
+    """60 grey 8x8 images, image i filled with 4 i (so a decoded image names its row), label i % 2,
+    patient p<i // 3> (a patient's 3 images span both classes)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raygan.synthesis.records import encode_png
+
+    rows = torch.arange(60)
+    images = encode_png((rows * 4).float().div(127.5).sub(1).view(60, 1, 1, 1).expand(60, 1, 8, 8).contiguous())
+    columns = {"image": images, "label": (rows % 2).tolist()}
+    if group:
+        columns["patient"] = [f"p{i // 3}" for i in range(60)]
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _group_cfg(tmp_path, root, **privacy):
+    return from_dict({"data": {"name": "parquet", "root": str(root), "group_column": "patient"},
+                      "gan": {"width": 8, "z_dim": 16}, "train": {"steps": 4, "batch_size": 8, "divergence_retries": 0},
+                      "ensemble": {"members": 2}, "tracking": {"enabled": False},
+                      "output": {"root": str(tmp_path / "runs")},
+                      "privacy": {"epsilon": 3.0, "accountant": "rdp", "unit": "group", **privacy}})
+
+
+def test_each_training_image_gets_its_own_rows_group(tmp_path):
+    cfg = _group_cfg(tmp_path, _parquet(tmp_path / "d.parquet"))
+    dataset = load_dataset(cfg.data)
+    for name, x in dataset.train.items():
+        rows = ((x[:, 0, 0, 0] + 1) * 127.5 / 4).round().long()  # the row each image came from
+        assert dataset.groups[name].tolist() == [f"p{int(r) // 3}" for r in rows]
+
+
+def test_the_group_unit_solves_each_record_for_the_group_target(tmp_path):
+    """k = the largest group's training records (3 here when a patient keeps all 3 images in training):
+    every member is solved for epsilon / k at delta_g / (k e^((k-1) epsilon / k)), delta_g = 1/(10 G),
+    and the ledger's group epsilon, by group privacy, is within the target."""
+    cfg = _group_cfg(tmp_path, _parquet(tmp_path / "d.parquet"))
+    dataset, run = prepare(cfg)
+    units, k = privacy_units(sum(dataset.train_sizes().values()), dataset.groups)
+    assert k == 3 and units < sum(dataset.train_sizes().values())
+    plan = plan_privacy(cfg, dataset.train_sizes(), dataset.groups)
+    assert plan.largest_group == 3 and plan.units == units and plan.unit_delta == 1 / (10 * units)
+    record_eps, record_delta = 1.0, plan.unit_delta / (3 * math.exp(2 * 1.0))
+    assert plan.delta == pytest.approx(record_delta)
+    name = dataset.classes[0]
+    n = dataset.train_sizes()[name]
+    assert plan.member(name, 0).noise_multiplier == solve_noise_multiplier(record_eps, plan.delta, 8 / n, 8, "rdp")
+    run.write_config(cfg)
+    train_independent(cfg, dataset, run)
+    ledger = read_ledger(run.path)
+    assert ledger["unit"] == "group" and ledger["largest_group"] == 3 and ledger["groups"] == units
+    assert (ledger["epsilon"], ledger["delta"]) == pytest.approx(group_privacy(ledger["record_epsilon"], plan.delta, 3))
+    assert ledger["epsilon"] <= 3.0 + 0.03 and ledger["within_target"]
+    assert ledger["adjacency"].startswith("add/remove one group") and "k = 3" in describe_ledger(ledger)
+
+
+def test_a_missing_group_column_is_refused_before_anything_is_written(tmp_path):
+    cfg = _group_cfg(tmp_path, _parquet(tmp_path / "d.parquet", group=False))
+    with pytest.raises(ConfigError) as err:
+        prepare(cfg)
+    assert "data.group_column='patient' is not a column" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "runs").exists()
