@@ -7,7 +7,11 @@ times synthesis and a classifier step the same way. The rest is arithmetic (``ma
 - tasks = ceil(members / cluster.members_per_task) where members pack (per-class and conditional
   members; boosting: per step ceil(K / members_per_task), the steps in sequence; auto: what fit the
   probe's GPU, see raygan.cluster.packing), else one member per task;
-- GPU-hours of work = tasks x steps x step time (K x T x steps x step time unpacked);
+- GPU-hours of work = tasks x steps x step time (K x T x steps x step time unpacked); a member of
+  cluster.workers_per_member data-parallel workers asks that many times cluster.gpus_per_member and
+  is planned at linear scaling (its time / workers, the same GPU-hours);
+- worker groups: the CPU-only head and a GPU group from 0 to the most GPUs a wave keeps busy (what
+  jobs/rayjob.yaml's maxReplicas and cluster.yaml's max_workers should allow);
 - tasks at once: N GPUs x floor(1 / gpus_per_member) when tasks share a GPU, N / gpus_per_member
   when they take whole GPUs; waves = ceil(tasks / tasks at once) (boosting: T steps in sequence,
   each with the K classes in waves); wall time = waves x (task time + task start);
@@ -174,7 +178,8 @@ def waves(tasks: int, at_once: int) -> list[int]:
 def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[float] = None,
               cpus: Optional[int] = None) -> dict:
     """GPU-hours, waves, wall time, synthesis and evaluation estimates and cost (no measuring)."""
-    pack = packing(gpus, 1.0 if cfg.cluster.gpus_per_member is None else cfg.cluster.gpus_per_member)
+    workers = cfg.cluster.workers_per_member  # a data-parallel member's group asks workers x gpus_per_member
+    pack = packing(gpus, workers * (1.0 if cfg.cluster.gpus_per_member is None else cfg.cluster.gpus_per_member))
     sizes = measured["class_sizes"]
     K, T = len(sizes), cfg.ensemble.members
     conditional = cfg.gan.family in CONDITIONAL
@@ -185,7 +190,8 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
                                          measured.get("pack_fit"))
     tasks = T * math.ceil(K / per_task) if boosting else math.ceil(members / per_task)
     steps = cfg.train.steps * (1 + cfg.train.recursive_rounds)
-    member_s = steps * measured["step_s"]  # a pack's time too, on a GPU its members leave idle
+    # a pack's time too, on a GPU its members leave idle; a data-parallel member's at linear scaling
+    member_s = steps * measured["step_s"] / workers
     if boosting:
         # Step t of every class needs step t - 1: each step's packs run together, in waves.
         layout = [n for _ in range(T) for n in waves(math.ceil(K / per_task), pack["at_once"])]
@@ -221,7 +227,8 @@ def make_plan(cfg: Config, measured: dict, gpus: int, gpu_hour_cost: Optional[fl
         "packing": pack_note, "tasks": tasks, "conditional": conditional,
         "method": cfg.ensemble.method, "steps_per_member": steps, "step_s": measured["step_s"],
         "member_s": member_s, "task_start_s": TASK_START_S,
-        "gpu_hours": tasks * member_s / 3600, "at_once": pack["at_once"], "waves": len(layout),
+        "gpu_hours": tasks * member_s * workers / 3600, "at_once": pack["at_once"], "waves": len(layout),
+        "workers_per_member": workers, "gpu_group_max": max(math.ceil(busy_gpus(n)) for n in layout),
         "wave_sizes": layout, "train_wall_s": wall_s, "train_wall_saturated_s": wall_saturated_s,
         "billed_gpu_hours": billed_h, "synthetic_samples": samples, "synth_cpu_s": synth_cpu_s,
         "synth_cpus": cpus, "synth_wall_s": synth_cpu_s / cpus, "classifier_runs":
@@ -254,7 +261,9 @@ def format_plan(plan: dict, config_name: str = "") -> str:
         ("members per task", f"{per_task} ({plan['packing']})"),
         ("steps per member", f"{plan['steps_per_member']:,}"),
         ("step time (probe)", f"{p['step_s'] * 1000:.2f} ms on {p['device']}"),
-        (f"{unit} time", f"{_dur(plan['member_s'])} (+ {plan['task_start_s']:.0f} s task start)"
+        (f"{unit} time", f"{_dur(plan['member_s'])} (+ {plan['task_start_s']:.0f} s task start"
+         + (f"; {plan['workers_per_member']} data-parallel workers, if they scale linearly)"
+            if plan["workers_per_member"] > 1 else ")")
          + ("" if per_task == 1 else f"; up to {_dur(per_task * plan['member_s'])} if its "
                                      f"{per_task} members saturate the GPU")),
         ("GPU-hours of training", f"{plan['gpu_hours']:.3f} ({unit} tasks x steps x step time)"),
@@ -264,6 +273,9 @@ def format_plan(plan: dict, config_name: str = "") -> str:
         ("waves", f"{plan['waves']} (sizes {_waves_text(plan['wave_sizes'])})"),
         ("training wall time", wall),
         ("billed GPU-hours", f"{plan['billed_gpu_hours']:.3f} (GPUs busy x wave time)"),
+        ("worker groups", f"head: CPUs only (driver, synthesis, evaluation); gpu: minReplicas 0, "
+                          f"maxReplicas {plan['gpu_group_max']} of 1 GPU (jobs/rayjob.yaml; cluster.yaml "
+                          "max_workers)"),
         ("synthesis", f"{plan['synthetic_samples']:,} samples x {p['sample_s'] * 1000:.2f} ms = "
                       f"{_dur(plan['synth_cpu_s'])} CPU; {_dur(plan['synth_wall_s'])} on "
                       f"{plan['synth_cpus']} CPUs"),

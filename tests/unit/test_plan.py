@@ -155,3 +155,14 @@ def test_plan_counts_pack_tasks_where_members_pack():
     assert ccgan["members_per_task"] == 1 and ccgan["tasks"] == 5
     packed_ccgan = make_plan(_cfg("gan.family=ccgan", "cluster.members_per_task=2"), _measured(), gpus=8)
     assert packed_ccgan["members_per_task"] == 2 and packed_ccgan["tasks"] == 3
+
+
+def test_plan_prints_the_worker_groups_and_plans_data_parallel_members():
+    plan = make_plan(_cfg("cluster.gpus_per_member=1"), _measured(), gpus=8)
+    assert plan["gpu_group_max"] == 8  # the busiest wave keeps 8 GPUs
+    assert "gpu: minReplicas 0, maxReplicas 8 of 1 GPU" in format_plan(plan)
+    wide = make_plan(_cfg("cluster.gpus_per_member=1", "cluster.workers_per_member=2"), _measured(), gpus=8)
+    assert wide["at_once"] == 4 and wide["wave_sizes"] == [4] * 12 + [2]  # 2 GPUs per member
+    assert wide["member_s"] == pytest.approx(2000 * 0.01 / 2)  # linear scaling, the same GPU-hours
+    assert wide["gpu_hours"] == pytest.approx(plan["gpu_hours"]) and wide["gpu_group_max"] == 8
+    assert "2 data-parallel workers" in format_plan(wide)
