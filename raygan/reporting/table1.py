@@ -41,11 +41,16 @@ PAPER_TABLE1 = {
 
 
 # Lin et al. 2018 (PacGAN) on the same grid, by packing degree m: m = 1 is their unpacked GAN (as the
-# source documents' index gives it), m = 4 their PacGAN4 (as seed 000's Table 1 cites it).
+# source documents' index gives it, with no spread for its high-quality share), m = 4 their PacGAN4 (as
+# seed 000's Table 1 cites it).
 PAPER_PACGAN = {
-    1: (17.3, 0.8, 94.8, 0.7),
+    1: (17.3, 0.8, 94.8, None),
     4: (24.8, 0.2, 93.6, 0.6),
 }
+
+
+def _cell(mean: float, std) -> str:
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
 
 
 def _paper(ensemble_size: int, pacgan: int):
@@ -63,8 +68,8 @@ def format_table1(rows: list[Table1Row], pacgan: int = 1) -> str:
     for r in rows:
         name = base if r.ensemble_size == 1 else f"EnsGAN-{r.ensemble_size}" + ("" if pacgan == 1 else f" of {base}")
         paper = _paper(r.ensemble_size, pacgan)
-        pm = f"{paper[0]:.1f} ± {paper[1]:.1f}" if paper else "-"
-        ph = f"{paper[2]:.1f} ± {paper[3]:.1f}" if paper else "-"
+        pm = _cell(paper[0], paper[1]) if paper else "-"
+        ph = _cell(paper[2], paper[3]) if paper else "-"
         lines.append(f"| {name} | {r.modes_mean:.1f} ± {r.modes_std:.1f} | {pm} | "
                      f"{r.high_quality_mean:.1f} ± {r.high_quality_std:.1f} | {ph} |")
     return "\n".join(lines)
