@@ -28,10 +28,12 @@ _FAMILIES_REFUSED = {
 
 def why_dp_not_packable(cfg: Config) -> str | None:
     """Why members cannot pack under privacy (None when privacy is off): raygan.gan.pack has no
-    per-record clipping of a packed discriminator yet."""
+    per-record clipping of a packed discriminator yet (docs/privacy.md, "Packs": what it costs)."""
     if cfg.privacy.epsilon is None:
         return None
-    return f"DP members do not pack yet (privacy.epsilon={cfg.privacy.epsilon:g})"
+    return (f"DP members do not pack yet (privacy.epsilon={cfg.privacy.epsilon:g}): a pack's grouped layers "
+            "(raygan.gan.pack) give each member one gradient of its batch, and DP-SGD must clip each record's "
+            "gradient, which only the solo step computes (torch.func over one member's D)")
 
 
 def check_privacy_config(cfg: Config) -> None:

@@ -258,7 +258,17 @@ def test_a_failed_attempt_in_an_entry_is_counted_at_its_plan():
 def test_auto_packing_chooses_one_member_per_task_under_privacy(tmp_path):
     size, why = choose_pack_size(_cfg(tmp_path).replace(cluster={"members_per_task": None}), 20,
                                  {"num_cpus": 1, "num_gpus": 0}, {"CPU": 2}, lambda: 8)
-    assert size == 1 and "DP members do not pack yet" in why
+    assert size == 1 and "DP members do not pack yet" in why and "clip each record's gradient" in why
+
+
+def test_the_privacy_cost_benchmark_times_every_arm(capsys):
+    from raygan.tools.bench_privacy import main
+
+    main(["--steps", "2", "--repeats", "1", "--pack", "2", "--d-steps", "2"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and " x |" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| solo, no privacy", "| solo, DP-SGD (d_steps 1)",
+                                                  "| solo, DP-SGD (d_steps 2)", "| pack of 2, no privacy"]
+    assert rows[0].endswith("| 1.00 x |")
 
 
 # --------------------------------------------------------------------------- the ledger
