@@ -411,3 +411,15 @@ def test_a_missing_group_column_is_refused_before_anything_is_written(tmp_path):
         prepare(cfg)
     assert "data.group_column='patient' is not a column" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_tstr_against_epsilon_cells_are_valid_configs(tmp_path):
+    """raygan.tools.privacy_tstr's cells (docs/privacy.md's table) resolve to configs that load."""
+    from raygan.config import load_config
+    from raygan.tools.privacy_tstr import overrides
+
+    off = load_config(overrides=overrides("inf:2:shared", str(tmp_path), 500, 3, 0))
+    assert off.privacy.epsilon is None and off.ensemble.members == 2
+    on = load_config(overrides=overrides("10:2:disjoint", str(tmp_path), 500, 3, 0))
+    assert (on.privacy.epsilon, on.privacy.partition, on.train.steps, on.eval.repeats) == (10.0, "disjoint", 500, 3)
+    assert on.output.run == "eps10_T2_disjoint_s0" and on.audit.enabled
