@@ -71,3 +71,14 @@ def test_synthesize_and_sweep_without_the_members_they_need_are_refused_before_r
     _refused(capsys, ["sweep", *sets(*TINY, root, "sweep.members=[2]", "sweep.epochs=[1]")],
              "has 1 of the 2 trained members of class 0-4 the sweep needs")
     assert files(tmp_path) == before
+
+
+def test_data_parallel_members_that_cannot_run_are_refused_before_ray(tmp_path, capsys, ray_must_not_start):
+    root = f"output.root={tmp_path}/runs"
+    # more workers than a local Ray on this machine would ever have (no cluster named, no autoscaler)
+    _refused(capsys, ["train", *sets(*TINY, root, "cluster.workers_per_member=4096", "train.batch_size=4096")],
+             "cluster.workers_per_member=4096 x cluster.cpus_per_member=1 CPUs, but a local Ray here would have")
+    # a family that cannot run under DistributedDataParallel: refused when the config loads
+    _refused(capsys, ["train", *sets(*TINY, root, "cluster.workers_per_member=2", "gan.family=pggan")],
+             "cluster.workers_per_member=2: gan.family=pggan cannot train under DistributedDataParallel")
+    assert not (tmp_path / "runs").exists()
