@@ -8,7 +8,7 @@ from pathlib import Path
 
 from raygan import __version__, logs
 from raygan.config import ConfigError, describe, load_config
-from raygan.config.families import FAMILY_NAMES
+from raygan.tools.bench_args import bench_parser
 
 # The shipped configs: inside the package when installed from a wheel, at the top of a checkout.
 CONFIG_DIR = next((d for d in (Path(__file__).resolve().parent / "configs",
@@ -223,42 +223,6 @@ def _export_parser(sub) -> None:
     p.set_defaults(func=cmd_export)
 
 
-def _bench_parser(sub) -> None:
-    """`raygan bench NAME` and the options of every benchmark (raygan.tools.bench.BENCHMARKS)."""
-    p = sub.add_parser("bench", help="benchmarks whose results go into docs/")
-    p.add_argument("name", choices=["train-step", "dcgan", "ray-scaling", "pack", "gpu", "drift", "eval"],
-                   help="dcgan: one DCGAN-32 member at batch 64 against a plain loop, with seed 000's "
-                        "50K steps projected; pack: P members one after another against one pack of P; "
-                        "gpu: every GPU check in one table (no Ray, no MLflow); drift: packed against solo "
-                        "members step by step, beside a solo member in channels_last memory; eval: an "
-                        "evaluation's classifiers one after another against one pack")
-    p.add_argument("--steps", type=int, default=300, help="timed steps per repeat (per member for pack)")
-    p.add_argument("--repeats", type=int, default=5, help="alternating repeats of each loop")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--family", default=None,
-                   choices=list(FAMILY_NAMES),
-                   help="train-step: mlp2d (the grid GAN at batch 100, default) or dcgan (DCGAN-32 at "
-                        "batch 64); pack: the members' family (default dcgan, the demo member)")
-    p.add_argument("--members", type=int, default=None,
-                   help="ray-scaling: members per class, 2 classes (default 4); pack: P (default 30); "
-                        "eval: the first this many classifiers (default all)")
-    p.add_argument("--config", default=None,
-                   help="eval: the config whose evaluation's classifiers are timed (default configs/digits.yaml)")
-    p.add_argument("--epochs", type=int, default=None, help="eval: classifier epochs per repeat (default 2)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="pack: image size (default 8: the digits; other sizes use random images); "
-                        "drift: image size (default 32)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads of pack's and eval's two arms (default 1) and of gpu (default torch's; 1 with "
-                        "--quick)")
-    p.add_argument("--sweep", action="store_true", help="pack: P = 1, 2, 4, ..., 64 within --budget")
-    p.add_argument("--budget", type=float, default=None, help="pack --sweep: seconds (default 600)")
-    p.add_argument("--quick", action="store_true", help="gpu: tiny sizes (with --device cpu: a test)")
-    p.add_argument("--workers", type=int, default=2, help="ray-scaling: CPUs of the local Ray")
-    p.add_argument("--output", default=None, help="also write the result as markdown to this file")
-    p.set_defaults(func=cmd_bench)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raygan", description="Per-class GAN ensembles for "
                                      "synthetic training data.")
@@ -324,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recompute even if audit/privacy.json is up to date with the shards")
     p.set_defaults(func=cmd_audit)
 
-    _bench_parser(sub)
+    bench_parser(sub, cmd_bench)
     p = sub.add_parser("plan", parents=[config_options(config=False, dry_run=False)],
                        help="GPU-hours, waves, wall time and cost of a config from a short measured "
                             "probe; launches nothing")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from raygan.classifiers.pack import max_pack_size, solo_reason, train_classifier_pack
+from raygan.classifiers.pack import max_pack_size, train_classifier_pack
 from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.evaluation.units import CLASSIFIER_KINDS, EvalInputs, Job, classifier_task, fit_alone, run_unit
@@ -98,14 +98,6 @@ def _fit_pack(inputs: EvalInputs, tasks: list) -> list:
                                  device=str(resolve_device(cfg.train.device)))
 
 
-def packing_summary(cfg: Config, jobs: list[Job], results: dict) -> dict:
-    """What eval/evaluation.json says of the packing: classifiers, how many trained in a pack, the
-    largest pack, and why the architecture trains alone where it does."""
-    packs = [results[j.key].get("pack", 1) for j in jobs if j.kind in CLASSIFIER_KINDS]
-    return {"classifiers": len(packs), "packed": sum(p > 1 for p in packs),
-            "largest_pack": max(packs, default=0), "solo_reason": solo_reason(cfg.eval.arch)}
-
-
 def run_units(inputs: EvalInputs, jobs: list[Job], *, progress_desc: str = "classifiers") -> dict:
     """Every job's result {job.key: result}, the units of plan_units run in turn in this process."""
     from raygan.progress import progress
@@ -119,4 +111,4 @@ def run_units(inputs: EvalInputs, jobs: list[Job], *, progress_desc: str = "clas
     return results
 
 
-__all__ = ["Unit", "pack_size", "packing_summary", "plan_units", "run_pack", "run_units"]
+__all__ = ["Unit", "pack_size", "plan_units", "run_pack", "run_units"]

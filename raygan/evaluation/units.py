@@ -30,7 +30,7 @@ import torch
 
 from raygan import seeds
 from raygan.classifiers.fit import ClassifierRun, fit_classifier
-from raygan.classifiers.pack import PackMember
+from raygan.classifiers.pack import PackMember, solo_reason
 from raygan.config import Config
 from raygan.data import RealDataset
 from raygan.evaluation import generated
@@ -275,11 +275,17 @@ def tstr_rows(cfg: Config, jobs: list[Job], results: dict) -> list[dict]:
     return rows
 
 
+def packing_summary(cfg: Config, jobs: list[Job], results: dict) -> dict:
+    """What eval/evaluation.json says of the packing: classifiers, how many trained in a pack, the
+    largest pack, and why the architecture trains alone where it does."""
+    packs = [results[j.key].get("pack", 1) for j in jobs if j.kind in CLASSIFIER_KINDS]
+    return {"classifiers": len(packs), "packed": sum(p > 1 for p in packs),
+            "largest_pack": max(packs, default=0), "solo_reason": solo_reason(cfg.eval.arch)}
+
+
 def assemble(cfg: Config, dataset: RealDataset, jobs: list[Job], results: dict, *,
              mixing: bool = False) -> dict:
     """evaluate_run's result from every job's result {job.key: result}."""
-    from raygan.evaluation.packs import packing_summary
-
     trtr = _summary("TRTR", _group(jobs, results, "trtr"))
     reference = results[REFERENCE]
     _log("TRTR (real training split)", trtr)
@@ -336,4 +342,4 @@ def _quality_result(cfg: Config, dataset: RealDataset, jobs: list[Job], results:
     return quality
 
 
-__all__ = ["Job", "EvalInputs", "evaluation_jobs", "run_unit", "assemble", "tstr_rows", "t_max"]
+__all__ = ["Job", "EvalInputs", "evaluation_jobs", "run_unit", "assemble", "packing_summary", "tstr_rows", "t_max"]

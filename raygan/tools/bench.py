@@ -9,6 +9,7 @@ gpu: every GPU check in one command and one table, without Ray or MLflow (raygan
 drift: a packed member's drift from its solo run against the solo run's own drift under another valid
 float32 kernel (raygan.tools.bench_drift).
 eval: an evaluation's downstream classifiers one after another against one pack (raygan.tools.bench_eval).
+privacy: the demo member solo, solo under DP-SGD (d_steps 1 and k) and packed (raygan.tools.bench_privacy).
 """
 from __future__ import annotations
 
@@ -182,6 +183,12 @@ def bench_eval(args) -> str:
     return run(args)
 
 
+def bench_privacy(args) -> str:
+    from raygan.tools.bench_privacy import bench_privacy as run
+
+    return run(args)
+
+
 def _with_output(fn):
     def wrapped(args) -> str:
         text = fn(args)
@@ -200,4 +207,5 @@ BENCHMARKS = {"train-step": _with_output(bench_train_step),
               "pack": _with_output(bench_pack),
               "gpu": _with_output(bench_gpu),
               "drift": _with_output(bench_drift),
-              "eval": _with_output(bench_eval)}
+              "eval": _with_output(bench_eval),
+              "privacy": _with_output(bench_privacy)}

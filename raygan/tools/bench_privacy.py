@@ -9,13 +9,12 @@ process with the same torch threads, in alternating repeats:
 - P members as one pack without privacy (``train_pack``), per member-step: what DP members give up
   by training solo (why_not_packable).
 
-    python -m raygan.tools.bench_privacy [--steps 100] [--repeats 3] [--pack 8] [--d-steps 3] [--threads 1]
+    raygan bench privacy [--steps 100] [--repeats 3] [--members 8] [--d-steps 3] [--threads 1]
 
-Prints a markdown table (median member-steps/s and each arm's slowdown against solo without privacy).
+Returns a markdown table (median member-steps/s and each arm's slowdown against solo without privacy).
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -76,20 +75,15 @@ def table(rates: dict[str, list[float]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--pack", type=int, default=8)
-    parser.add_argument("--d-steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    rates = measure(args.steps, args.repeats, args.pack, args.d_steps)
-    print(f"DCGAN-8 (width 32, z_dim 32), batch {BATCH}, digits class 0, {args.steps} steps, "
-          f"{args.repeats} repeats, {args.threads} torch thread(s), CPU")
-    print(table(rates))
-
-
-if __name__ == "__main__":
-    main()
+def bench_privacy(args) -> str:
+    """`raygan bench privacy`: the table, headed by what was run (--steps, --repeats, --members as the
+    pack's P, default 8, --d-steps, --threads, default 1)."""
+    threads = 1 if args.threads is None else args.threads
+    pack = 8 if args.members is None else args.members
+    if args.device == "cuda":
+        from raygan.config import ConfigError
+        raise ConfigError("bench privacy: CPU only (the docs' numbers); leave out --device")
+    torch.set_num_threads(threads)
+    rates = measure(args.steps, args.repeats, pack, args.d_steps)
+    return (f"DCGAN-8 (width 32, z_dim 32), batch {BATCH}, digits class 0, {args.steps} steps, "
+            f"{args.repeats} repeats, {threads} torch thread(s), CPU\n" + table(rates))

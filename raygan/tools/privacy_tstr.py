@@ -1,8 +1,9 @@
 """Digits TSTR against epsilon (issue 26, docs/privacy.md): each cell is one run of configs/demo.yaml's
 per-class DCGANs, trained, synthesized, evaluated (TSTR against ensemble size T, TRTR beside) and
 audited (pixel space: the calibrated attacks and, with privacy on, their DP check) in this process,
-without Ray. A cell is ``eps:T:partition`` (eps ``inf``: privacy off); the table is printed when all
-cells are done, from each run folder's eval/ and audit/ (a cell whose run is complete is skipped).
+without Ray. A cell is ``eps:T:partition`` (eps ``inf``: privacy off); each cell's row is logged
+when it is done (a cell whose run is complete is skipped); ``--table`` writes ROOT/table.md from each
+run folder's eval/ and audit/.
 
     python -m raygan.tools.privacy_tstr --root runs/privacy_tstr --steps 500 \\
         inf:2:shared 1:1:shared 3:1:shared 10:1:shared 1:2:shared 1:2:disjoint ...
@@ -89,20 +90,23 @@ def table(root: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cells", nargs="*")
-    parser.add_argument("--table", action="store_true", help="print the table of the finished runs")
+    parser.add_argument("--table", action="store_true",
+                        help="write the table of the finished runs to ROOT/table.md (and the log)")
     parser.add_argument("--root", default="runs/privacy_tstr")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.table:
-        print(table(args.root))
-        return
     logs.configure("info")
+    if args.table:
+        text = table(args.root)
+        Path(args.root, "table.md").write_text(text + "\n")
+        log.info(f"{Path(args.root, 'table.md')}:\n{text}")
+        return
     torch.set_num_threads(1)
     for cell in args.cells:
         path = run_cell(cell, args.root, args.steps, args.repeats, args.seed)
-        print(json.dumps(row(cell, path)), flush=True)
+        log.info(json.dumps(row(cell, path)))
 
 
 if __name__ == "__main__":

@@ -262,9 +262,9 @@ def test_auto_packing_chooses_one_member_per_task_under_privacy(tmp_path):
 
 
 def test_the_privacy_cost_benchmark_times_every_arm(capsys):
-    from raygan.tools.bench_privacy import main
+    from raygan.cli import main
 
-    main(["--steps", "2", "--repeats", "1", "--pack", "2", "--d-steps", "2"])
+    assert main(["bench", "privacy", "--steps", "2", "--repeats", "1", "--members", "2", "--d-steps", "2"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and " x |" in line]
     assert [r.split(" | ")[0] for r in rows] == ["| solo, no privacy", "| solo, DP-SGD (d_steps 1)",
                                                   "| solo, DP-SGD (d_steps 2)", "| pack of 2, no privacy"]
