@@ -47,8 +47,18 @@ def run_train(cfg: Config, address: str | None = None,
     with tracker.parent(run.path):
         entries = train_ensemble(cfg, dataset, run, tracker)
         tracker.log_metrics({"members": len(entries), "train_seconds": time.perf_counter() - t0})
+        log_privacy_claim(run, tracker)
     logger.info(f"train: {len(entries)} members complete in {time.perf_counter() - t0:.0f}s")
     return {"run_dir": str(run.path), "members": entries, "trained_now": len(entries) - before}
+
+
+def log_privacy_claim(run: RunFolder, tracker: Tracker) -> None:
+    """A DP run's ledger in MLflow: the released set's epsilon and delta as metrics, privacy.json (the
+    adjacency, unit, accountant, what was declared public and not covered) as an artifact."""
+    ledger = run.manifest().get("privacy")
+    if ledger:
+        tracker.log_metrics({"privacy_epsilon": ledger["epsilon"], "privacy_delta": ledger["delta"]})
+        tracker.log_artifact(run.path / "privacy.json")
 
 
 def run_synth(cfg: Config, address: str | None = None,

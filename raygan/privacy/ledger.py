@@ -181,4 +181,31 @@ def describe_ledger(ledger: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LEDGER_FILE", "build_ledger", "describe_ledger", "member_row", "read_ledger", "write_ledger"]
+NO_CLAIM = ("no formal privacy guarantee: the members were trained without differential privacy "
+            "(privacy.epsilon null); only the memorisation audit speaks to what the set leaks")
+
+
+def release_claim(ledger: dict | None) -> dict:
+    """What the released set promises, for everything that travels with it (report.md, MLflow, the
+    export's export.json, the shards' Hugging Face metadata): the ledger's (epsilon, delta), adjacency,
+    unit, accountant and partition, what was declared public and what is not covered, and one
+    sentence; ``{"differential_privacy": False, "statement": NO_CLAIM}`` without a ledger."""
+    if not ledger:
+        return {"differential_privacy": False, "statement": NO_CLAIM}
+    keys = ("epsilon", "delta", "target_epsilon", "adjacency", "unit", "accountant", "partition",
+            "declared_public", "not_covered")
+    claim = {"differential_privacy": True, **{k: ledger[k] for k in keys}}
+    claim["statement"] = (f"({ledger['epsilon']:.4g}, {ledger['delta']:.3g})-differentially private generators "
+                          f"and synthetic set, per {ledger['unit']} under {ledger['adjacency'].split(';')[0]} "
+                          f"adjacency ({ledger['accountant']} accountant, {ledger['partition']} partition); "
+                          "what was declared public and what is not covered: privacy.json")
+    return claim
+
+
+def run_claim(run: RunFolder) -> dict:
+    """release_claim of the ledger in ``run``'s manifest (none: the no-guarantee claim)."""
+    return release_claim(run.manifest().get("privacy"))
+
+
+__all__ = ["LEDGER_FILE", "NO_CLAIM", "build_ledger", "describe_ledger", "member_row", "read_ledger",
+           "release_claim", "run_claim", "write_ledger"]

@@ -365,8 +365,25 @@ def write_report(run_dir: str | Path, tracker=None) -> Path:
 
 
 def append_privacy_section(run: RunFolder, report: Path) -> None:
-    """The memorisation audit's verdict and numbers (raygan audit), when audit/privacy.json exists."""
+    """The formal guarantee (the privacy ledger's release claim, or that there is none), then the
+    memorisation audit's verdict and numbers (raygan audit), when audit/privacy.json exists."""
+    from raygan.privacy.ledger import run_claim
+
+    text = report.read_text() + claim_markdown(run_claim(run))
     privacy = run.path / "audit" / "privacy.json"
     if privacy.exists():
         from raygan.audit.render import privacy_markdown
-        atomic_write_text(report, report.read_text() + privacy_markdown(json.loads(privacy.read_text())))
+        text += privacy_markdown(json.loads(privacy.read_text()))
+    atomic_write_text(report, text)
+
+
+def claim_markdown(claim: dict) -> str:
+    """report.md's "Differential privacy" section from raygan.privacy.ledger.release_claim."""
+    lines = ["", "## Differential privacy", "", claim["statement"] + "."]
+    if claim["differential_privacy"]:
+        lines += ["", f"- epsilon {claim['epsilon']:.4g} (target {claim['target_epsilon']:g}), "
+                      f"delta {claim['delta']:.3g}; unit: {claim['unit']}; adjacency: {claim['adjacency']}",
+                  f"- accountant: {claim['accountant']}; partition: {claim['partition']}",
+                  "- declared public:", *(f"  - {d}" for d in claim["declared_public"]),
+                  "- not covered:", *(f"  - {d}" for d in claim["not_covered"])]
+    return "\n".join(lines) + "\n"

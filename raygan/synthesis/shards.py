@@ -40,6 +40,7 @@ from raygan.ensemble.counts import synthetic_count
 from raygan.ensemble.mixture import allocate
 from raygan.ensemble.mixture_weights import members_at, mixture_weights_at
 from raygan.gan.train import load_generator
+from raygan.privacy.ledger import release_claim
 from raygan.progress import track
 from raygan.runs import RunFolder, join_uri, sha256_remote
 from raygan.seeds import synth_chunk
@@ -75,12 +76,19 @@ def _hf_feature(field: pa.Field, classes: list[str]) -> dict:
     return {"dtype": _VALUE_TYPES[field.type], "_type": "Value"}
 
 
-def shard_schema(columns: pa.Schema, classes: list[str]) -> pa.Schema:
+def shard_schema(columns: pa.Schema, classes: list[str], privacy: str = "") -> pa.Schema:
     """IMAGE_SCHEMA or POINT_SCHEMA with the datasets features of every column: ``label`` a
     ClassLabel named by ``classes`` (the run's class names, in label order). The metadata only adds to
-    the files: pyarrow, pandas and Ray Data read the same columns and rows with or without it."""
+    the files: pyarrow, pandas and Ray Data read the same columns and rows with or without it.
+
+    ``privacy``: a run trained under differential privacy, its release claim as JSON
+    (raygan.privacy.ledger.release_claim): the claim's sentence becomes the datasets description and the
+    claim itself the "raygan.privacy" key. Empty (no privacy): the files are as before."""
     features = {field.name: _hf_feature(field, classes) for field in columns}
-    return columns.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    if not privacy:
+        return columns.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    info = {"description": json.loads(privacy)["statement"], "features": features}
+    return columns.with_metadata({"huggingface": json.dumps({"info": info}), "raygan.privacy": privacy})
 
 # Parquet options both writers pass explicitly (they are pyarrow's defaults today): pinned so that a
 # change of default in one write path (pq.write_table, or the pyarrow.dataset writer Ray Data uses)
@@ -134,6 +142,8 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
                ) -> tuple[list[dict], dict]:
     """The chunks to generate, in file order, and the spec that identifies this synthetic set."""
     manifest = run.manifest()
+    # a DP run's claim rides in every chunk's metadata; runs without privacy: items (and files) as before
+    claim = {"privacy": json.dumps(release_claim(manifest["privacy"]))} if manifest.get("privacy") else {}
     items, counts = [], {}
     for k, name in enumerate(dataset.classes):
         n_g = synthetic_count(cfg, dataset.train_sizes()[name])
@@ -150,7 +160,7 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
                               "condition": -1 if condition is None else int(condition),
                               "truncation": float(cfg.synth.truncation or 0.0),
                               "count": min(cfg.synth.chunk_size, count - start),
-                              "seed": synth_chunk(cfg.synth.seed, k, t, chunk)})
+                              "seed": synth_chunk(cfg.synth.seed, k, t, chunk), **claim})
     spec = {"counts": counts, "method": cfg.ensemble.method, "seed": cfg.synth.seed,
             "truncation": cfg.synth.truncation,
             "chunk_size": cfg.synth.chunk_size,
@@ -173,12 +183,13 @@ def chunk_table(G: nn.Module, item: dict, *, classes: list[str]) -> pa.Table:
                             class_index=int(item["class_index"]), class_name=str(item["class_name"]),
                             member=int(item["member"]), method=str(item["method"]),
                             start=int(item["start"]), truncation=truncation if truncation > 0 else None)
-    return records_table(columns, classes=classes)
+    return records_table(columns, classes=classes, privacy=str(item.get("privacy", "")))
 
 
-def records_table(columns: dict, *, classes: list[str]) -> pa.Table:
-    """synth_records' columns as a table with the shard schema (image or point rows) and its features."""
-    schema = shard_schema(IMAGE_SCHEMA if "image" in columns else POINT_SCHEMA, classes)
+def records_table(columns: dict, *, classes: list[str], privacy: str = "") -> pa.Table:
+    """synth_records' columns as a table with the shard schema (image or point rows) and its features
+    (``privacy``: shard_schema's)."""
+    schema = shard_schema(IMAGE_SCHEMA if "image" in columns else POINT_SCHEMA, classes, privacy)
     values = dict(columns)
     if "image" in values:
         values["image"] = [{"bytes": png, "path": None} for png in values["image"]]

@@ -30,6 +30,7 @@ from typing import Optional
 from raygan import __version__, provenance
 from raygan.config import ConfigError
 from raygan.data.shards import ShardRows, read_shard_rows
+from raygan.privacy.ledger import release_claim
 from raygan.runs import RunFolder, atomic_write_bytes, atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,8 @@ def export_run(run_dir: str | Path, out: str | os.PathLike, *, location: Optiona
                    "exported_by": provenance(), "files": len(records), "counts": counts,
                    "classes": classes, "labels": {name: k for k, name in enumerate(classes)},
                    "imagefolder_class_to_idx": {name: i for i, name in enumerate(sorted(classes))},
-                   "shards": checksums, "audit": {**audit_summary(audit), "forced": not audit.passed}}
+                   "shards": checksums, "audit": {**audit_summary(audit), "forced": not audit.passed},
+                   "privacy": release_claim(manifest.get("privacy"))}
         atomic_write_text(staging / "provenance.csv", _csv(records))
         atomic_write_text(staging / "export.json", json.dumps(summary, indent=2))
         os.replace(staging, out)  # an empty out (checked above) is replaced whole
