@@ -20,7 +20,7 @@ import torch
 
 from raygan import logs
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("raygan.tools.privacy_tstr")  # not __name__: run as __main__
 
 
 def overrides(cell: str, root: str, steps: int, repeats: int, seed: int) -> list[str]:
