@@ -46,12 +46,13 @@ def check_privacy_config(cfg: Config) -> None:
                           "group unit reads it); set privacy.unit=group with privacy.epsilon, or data.group_column: null")
     if p.unit == "group":
         if d.group_column is None:
-            raise ConfigError("privacy.unit=group needs data.group_column: the parquet column naming each "
-                              "record's group; set it (e.g. data.group_column=patient_id)")
-        if d.name != "parquet":
-            raise ConfigError(f"privacy.unit=group with data.name={d.name}: only parquet inputs carry a group "
-                              "column; convert the images to parquet with an image, label and group column and "
-                              "set data.name=parquet")
+            raise ConfigError("privacy.unit=group needs data.group_column: the column naming each record's "
+                              "group (parquet, or an image folder's groups.csv), or folder for "
+                              "data.root/<class>/<group>/; set it (e.g. data.group_column=patient_id)")
+        if d.name not in ("parquet", "imagefolder"):
+            raise ConfigError(f"privacy.unit=group with data.name={d.name}: only parquet inputs (a group column) "
+                              "and image folders (data.group_column=folder, or a column of data.root/groups.csv) "
+                              "carry groups; use one of those")
         if d.canaries:
             raise ConfigError(f"privacy.unit=group with data.canaries={d.canaries}: planted canaries belong to no "
                               "group; set data.canaries=0")

@@ -70,8 +70,10 @@ class DataConfig:
                        "release one without.", minimum=0)
     canary_copies: int = _f(5, "How many times each duplicated canary is in the training split.",
                             minimum=2)
-    group_column: Optional[str] = _f(None, "data.name=parquet: the column naming each record's group (a "
-                                     "patient id), read for privacy.unit=group; every row needs a value.")
+    group_column: Optional[str] = _f(None, "The column naming each record's group (a patient id), read for "
+                                     "privacy.unit=group: a parquet column; for an image folder, folder (the "
+                                     "folder under each class folder) or a column of data.root/groups.csv. "
+                                     "Every record needs a value.")
     grid_points: int = _f(100_000, "Training points drawn from the 25-Gaussian grid.", minimum=1)
     grid_sigma: float = _f(0.05, "Standard deviation of each grid Gaussian.", minimum=0.0,
                            exclusive_min=True)

@@ -413,6 +413,56 @@ def test_a_missing_group_column_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def _image_folder(root, *, nested: bool = True):
+    """The same 60 images as _parquet as PNG files: root/<label>/<patient>/<row>.png when nested, else
+    root/<label>/<row>.png."""
+    from raygan.synthesis.records import encode_png
+
+    rows = torch.arange(60)
+    pngs = encode_png((rows * 4).float().div(127.5).sub(1).view(60, 1, 1, 1).expand(60, 1, 8, 8).contiguous())
+    for i, png in enumerate(pngs):
+        folder = root / f"c{i % 2}" / (f"p{i // 3}" if nested else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:02d}.png").write_bytes(png)
+    return root
+
+
+def _folder_cfg(tmp_path, root, column):
+    cfg = _group_cfg(tmp_path, root)
+    return cfg.replace(data={"name": "imagefolder", "root": str(root), "group_column": column})
+
+
+@pytest.mark.parametrize("column", ["folder", "patient"])
+def test_an_image_folder_gives_each_image_its_group(tmp_path, column):
+    """data.group_column=folder reads root/<class>/<patient>/; another name, data.root/groups.csv."""
+    root = _image_folder(tmp_path / "images", nested=column == "folder")
+    if column == "patient":
+        lines = ["path,patient"] + [f"c{i % 2}/{i:02d}.png,p{i // 3}" for i in range(60)]
+        (root / "groups.csv").write_text("\n".join(lines) + "\n")
+    dataset = load_dataset(_folder_cfg(tmp_path, root, column).data)
+    for name, x in dataset.train.items():
+        rows = ((x[:, 0, 0, 0] + 1) * 127.5 / 4).round().long()
+        assert dataset.groups[name].tolist() == [f"p{int(r) // 3}" for r in rows]
+    assert privacy_units(sum(dataset.train_sizes().values()), dataset.groups)[1] == 3
+
+
+@pytest.mark.parametrize("layout, words", [
+    ("flat-folder", "lie directly in their class folder"),
+    ("no-file", "groups.csv, which does not exist"),
+    ("short-file", "gives no 'patient' for 1 image(s) (first: c1/59.png)"),
+])
+def test_an_image_folder_without_groups_is_refused_before_anything_is_written(tmp_path, layout, words):
+    root = _image_folder(tmp_path / "images", nested=False)
+    if layout == "short-file":
+        lines = ["path,patient"] + [f"c{i % 2}/{i:02d}.png,p{i // 3}" for i in range(59)]
+        (root / "groups.csv").write_text("\n".join(lines) + "\n")
+    cfg = _folder_cfg(tmp_path, root, "folder" if layout == "flat-folder" else "patient")
+    with pytest.raises(ConfigError) as err:
+        prepare(cfg)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_the_tstr_against_epsilon_cells_are_valid_configs(tmp_path):
     """raygan.tools.privacy_tstr's cells (docs/privacy.md's table) resolve to configs that load."""
     from raygan.config import load_config
