@@ -23,7 +23,7 @@ from raygan.config.fields import ConfigError
 from raygan.config.gan_space import check_gan_space
 from raygan.config.levers import check_lever_config
 from raygan.config.names import check_config_names
-from raygan.config.parallel import check_parallel_config
+from raygan.config.parallel import check_parallel_config, check_sweep_trainer
 from raygan.config.privacy import check_privacy_config, why_dp_not_packable
 from raygan.config.protocol_cells import protocol_cells
 
@@ -59,6 +59,7 @@ def check_config(cfg: Config) -> None:
     check_config_names(cfg)  # class names become folders (raygan.config.names)
     check_privacy_config(cfg)  # privacy.* (raygan.config.privacy)
     check_parallel_config(cfg)  # cluster.workers_per_member (raygan.config.parallel)
+    check_sweep_trainer(cfg)  # sweep.trainer_min_rows (raygan.config.parallel)
 
 
 # The audit's search spaces (raygan.audit.inputs.SPACES), here so that a bad name is refused at load.

@@ -1,11 +1,13 @@
 """cluster.workers_per_member's rules: what a member trained by a data-parallel group (Ray Train's
 TorchTrainer, DistributedDataParallel; raygan.gan.parallel, raygan.cluster.wide) cannot run is refused
-in one line when the config loads, before any work. The rules that need the cluster (its GPUs and
+in one line when the config loads, before any work; and sweep.trainer_min_rows' rules, for a sweep
+trial's classifier trained by such a group (raygan.cluster.sweep_trainer). The rules that need the cluster (its GPUs and
 nodes) run when the job joins it (raygan.cluster.runtime.check_workers)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from raygan.config.datasets import is_points
 from raygan.config.fields import ConfigError
 
 if TYPE_CHECKING:  # the schema builds through these checks
@@ -60,4 +62,30 @@ def check_parallel_config(cfg: Config) -> None:
                           f"workers), {_FIX}")
 
 
-__all__ = ["FAMILIES_REFUSED", "check_parallel_config", "why_not_data_parallel"]
+def check_sweep_trainer(cfg: Config) -> None:
+    """sweep.trainer_min_rows set: what a trial trained as a TorchTrainer cannot run."""
+    s, rows = cfg.sweep, cfg.sweep.trainer_min_rows
+    if rows is None:
+        return
+    key, fix = f"sweep.trainer_min_rows={rows}", "set sweep.trainer_min_rows=null (every trial in its Tune trial)"
+    if s.target != "classifier":
+        raise ConfigError(f"{key} applies to classifier sweeps, not sweep.target={s.target}; {fix}")
+    if s.protocols:
+        raise ConfigError(f"{key} with sweep.protocols: a protocol cell's data is built in its Tune trial, "
+                          f"not read from the shards; remove sweep.protocols or {fix}")
+    if is_points(cfg.data.name):
+        raise ConfigError(f"{key}: the TorchTrainer path decodes PNG shards but data.name={cfg.data.name} "
+                          f"samples are points; {fix}")
+    workers = s.trainer_workers
+    uneven = [b for b in s.batch_size if isinstance(b, int) and b % workers]
+    if uneven:
+        raise ConfigError(f"{key}: sweep.batch_size {uneven} is not a multiple of sweep.trainer_workers="
+                          f"{workers} (each worker trains on batch_size / {workers} rows of a step); give "
+                          f"multiples of {workers}, lower sweep.trainer_workers or {fix}")
+    if workers > 1 and 0 < s.gpus_per_trial < 1:
+        raise ConfigError(f"{key}: sweep.trainer_workers={workers} with sweep.gpus_per_trial="
+                          f"{s.gpus_per_trial:g}, but NCCL needs a whole GPU per worker; set "
+                          f"sweep.gpus_per_trial=1 (or 0 for CPU workers) or {fix}")
+
+
+__all__ = ["FAMILIES_REFUSED", "check_parallel_config", "check_sweep_trainer", "why_not_data_parallel"]

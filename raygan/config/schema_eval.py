@@ -79,6 +79,16 @@ class SweepConfig:
     gpus_per_trial: float = _f(0.0, "GPUs per trial; fractions share a GPU (0.25: four trials).",
                                minimum=0.0)
     grace_period: int = _f(3, "ASHA: epochs every trial runs before it can be stopped.", minimum=1)
+    trainer_min_rows: Optional[int] = _f(None, "Training-set size (rows) from which a trial trains its "
+                                         "classifier as a Ray Train TorchTrainer of sweep.trainer_workers "
+                                         "workers that read the synthetic shards with Ray Data "
+                                         "(raygan.cluster.sweep_trainer); smaller sets, and sets regenerated "
+                                         "from the generators, train inside the Tune trial; null: every "
+                                         "trial trains inside its Tune trial.", minimum=1)
+    trainer_workers: int = _f(2, "Workers of a trial that trains as a TorchTrainer (sweep.trainer_min_rows); "
+                              "each asks for sweep.cpus_per_trial and sweep.gpus_per_trial and trains on "
+                              "batch_size / trainer_workers rows of every step (DistributedDataParallel).",
+                              minimum=1)
     name: str = _f("sweep", "Tune experiment name; its storage is <run>/tune/<name>; a rerun with the "
                    "same name resumes it.")
     target: str = _f("classifier", "What the sweep searches: classifier (the downstream classifier "
