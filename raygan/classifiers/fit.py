@@ -87,14 +87,19 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, val: Split
                      batch_size: int = 64, weight_decay: float = 0.0, augment: str = "none",
                      seed: int = 0, device: str = "cpu",
                      epoch_data: Optional[Callable[[int], Split]] = None,
-                     on_epoch: Optional[Callable[[dict], None]] = None) -> ClassifierRun:
+                     on_epoch: Optional[Callable[[dict], None]] = None,
+                     wrap: Optional[Callable[[torch.nn.Module], torch.nn.Module]] = None) -> ClassifierRun:
     """Train a fresh classifier; evaluate on val and test after every epoch.
 
     ``epoch_data(epoch)`` (on-the-fly generation) replaces (train_x, train_y) with fresh data each epoch.
     ``on_epoch(record)`` sees every epoch's record (Ray Tune reports through it).
+    ``wrap(network)``: the module the training steps run through (a data-parallel worker's
+    DistributedDataParallel, raygan.cluster.sweep_trainer); scores and the returned model are the
+    network's own.
     """
     torch.manual_seed(seed)
-    model = build_classifier(arch, tuple(train_x.shape[1:]), n_classes).to(device)
+    net = build_classifier(arch, tuple(train_x.shape[1:]), n_classes).to(device)
+    model = net if wrap is None else wrap(net)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     rng = torch.Generator().manual_seed(seed)
     history, best, best_state = [], None, None
@@ -116,21 +121,21 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, val: Split
             opt.step()
             losses.append(loss.detach())
         record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()) if losses else
-                  float("nan"), "val_acc": accuracy(model, *val, device=device),
-                  "test_acc": accuracy(model, *test, device=device)}
+                  float("nan"), "val_acc": accuracy(net, *val, device=device),
+                  "test_acc": accuracy(net, *test, device=device)}
         history.append(record)
         key = "val_acc" if len(val[1]) else "test_acc"
         if best is None or record[key] > best[key]:
             best = record
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         if on_epoch is not None:
             on_epoch(record)
-    model.load_state_dict(best_state)
+    net.load_state_dict(best_state)
     return ClassifierRun(history=history, best_val_epoch=best["epoch"],
                          val_acc=best["val_acc"], test_acc=best["test_acc"],
                          best_test_acc=max(r["test_acc"] for r in history),
-                         confusion=confusion_matrix(model, *test, n_classes, device=device),
-                         model=model.cpu().eval())
+                         confusion=confusion_matrix(net, *test, n_classes, device=device),
+                         model=net.cpu().eval())
 
 
 def fit_classifier(cfg: Config, dataset: RealDataset, train: Split, seed: int, **kwargs) -> ClassifierRun:

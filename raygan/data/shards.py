@@ -44,7 +44,7 @@ def png_bytes(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
     return column.to_pylist()
 
 
-def _decode_images(column: pa.ChunkedArray) -> torch.Tensor:
+def decode_image_column(column: pa.ChunkedArray | pa.Array) -> torch.Tensor:
     """PNG bytes -> float32 (N, C, H, W) in [-1, 1], the inverse of raygan.synthesis.records.to_uint8."""
     arrays = [decode_png(data) for data in png_bytes(column)]
     images = np.stack(arrays)
@@ -119,7 +119,7 @@ def read_shard_rows(path: str | Path, *, max_member: int | None = None, classes:
         raise ValueError(f"no shard rows at {path} with max_member={max_member}")
     table = table.sort_by(_SORT_KEYS)
     names = _class_names(table, classes)
-    x = _decode_images(table[kind]) if kind == "image" else _points(table[kind], table.num_rows)
+    x = decode_image_column(table[kind]) if kind == "image" else _points(table[kind], table.num_rows)
 
     def ints(column: str) -> torch.Tensor:
         return torch.from_numpy(table[column].to_numpy().astype(np.int64))

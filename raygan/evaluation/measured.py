@@ -107,13 +107,15 @@ def load_measured(cfg: Config, dataset: RealDataset, run: RunFolder) -> Measured
     return MeasuredSet(rows=rows, counts=counts)
 
 
-def pick_rows(run: RunFolder, cfg: Config, dataset: RealDataset, measured: MeasuredSet, T: int,
-              sizes: dict[str, int]) -> Optional[torch.Tensor]:
-    """Positions of the size-T set with sizes[class] rows per class by the module's rule; None when
-    some class's shards hold too few rows of a member (the set must be regenerated)."""
-    picks = []
+def rows_per_member(run: RunFolder, cfg: Config, dataset: RealDataset, counts: dict[str, dict[int, int]],
+                    T: int, sizes: dict[str, int]) -> Optional[dict[tuple[int, int], int]]:
+    """{(class index, member): n} of the size-T set with sizes[class] rows per class by the module's
+    rule, given the shards' rows per class and member (``counts``: decoded, or the manifest's); a
+    member's n rows are its first n by index. None when some class's shards hold too few rows of a
+    member (the set must be regenerated)."""
+    need_of: dict[tuple[int, int], int] = {}
     for k, name in enumerate(dataset.classes):
-        have = measured.counts[name]
+        have = counts[name]
         if T == cfg.ensemble.members:
             members = sorted(have)
             weights = [have[t] for t in members]
@@ -123,9 +125,18 @@ def pick_rows(run: RunFolder, cfg: Config, dataset: RealDataset, measured: Measu
         need = allocate(weights, sizes[name])
         if any(n > have.get(t, 0) for t, n in zip(members, need)):
             return None
-        picks += [measured.member_rows(k, t)[:n] for t, n in zip(members, need) if n]
-    return torch.cat(picks)
+        need_of.update({(k, t): n for t, n in zip(members, need) if n})
+    return need_of
 
+
+def pick_rows(run: RunFolder, cfg: Config, dataset: RealDataset, measured: MeasuredSet, T: int,
+              sizes: dict[str, int]) -> Optional[torch.Tensor]:
+    """Positions of the size-T set with sizes[class] rows per class by the module's rule
+    (rows_per_member); None when some class's shards hold too few rows of a member."""
+    need = rows_per_member(run, cfg, dataset, measured.counts, T, sizes)
+    if need is None:
+        return None
+    return torch.cat([measured.member_rows(k, t)[:n] for (k, t), n in need.items()])
 
 
 def set_sizes(cfg: Config, dataset: RealDataset, *, quality: bool = False) -> dict[str, int]:
@@ -151,5 +162,6 @@ def shards_else_regenerated(run: RunFolder, cfg: Config, dataset: RealDataset, m
     return generated.synthetic_set(run, cfg, dataset, T, seed=cfg.synth.seed), REGENERATED
 
 
-__all__ = ["MeasuredSet", "check_shards", "load_measured", "pick_rows", "set_sizes", "shards_else_regenerated",
+__all__ = ["MeasuredSet", "check_shards", "load_measured", "pick_rows", "rows_per_member", "set_sizes",
+           "shards_else_regenerated",
            "SHARDS", "REGENERATED", "SYNTHESIZE"]

@@ -46,24 +46,29 @@ def repeat(protocol: str, fn: Callable[[int], ClassifierRun], repeats: int, seed
     return ProtocolResult(protocol, [fn(seeds.offset(seed, r)) for r in range(repeats)], dict(extra))
 
 
-def mix_real_synthetic(real: Split, synthetic: Split, ratio: float | dict, seed: int) -> Split:
-    """Real training data plus ratio x as many synthetic samples (per class when ratio is a dict
-    {class index: ratio}, seed 003); seed 002's mixing ratio = synthetic / real."""
+def mix_picks(real_y: torch.Tensor, synthetic_y: torch.Tensor, ratio: float | dict, seed: int) -> np.ndarray:
+    """Positions of the synthetic rows mix_real_synthetic adds to the real ones, in order (from the
+    labels alone: a reader of the shards picks the same rows without the images)."""
     rng = np.random.default_rng(seed)
-    xs, ys = [real[0]], [real[1]]
-    for k in torch.unique(real[1]).tolist():
+    picks = []
+    for k in torch.unique(real_y).tolist():
         r = ratio.get(k, 0.0) if isinstance(ratio, dict) else ratio
-        n_real = int((real[1] == k).sum())
-        pool = torch.nonzero(synthetic[1] == k).flatten().numpy()
+        n_real = int((real_y == k).sum())
+        pool = torch.nonzero(synthetic_y == k).flatten().numpy()
         want = int(round(r * n_real))
         if want == 0:
             continue
         if len(pool) == 0:
             raise ValueError(f"no synthetic samples of class {k} to mix at ratio {r}")
-        pick = rng.choice(pool, size=want, replace=want > len(pool))
-        xs.append(synthetic[0][pick])
-        ys.append(synthetic[1][pick])
-    return torch.cat(xs), torch.cat(ys)
+        picks.append(rng.choice(pool, size=want, replace=want > len(pool)))
+    return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
+
+
+def mix_real_synthetic(real: Split, synthetic: Split, ratio: float | dict, seed: int) -> Split:
+    """Real training data plus ratio x as many synthetic samples (per class when ratio is a dict
+    {class index: ratio}, seed 003); seed 002's mixing ratio = synthetic / real."""
+    pick = torch.from_numpy(mix_picks(real[1], synthetic[1], ratio, seed))
+    return torch.cat([real[0], synthetic[0][pick]]), torch.cat([real[1], synthetic[1][pick]])
 
 
 def filter_by_classifier(model, x: torch.Tensor, y: torch.Tensor, rho: float = 0.9,
