@@ -21,6 +21,11 @@ reference, so a trial reads nothing from the run folder. Tune's storage is the r
 (``<run URI>/tune``) when output.root is a URI (s3://..., file:///mnt/shared), reachable from every
 node; a local run folder on a cluster of more than one node is refused before any work.
 
+Large sets (``sweep.trainer_min_rows``): a trial whose set read from the shards has at least that many
+rows is not handed its set; it drives a Ray Train TorchTrainer whose workers read the shards with Ray
+Data (raygan.cluster.sweep_trainer), and Tune's max_concurrent_trials then comes from the cluster's
+GPUs (CPUs on a cluster without). Its epochs reach Tune under the same keys as any trial's.
+
 MLflow: trials never write to the tracking store (several processes racing on a new sqlite store
 fail); the driver logs every trial (raygan.cluster.sweep_mlflow, a Tune callback) as one MLflow
 run tagged ``raygan.sweep=<name>`` and ``raygan.trial_id=<Tune trial id>``, with the trial's
@@ -49,6 +54,7 @@ from ray.tune.schedulers import ASHAScheduler
 from raygan import seeds
 from raygan.cluster.runtime import alive_nodes, connect
 from raygan.cluster.sweep_mlflow import SweepMLflowLogger, mlflow_callbacks
+from raygan.cluster.sweep_trainer import concurrent_trials, fit_trial, trainer_inputs, trial_resources
 from raygan.config import Config
 from raygan.data import RealDataset, load_dataset
 from raygan.evaluation.job import cluster_named
@@ -61,6 +67,7 @@ from raygan.sweeps.classifier import (
     check_values,
     grid_fingerprint,
     run_trial,
+    set_keys,
     summarise,
     sweep_values,
     training_sets,
@@ -73,6 +80,7 @@ from raygan.sweeps.shared import (
     trial_device,
     warn_if_short,
 )
+from raygan.sweeps.trainer_sets import trainer_selections
 
 logger = logging.getLogger(__name__)
 
@@ -94,16 +102,22 @@ def param_space(cfg: Config, values: dict[str, list]) -> dict:
 
 
 # --- the trial (runs in a Tune worker) ----------------------------------------------------------------
-def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, sets: dict, sources: dict) -> None:
+def sweep_trial(config: dict, cfg: Config, dataset: RealDataset, sets: dict, sources: dict,
+                trainers: dict | None = None) -> None:
     """raygan.sweeps.classifier.run_trial in a Tune worker, reporting to Tune every epoch with the node
-    it runs on.
+    it runs on; or, for a set key in ``trainers["sets"]``, a driver of a TorchTrainer that reads the
+    shards (raygan.cluster.sweep_trainer.fit_trial).
 
     ``sets`` maps set_key(config) to an object reference of that set (training_sets, or a protocol
     cell's CellSet); a trial that trains on the real split alone finds none."""
     import ray
 
-    device = trial_device(cfg)
     key = set_key(config)
+    if trainers and key in trainers["sets"]:
+        fit_trial(config, cfg, dataset, ray.get(trainers["sets"][key]), dataset_ref=trainers["dataset"],
+                  storage=trainers["storage"])
+        return
+    device = trial_device(cfg)
     got = ray.get(sets[key]) if key in sets else None
     node = ray.get_runtime_context().get_node_id()
     run_trial(config, cfg, dataset, got, sources, device=device, report=tune.report,
@@ -121,6 +135,18 @@ def _put_once(sets: dict) -> dict:
         if id(data) not in refs:
             refs[id(data)] = ray.put(data)
     return {key: refs[id(data)] for key, data in sets.items()}
+
+
+def _trainable(cfg: Config, dataset: RealDataset, sets: dict, sources: dict, selections: dict,
+               storage_root: str):
+    """sweep_trial with its inputs in the object store and each trial's resources (a trial that
+    trains as a TorchTrainer holds almost none: raygan.cluster.sweep_trainer)."""
+    trainers = trainer_inputs(cfg, dataset, selections, storage_root)
+    trainable = tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset, sets=_put_once(sets),
+                                     sources=sources, **({"trainers": trainers} if trainers else {}))
+    if not selections:
+        return tune.with_resources(trainable, {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
+    return tune.with_resources(trainable, trial_resources(cfg, set(selections)))
 
 
 def run_sweep(cfg: Config, address: str | None = None) -> dict:
@@ -151,16 +177,15 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     check_same_grid(marker, fingerprint, cfg.sweep.name, storage, restorable=tune.Tuner.can_restore(storage))
 
     warn_if_short(cfg, resources, "sweep")
-    sets, sources = training_sets(cfg, dataset, run, values)
+    selections = {} if "protocol" in values else trainer_selections(cfg, dataset, run, set_keys(cfg, values))
+    sets, sources = training_sets(cfg, dataset, run, values, skip=tuple(selections))
+    sources.update({key: selection.source for key, selection in selections.items()})
     if "protocol" in values:  # every trial trains on its cell's set, made from these
         from raygan.sweeps.cells import cell_sets
         sets, baseline = cell_sets(cfg, dataset, run, cells=values["protocol"], Ts=values["T"],
                                    batch_sizes=values["batch_size"],
                                    base={T: (sets[T, 0.0], sources[T, 0.0]) for T in values["T"]})
-    refs = _put_once(sets)
-    trainable = tune.with_resources(tune.with_parameters(sweep_trial, cfg=cfg, dataset=dataset, sets=refs,
-                                                         sources=sources),
-                                    {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial})
+    trainable = _trainable(cfg, dataset, sets, sources, selections, storage_root)
     max_t = max(values["epochs"])
     scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t,
                               grace_period=min(cfg.sweep.grace_period, max_t))
@@ -183,7 +208,8 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
         tuner = tune.Tuner(
             trainable, param_space=param_space(cfg, values),
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
-                                        max_concurrent_trials=cfg.sweep.max_concurrent,
+                                        max_concurrent_trials=concurrent_trials(cfg, resources)
+                                        if selections else cfg.sweep.max_concurrent,
                                         reuse_actors=True),  # same resources: skip a process start
             run_config=run_config)
     grid = tuner.fit()

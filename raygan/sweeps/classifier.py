@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from raygan.classifiers.fit import train_classifier
 from raygan.classifiers.networks import DOWNSTREAM
@@ -24,7 +24,7 @@ from raygan.ensemble.boosting_loop import state_path
 from raygan.evaluation.measured import load_measured, shards_else_regenerated
 from raygan.evaluation.protocols import mix_real_synthetic
 from raygan.runs import RunFolder, atomic_write_text
-from raygan.sweeps.cells import trial_data
+from raygan.sweeps.cells import TrialData, trial_data
 
 logger = logging.getLogger(__name__)
 
@@ -105,14 +105,15 @@ def set_keys(cfg: Config, values: dict[str, list]) -> list[tuple[int, float]]:
                    if cfg.sweep.synthetic_only or r > 0})
 
 
-def training_sets(cfg: Config, dataset: RealDataset, run: RunFolder, values: dict[str, list]
-                  ) -> tuple[dict, dict]:
-    """({(T, ratio): (x, y)}, {(T, ratio): source}) of every synthetic or mixed set the grid needs.
+def training_sets(cfg: Config, dataset: RealDataset, run: RunFolder, values: dict[str, list],
+                  skip: tuple = ()) -> tuple[dict, dict]:
+    """({(T, ratio): (x, y)}, {(T, ratio): source}) of every synthetic or mixed set the grid needs but
+    those of ``skip`` (trials that read the shards themselves: raygan.sweeps.trainer_sets).
 
     The size-T synthetic set follows raygan.evaluation.measured.shards_else_regenerated (the shards as
     written, or the generators where the shards hold too few rows: source "regenerated"); a mixed set
     adds ratio x the real count of it to the real split, seeded by synth.seed as before."""
-    keys = set_keys(cfg, values)
+    keys = [key for key in set_keys(cfg, values) if key not in skip]
     if not keys:
         return {}, {}
     run.pull("shards")  # a URI run: the shards come to this node's mirror (local: a no-op)
@@ -129,12 +130,14 @@ def training_sets(cfg: Config, dataset: RealDataset, run: RunFolder, values: dic
 
 # --- one trial ----------------------------------------------------------------------------------------
 def run_trial(config: dict, cfg: Config, dataset: RealDataset, got, sources: dict, *, device: str,
-              report: Callable[[dict], None], context: dict) -> None:
+              report: Callable[[dict], None], context: dict, data: Optional[TrialData] = None,
+              wrap: Optional[Callable] = None) -> None:
     """One classifier on the training set the sweep handed the trial (``got``: its set, a protocol
     cell's CellSet, or None for the real split), calling ``report`` every epoch with the epoch's record,
     the best validation epoch's figures so far, ``context`` (the Ray node it runs on) and the data's
-    figures."""
-    data = trial_data(config, cfg, dataset, got, sources)
+    figures. A worker of a trial trained as a TorchTrainer passes its ``data`` (its share of every
+    epoch) and ``wrap`` (its DistributedDataParallel) instead (raygan.cluster.sweep_trainer)."""
+    data = data or trial_data(config, cfg, dataset, got, sources)
     best = {"val_acc": -1.0, "test_acc": float("nan"), "epoch": 0, "best_test_acc": -1.0}
 
     def on_epoch(record: dict) -> None:
@@ -150,7 +153,7 @@ def run_trial(config: dict, cfg: Config, dataset: RealDataset, got, sources: dic
                      batch_size=int(config["batch_size"]),
                      weight_decay=float(config["weight_decay"]), augment=data.augment,
                      seed=int(config["seed"]), device=device, epoch_data=data.epoch_data,
-                     on_epoch=on_epoch)
+                     on_epoch=on_epoch, wrap=wrap)
 
 
 # --- the results --------------------------------------------------------------------------------------
@@ -161,7 +164,9 @@ def grid_fingerprint(space_values: dict, cfg: Config) -> dict:
             "synthetic_only": cfg.sweep.synthetic_only, "eval_seed": cfg.eval.seed,
             "augment": cfg.eval.augment, "synth_seed": cfg.synth.seed,
             "samples_per_class": cfg.ensemble.samples_per_class, "weights": cfg.ensemble.weights,
-            **({"samples_ratio": cfg.ensemble.samples_ratio} if cfg.ensemble.samples_ratio is not None else {})}
+            **({"samples_ratio": cfg.ensemble.samples_ratio} if cfg.ensemble.samples_ratio is not None else {}),
+            **({"trainer_min_rows": cfg.sweep.trainer_min_rows, "trainer_workers": cfg.sweep.trainer_workers}
+               if cfg.sweep.trainer_min_rows is not None else {})}
 
 
 def trial_row(result, index: int) -> dict:
