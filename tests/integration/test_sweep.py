@@ -248,6 +248,9 @@ def test_large_set_trial_trains_as_a_torchtrainer_reading_the_shards(ray_session
     stored = ExperimentAnalysis(out["storage"]).trials[0]
     assert stored.last_result["trainer_workers"] == 2  # the metrics came from the TorchTrainer's workers
     assert (Path(cfg.output.root) / "default" / "run" / "tune" / "trainer.train").is_dir()  # Ray Train's runs
+    client, [mlflow_run] = _sweep_runs(cfg, "trainer")  # logged by the driver like any trial
+    assert mlflow_run.data.metrics["val_acc"] == pytest.approx(trial["val_acc"])
+    assert len(client.get_metric_history(mlflow_run.info.run_id, "test_acc")) == 2
 
     # the same trial trained inside its Tune trial (the path of sets under the threshold), here without Ray
     from raygan.data import load_dataset
