@@ -159,11 +159,11 @@ def submit_units(cfg: Config, run: RunFolder, resources: dict, *, heads: list[tu
     refs = [data_refs[name] for name in names]
     if labels_ref is not None:
         names, refs = names + [LABELS], refs + [labels_ref]
-    if cfg.cluster.workers_per_member > 1:  # a data-parallel group (its config refused packs and privacy)
+    if cfg.cluster.workers_per_member > 1:  # a data-parallel group (its config refused packs)
         from raygan.cluster.wide import submit_wide
 
         return submit_wide(cfg, run, heads=heads, names=names, refs=refs, data_weights=data_weights,
-                           classes=classes)
+                           classes=classes, privacy=privacy)
     name = f"train_member:{heads[0][1]}/{heads[0][2]}" if pack is None else pack_name(heads)
     return train_units_task.options(**resources, max_retries=cfg.cluster.max_retries, name=name).remote(
         cfg.to_dict(), run.location, pack, [list(h) for h in heads], data_weights,

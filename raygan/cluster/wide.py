@@ -67,8 +67,9 @@ def _worker(config: dict) -> None:
         run.pull(run.member_dir(name, t))  # a URI run: resume from the stored checkpoint
     own = run if group.rank == 0 else _shadow(run, folders)
     by_name = dict(zip(config["names"], ray.get(config["tensors"])))
-    units = [head_unit(cfg, own, h, by_name, w, config["classes"])
-             for h, w in zip(config["heads"], config["weights"] or [None] * len(config["heads"]))]
+    none = [None] * len(config["heads"])
+    units = [head_unit(cfg, own, h, by_name, w, config["classes"], p)
+             for h, w, p in zip(config["heads"], config["weights"] or none, config["privacy"] or none)]
     device = _device(cfg)
     made = train_units(units, cfg, own, pack=False, device=device, group=group)
     where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
@@ -108,11 +109,13 @@ def _storage(run: RunFolder) -> str:
 
 @ray.remote(num_cpus=0, num_gpus=0)
 def train_wide_task(cfg_dict: dict, run_location: str, heads: list[list], data_weights: Optional[list],
-                    classes: Optional[list[str]], names: list[str], boxed: list) -> list[dict]:
+                    classes: Optional[list[str]], names: list[str], boxed: list,
+                    privacy: Optional[list] = None) -> list[dict]:
     """Fit one member's TorchTrainer (its ``heads``: one (class index, class name, member)); its
     entries, rank 0's. ``boxed``: the object refs of the tensors its unit reads, named by ``names``,
     inside a list so that Ray hands the refs (not the tensors) to this task: each worker gets them
-    from the object store itself. Holds no resources: the workers' placement group does."""
+    from the object store itself. ``privacy``: the unit's DP-SGD settings (MemberPrivacy.to_dict, from
+    the run's plan) in a list, or None. Holds no resources: the workers' placement group does."""
     cfg = task_setup(cfg_dict)
     run = RunFolder.at(run_location)
     t0, started = time.perf_counter(), time.time()
@@ -123,7 +126,8 @@ def train_wide_task(cfg_dict: dict, run_location: str, heads: list[list], data_w
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"cfg": cfg_dict, "run": run_location, "heads": heads, "weights": data_weights,
-                           "classes": classes, "names": names, "tensors": boxed, "mailbox": mailbox},
+                           "classes": classes, "names": names, "tensors": boxed, "mailbox": mailbox,
+                           "privacy": privacy},
         scaling_config=ScalingConfig(num_workers=cfg.cluster.workers_per_member, use_gpu=gpus > 0,
                                      resources_per_worker={"CPU": resources["num_cpus"], "GPU": gpus}),
         run_config=RunConfig(name=f"raygan-{name}-{t}-{uuid.uuid4().hex[:8]}", storage_path=_storage(run),
@@ -137,13 +141,15 @@ def train_wide_task(cfg_dict: dict, run_location: str, heads: list[list], data_w
 
 
 def submit_wide(cfg: Config, run: RunFolder, *, heads: list[tuple[int, str, int]], names: list[str],
-                refs: list, data_weights: Optional[list] = None, classes: Optional[list[str]] = None):
+                refs: list, data_weights: Optional[list] = None, classes: Optional[list[str]] = None,
+                privacy: Optional[list] = None):
     """One member (``heads``: one head) as a data-parallel group (train_wide_task, named
-    train_wide:<class>/<member>), reading the object refs ``refs`` named by ``names``; its result:
-    the member's entries (raygan.cluster.tasks.submit_units calls it)."""
+    train_wide:<class>/<member>), reading the object refs ``refs`` named by ``names``, with its DP-SGD
+    settings ``privacy`` (privacy on); its result: the member's entries (raygan.cluster.tasks.submit_units
+    calls it)."""
     if len(heads) != 1:
         raise ValueError(f"a data-parallel member trains one unit, not {len(heads)}")
     return train_wide_task.options(max_retries=cfg.cluster.max_retries,
                                    name=f"train_wide:{heads[0][1]}/{heads[0][2]}").remote(
         cfg.to_dict(), run.location, [list(h) for h in heads], data_weights,
-        None if classes is None else list(classes), names, list(refs))
+        None if classes is None else list(classes), names, list(refs), privacy)

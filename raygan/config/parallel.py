@@ -29,9 +29,6 @@ def why_not_data_parallel(cfg: Config) -> str | None:
     if cfg.gan.r1_gamma:
         return "gan.r1_gamma > 0 needs a double backward through D, which DistributedDataParallel " \
                "does not support; set gan.r1_gamma=0"
-    if cfg.privacy.epsilon is not None:
-        return "privacy.epsilon is set: DP-SGD clips and noises one process's Poisson batch, and its " \
-               "accountant counts one sampler; a data-parallel DP member is not supported"
     if cfg.train.recursive_rounds:
         return "train.recursive_rounds > 0 retrains each member on its own growing data; set " \
                "train.recursive_rounds=0"

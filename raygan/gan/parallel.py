@@ -13,6 +13,11 @@ the one loop (raygan.gan.loop) would train alone at the full batch.
   group: with every loss a batch mean over equal shards, the average is the full batch's gradient.
   Batch norm layers become synchronised ones (torch's SyncBatchNorm on CUDA; on CPUs, where torch's
   refuses to run, :class:`GroupBatchNorm`), so a layer normalises by the whole batch's statistics.
+- With privacy on, D's DP-SGD update is not DistributedDataParallel's: each process clips the per-record
+  gradients of its part of the step's Poisson batch and the group sums them; the noise, drawn from the
+  member's generator, is the same on every process and is added once to that sum, as the member alone
+  adds it (raygan.privacy.dpsgd). The group's update is the solo member's, to float rounding, so the
+  accountant counts the same steps at the same noise and sample rate.
 - Each step's losses are averaged over the group, so every process records, checks and logs the same
   numbers and takes the same decisions (divergence, checkpoint, end).
 
@@ -46,6 +51,17 @@ class DataParallel:
         at load)."""
         per = batch_size // self.world_size
         return slice(self.rank * per, (self.rank + 1) * per)
+
+    def part(self, rows: torch.Tensor) -> torch.Tensor:
+        """This process's part of ``rows`` whose number varies from step to step (a DP member's Poisson
+        batch): contiguous, the first parts one row longer; the parts cover the rows once."""
+        return rows.tensor_split(self.world_size)[self.rank]
+
+    def sum(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each of ``tensors`` summed over the group (one all-reduce of their concatenation)."""
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat)
+        return [part.view_as(t) for part, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
 
     def mean(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` averaged over the group (the step's losses: every process then holds the same)."""

@@ -14,7 +14,8 @@ the member's own generator) and the step's D update is DP-SGD (``StepModels.priv
 With ``group`` (a raygan.gan.parallel.DataParallel: cluster.workers_per_member > 1) this process is one
 of the member's data-parallel group: it draws the step's whole batch as the member alone would and
 trains on its shard of it, its G and D in DistributedDataParallel with synchronised batch norms, and
-records the group's mean losses (raygan.gan.parallel).
+records the group's mean losses (raygan.gan.parallel). With privacy on as well, it takes its part of
+the step's Poisson batch, and D's DP-SGD update is summed over the group (raygan.privacy.dpsgd).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class SoloStepper:
                 ema_buffers(state.G_ema, state.G)
         private = None if state.privacy is None else PrivateD(
             state.D, state.opt_d, state.privacy, state.rng, state.privacy_history, loss=gan.loss,
-            real_label=gan.real_label, data=member.data)
+            real_label=gan.real_label, data=member.data, batch=train.batch_size, group=group)
         self.models = StepModels(G=_own(G), D=_own(D), g_params=list(state.G.parameters()),
                                  d_params=list(state.D.parameters()), opt_g=state.opt_g, opt_d=state.opt_d,
                                  per_member=_one, after_g_update=after, private_d=private,
@@ -90,7 +91,9 @@ class SoloStepper:
                          for _ in range(self.gan.g_steps_per_d_step)])
         aug = draw(self.gan.diffaugment, state.rng, calls=2 + self.gan.g_steps_per_d_step, batch=self.batch,
                    size=tuple(member.data.shape[-2:]), device=self.device)  # after the latents, as a pack draws
-        idx, z, shard = idx[self.shard], z[:, self.shard].unsqueeze(1), self.shard
+        # a Poisson batch (privacy) varies in size: a group's process takes its part of the rows drawn
+        idx = idx[self.shard] if self.group is None or state.privacy is None else self.group.part(idx)
+        z, shard = z[:, self.shard].unsqueeze(1), self.shard
         real = member.data[idx].unsqueeze(0)
         y = None if member.labels is None else member.labels[idx].unsqueeze(0)
         aug = None if aug is None else {k: v[:, shard].unsqueeze(1) for k, v in aug.items()}

@@ -13,7 +13,7 @@ plus the R1 penalty when gan.r1_gamma > 0), an update of D; then for each genera
 the members' losses with a non-finite one masked out (``torch.where``), so a diverging member cannot
 poison its pack mates' gradients; members do not interact, so each one's gradients are its own loss's.
 
-With privacy on (a member alone: raygan.gan.solo), ``StepModels.private_d`` computes D's update
+With privacy on (a member alone or a data-parallel group: raygan.gan.solo), ``StepModels.private_d`` computes D's update
 instead: DP-SGD on the real records of the Poisson batch, the fakes' ordinary gradient beside it
 (raygan.privacy.dpsgd); the generator's updates are the same as without it.
 """

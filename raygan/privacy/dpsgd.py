@@ -28,13 +28,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, vmap
 
 from raygan.gan.losses import D_TERMS
+
+if TYPE_CHECKING:
+    from raygan.gan.parallel import DataParallel
 
 
 @dataclass(frozen=True)
@@ -115,10 +118,14 @@ def per_sample_grads(D: nn.Module, real: torch.Tensor, real_term: Callable) -> d
 
 
 def dp_gradients(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, loss: str, real_label: float,
-                 privacy: MemberPrivacy, generator: torch.Generator) -> tuple[list[torch.Tensor], torch.Tensor]:
+                 privacy: MemberPrivacy, generator: torch.Generator,
+                 group: Optional[DataParallel] = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """D's gradient on a Poisson batch ``real`` (B_t, ...; B_t may be 0) and the fakes ``fake``
     (B, ...): (sum of the records' clipped gradients + noise) / (q n) + the fake half's ordinary
-    gradient, one tensor per parameter of D in ``D.parameters()`` order; and the fake half's loss."""
+    gradient, one tensor per parameter of D in ``D.parameters()`` order; and the fake half's loss.
+    ``group`` (a data-parallel member): ``real`` and ``fake`` are this process's parts; the clipped
+    sums are summed and the fake halves' gradients averaged over the group before the noise (the
+    same on every process) is added, so every process gets the whole batch's gradient."""
     real_term, fake_term = D_TERMS[loss]
     named = dict(D.named_parameters())
     if real.shape[0]:
@@ -129,6 +136,11 @@ def dp_gradients(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, loss: 
     std = privacy.noise_multiplier * privacy.max_grad_norm
     fake_loss = fake_term(D(fake).float()).mean()
     fake_grads = torch.autograd.grad(fake_loss, list(named.values()))
+    if group is not None:
+        keys = list(named)
+        together = group.sum([summed[k] for k in keys] + list(fake_grads))
+        summed = dict(zip(keys, together[:len(keys)]))
+        fake_grads = [g / group.world_size for g in together[len(keys):]]
     grads = []
     for (k, p), g_fake in zip(named.items(), fake_grads):
         noise = torch.normal(0.0, std, size=p.shape, generator=generator, device=p.device) if std else 0.0
@@ -152,16 +164,19 @@ class PrivateD:
 
     def __init__(self, D: nn.Module, opt: torch.optim.Optimizer, privacy: MemberPrivacy,
                  generator: torch.Generator, history: list, *, loss: str, real_label: float,
-                 data: Optional[torch.Tensor] = None):
+                 data: Optional[torch.Tensor] = None, batch: Optional[int] = None,
+                 group: Optional[DataParallel] = None):
         self.D, self.opt, self.privacy, self.generator, self.history = D, opt, privacy, generator, history
-        self.loss, self.real_label, self.data = loss, real_label, data
+        self.loss, self.real_label, self.data, self.batch, self.group = loss, real_label, data, batch, group
+        if group is not None and batch is None:
+            raise ValueError("a data-parallel DP member needs the step's whole batch size (batch=)")
         if privacy.d_steps > 1 and data is None:
             raise ValueError("privacy.d_steps > 1 needs the member's records (data=) for its extra batches")
         self.sampler = PoissonSampler(privacy.records, privacy.sample_rate, generator)
 
     def _step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         grads, fake_loss = dp_gradients(self.D, real, fake, loss=self.loss, real_label=self.real_label,
-                                        privacy=self.privacy, generator=self.generator)
+                                        privacy=self.privacy, generator=self.generator, group=self.group)
         for p, g in zip(self.D.parameters(), grads):
             p.grad = g
         self.opt.step()
@@ -179,7 +194,10 @@ class PrivateD:
         losses = [self._step(real[0], fake[0])]
         for _ in range(self.privacy.d_steps - 1):
             idx = self.sampler.next()
-            z = torch.randn(fake.shape[1], z_dim, generator=self.generator, device=fake.device)
+            # the whole step's latents, as the member alone draws them; a group's process keeps its part
+            z = torch.randn(self.batch or fake.shape[1], z_dim, generator=self.generator, device=fake.device)
+            if self.group is not None:
+                idx, z = self.group.part(idx), z[self.group.shard(self.batch)]
             with torch.no_grad():
                 extra = G(z.unsqueeze(0))[0]
             losses.append(self._step(self.data[idx], extra))

@@ -1,11 +1,15 @@
 """Members wider than one process (cluster.workers_per_member=2, issue 29) on the session's local Ray:
 each member is a Ray Train TorchTrainer of two gloo workers (raygan.cluster.wide).
 
-- Two workers at half the batch each, with synchronised batch norms, one of them SIGKILLed once the
-  member has a checkpoint: Ray Train restarts the group, the member resumes from its checkpoint, and it
-  ends equal, within float rounding, to the member the solo loop trains at the full batch (same seed,
-  same data): no step lost or applied twice. Its member folder is an ordinary one, which synthesis
-  reads. (One trainer run, restarted, instead of two: each Ray Train start costs tens of seconds here.)
+- Two workers at half the batch each, with synchronised batch norms, under differential privacy (the
+  run's plan reaches every worker: D's DP-SGD update is summed over the group), one of them SIGKILLed
+  once the member has a checkpoint: Ray Train restarts the group, the member resumes from its
+  checkpoint, and it ends equal, within float rounding, to the DP member the solo loop trains at the
+  full batch (same seed, same data, same noise): no step lost or applied twice, and its entry's
+  accountant history counts every step once. Its member folder is an ordinary one, which synthesis
+  reads. (One trainer run, restarted, instead of two: each Ray Train start costs tens of seconds here.
+  The same group without privacy, and with it, against the solo member: tests/unit/test_data_parallel.py,
+  two gloo processes without Ray.)
 - More workers than the cluster has CPUs, with no autoscaler: refused in one line before the run folder
   is written.
 """
@@ -23,6 +27,7 @@ from raygan import seeds
 from raygan.cluster.pipeline import prepare, run_synth, run_train
 from raygan.config import ConfigError, load_config
 from raygan.gan.train import load_generator, train_gan
+from raygan.privacy.dpsgd import MemberPrivacy
 from raygan.runs import RunFolder
 
 STEPS, EVERY = 60, 20
@@ -30,7 +35,8 @@ WIDE = ["data.name=digits", "data.grouping=null", "data.classes={d: [0, 1, 2]}",
         "gan.width=8", "gan.z_dim=16", "train.batch_size=32", f"train.steps={STEPS}",
         f"train.checkpoint_every={EVERY}", f"train.log_every={EVERY}", "ensemble.members=1",
         "output.sample_grid=16", "synth.chunk_size=256", "tracking.enabled=false",
-        "cluster.workers_per_member=2", "cluster.max_retries=2"]
+        "cluster.workers_per_member=2", "cluster.max_retries=2",
+        "privacy.epsilon=10", "train.divergence_retries=0"]
 
 
 def _cfg(root, run: str, *overrides: str):
@@ -67,7 +73,7 @@ def _descendants_titled(prefix: str) -> dict[int, str]:
     return found
 
 
-def test_two_workers_at_half_batch_killed_and_resumed_equal_one_member_at_full_batch(ray_session, tmp_path):
+def test_two_dp_workers_at_half_batch_killed_and_resumed_equal_one_member_at_full_batch(ray_session, tmp_path):
     cfg = _cfg(tmp_path, "wide")
     run = RunFolder.for_config(cfg)
     checkpoint = run.path / "members" / "d" / "0" / "checkpoint.pt"
@@ -97,7 +103,11 @@ def test_two_workers_at_half_batch_killed_and_resumed_equal_one_member_at_full_b
     dataset, _ = prepare(cfg)
     seed = seeds.member_retry(cfg.train.seed, 0, 0, 0)
     assert entry["seed"] == seed
-    solo = train_gan(dataset.train["d"], gan=cfg.gan, train=cfg.train, device=torch.device("cpu"), seed=seed)
+    privacy = {k: v for k, v in entry["privacy"].items() if k != "history"}
+    assert entry["privacy"]["history"] == [[privacy["noise_multiplier"], privacy["sample_rate"], STEPS]]
+    assert privacy["records"] == len(dataset.train["d"]) and privacy["noise_multiplier"] > 0
+    solo = train_gan(dataset.train["d"], gan=cfg.gan, train=cfg.train, device=torch.device("cpu"), seed=seed,
+                     privacy=MemberPrivacy.from_dict(privacy))
     wide, alone = _weights(run.path / entry["generator"]), solo.generator.state_dict()
     assert wide.keys() == alone.keys()
     for key in alone:

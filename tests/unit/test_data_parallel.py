@@ -1,7 +1,9 @@
 """cluster.workers_per_member (issue 29) without Ray: what cannot train as a data-parallel group is
 refused when the config loads, in one line; the CPU batch norm synchronised over the group is batch
-norm (a group of one process); the shards of a step's batch cover it once. The group itself, two
-Ray Train workers against the solo member, is tests/integration/test_wide_members.py."""
+norm (a group of one process); the shards of a step's batch cover it once; a member trained by two
+gloo processes at half the batch (torch.distributed, no Ray) is the member trained alone at the full
+batch, to float rounding, with and without privacy (then with the same accountant history). The group itself, two Ray Train workers against the solo member, is
+tests/integration/test_wide_members.py."""
 from __future__ import annotations
 
 import copy
@@ -9,10 +11,13 @@ import copy
 import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn as nn
 
-from raygan.config import ConfigError, load_config
+from raygan.config import ConfigError, GANConfig, TrainConfig, load_config
 from raygan.gan.parallel import DataParallel, GroupBatchNorm, sync_batch_norms
+from raygan.gan.train import train_gan
+from raygan.privacy.dpsgd import MemberPrivacy
 
 WIDE = ["cluster.workers_per_member=2", "train.batch_size=32"]
 
@@ -20,7 +25,6 @@ WIDE = ["cluster.workers_per_member=2", "train.batch_size=32"]
 @pytest.mark.parametrize("overrides, says", [
     (["gan.family=pggan"], "gan.family=pggan cannot train under DistributedDataParallel"),
     (["gan.r1_gamma=1"], "double backward"),
-    (["privacy.epsilon=5", "train.divergence_retries=0"], "privacy.epsilon is set"),
     (["train.recursive_rounds=1"], "train.recursive_rounds"),
     (["train.batch_size=33"], "not a multiple of it"),
     (["cluster.gpus_per_member=0.5"], "a whole GPU per worker"),
@@ -41,6 +45,53 @@ def test_the_shards_of_a_batch_cover_it_once():
     rows = torch.arange(32)
     shards = [rows[DataParallel(rank=r, world_size=4).shard(32)] for r in range(4)]
     assert torch.equal(torch.cat(shards), rows)
+    for n in (0, 3, 17):  # a Poisson batch: any number of rows, each in one part
+        rows = torch.arange(n)
+        assert torch.equal(torch.cat([DataParallel(rank=r, world_size=4).part(rows) for r in range(4)]), rows)
+
+
+# A member of width 8 on 8 x 8 data, batch 16, its batch norms synchronised over the group; with privacy
+# (D's batch norms become group norms) Poisson batches of about 16, sigma 1, and two D steps per G step
+# (each further one draws its own Poisson batch and fakes).
+DP_GAN = GANConfig(family="dcgan", width=8, z_dim=16, d_depth=2)
+DP_TRAIN = TrainConfig(steps=12, batch_size=16, log_every=4, checkpoint_every=12, device="cpu",
+                       divergence_retries=0)
+DP_N = 96
+
+
+def _member(private: bool, group=None):
+    torch.manual_seed(0)
+    data = torch.rand(DP_N, 1, 8, 8) * 2 - 1
+    privacy = MemberPrivacy(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=16 / DP_N, records=DP_N,
+                            d_steps=2) if private else None
+    return train_gan(data, gan=DP_GAN, train=DP_TRAIN, seed=7, privacy=privacy, group=group)
+
+
+def _worker(rank: int, store: str, out: str, private: bool) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", store=dist.FileStore(store, 2), rank=rank, world_size=2)
+    try:
+        result = _member(private, DataParallel.current())
+        if rank == 0:
+            torch.save({"G": result.generator.state_dict(), "losses": torch.as_tensor(result.losses),
+                        "privacy": result.privacy}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("private", [False, True], ids=["plain", "dp"])
+def test_a_member_of_two_processes_at_half_batch_is_the_member_alone(tmp_path, private):
+    torch.set_num_threads(1)
+    alone = _member(private)
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_worker, args=(str(tmp_path / "store"), str(out), private), nprocs=2, join=True)
+    group = torch.load(out, weights_only=False)
+    if private:
+        assert group["privacy"]["history"] == alone.privacy["history"]  # the same steps, sigma and q counted
+        assert group["privacy"]["history"][0][2] == 2 * DP_TRAIN.steps
+    assert torch.allclose(group["losses"], torch.as_tensor(alone.losses), atol=1e-4, rtol=1e-4)
+    for key, value in alone.generator.state_dict().items():
+        assert torch.allclose(group["G"][key].float(), value.float(), atol=1e-4, rtol=1e-4), key
 
 
 @pytest.fixture
