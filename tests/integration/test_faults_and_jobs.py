@@ -110,7 +110,8 @@ def test_ray_job_submit_runs_the_pipeline_job(ray_session, tmp_path):
     cmd = [ray_bin, "job", "submit", "--address", ray_session["dashboard"], "--working-dir", ".",
            "--", sys.executable, "jobs/pipeline.py", "--config", "configs/demo.yaml",
            "--set", "data.grouping=II", "--set", "train.steps=20", "--set", "ensemble.members=2",
-           "--set", "gan.width=8", "--set", f"output.root={root}",
+           "--set", "gan.width=8", "--set", f"output.root={root}", "--set", "eval.repeats=1",
+           "--set", "eval.epochs=2", "--set", "eval.tsne_points=0",
            # Explicit, because a machine running several Ray clusters can hand the job another one's
            # RAY_ADDRESS (seen with Ray 2.60); on a cluster the job needs no --address.
            "--address", ray_session["gcs"]]

@@ -82,7 +82,7 @@ def _running_pack_with_checkpoint(run: RunFolder, address: str):
 
 
 def test_a_killed_pack_is_retried_and_every_member_resumes(ray_session, ray_cfg):
-    cfg = ray_cfg("grid", "train.steps=600", "train.checkpoint_every=50", "ensemble.members=3",
+    cfg = ray_cfg("grid", "train.steps=300", "train.checkpoint_every=50", "ensemble.members=3",
                   "cluster.members_per_task=3", "tracking.enabled=false")
     run = RunFolder.for_config(cfg)
     box: dict = {}
@@ -107,7 +107,7 @@ def test_a_killed_pack_is_retried_and_every_member_resumes(ray_session, ray_cfg)
     assert "error" not in box, box.get("error")
     members = run.manifest()["members"]
     assert sorted(members) == sorted(held) == ["grid/0", "grid/1", "grid/2"]
-    assert all(e["status"] == "complete" and e["steps"] == 600 for e in members.values())
+    assert all(e["status"] == "complete" and e["steps"] == 300 for e in members.values())
     assert all(e["worker_pid"] != pid for e in members.values())  # the retry's worker wrote them
     # each member resumed from its own checkpoint: the retry lost at most one interval of 50 steps
     assert saved and all(members[m]["resumed_from"] >= 50 for m in saved)

@@ -1,7 +1,7 @@
 """Faults leave the run usable (issue 25 item 6): a full disk (a real write limit, RLIMIT_FSIZE, in a
 subprocess) names the file and the fix and leaves no temporary file and no half-made MLflow store, and a
 run refused by its checks writes nothing to MLflow; a store left half-made by an older raygan is refused
-before work, naming the fix. Signals: tests/integration/test_stopped_jobs.py, test_chaos_stages.py."""
+before work, naming the fix. Signals in every stage: tests/integration/test_chaos_stages.py."""
 from __future__ import annotations
 
 import json

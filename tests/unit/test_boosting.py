@@ -1,7 +1,5 @@
 """raygan.ensemble.boosting and raygan.classifiers.networks: AdaGAN's published test vector, weight invariants,
 mixture schedules, seed 001's feature-distance weights, and the boosting classifier learning a toy."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -215,10 +213,3 @@ def test_adagan_step_weights_moves_mass_away_from_what_the_mixture_covers():
     assert info["classifier_accuracy"] > 0.9
     assert weights[:n_dark].max() < weights[n_dark:].min()
     assert set(info) >= {"beta", "lambda_star", "fell_back", "effective_sample_size", "zero_fraction"}
-
-
-def test_importing_boosting_does_not_import_ray():
-    code = "import sys, raygan.ensemble.boosting; assert 'ray' not in sys.modules; print('ok')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
