@@ -1,12 +1,9 @@
 """Packed members on a real 2-CPU local Ray: several (class, member) GANs to one task
-(cluster.members_per_task), a killed pack retried and resumed, and the setting's validation."""
+(cluster.members_per_task) and the setting's validation. A killed pack retried and resumed, each member
+from its own checkpoint, with shards byte-equal to an uninterrupted run: tests/integration/test_chaos.py."""
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import threading
-import time
 from collections import Counter
 
 import pyarrow.parquet as pq
@@ -67,53 +64,6 @@ def test_packs_of_four_train_six_members_in_two_tasks(raygan_logs, ray_session, 
     for key in ("a/0", "b/0"):
         assert _first_logged(run, key, 10) == pytest.approx(_first_logged(alone, key, 10), rel=1e-3,
                                                             abs=1e-3)
-
-
-def _running_pack_with_checkpoint(run: RunFolder, address: str):
-    """(worker pid, [class/member, ...]) of a running pack task one of whose members checkpointed."""
-    from ray.util.state import list_tasks
-    tasks = list_tasks(filters=[("func_or_class_name", "=", "train_units_task"),
-                                ("state", "=", "RUNNING")], detail=True, address=address)
-    for task in tasks:
-        held = task.name.split(":", 1)[1].split(",")  # train_pack:<class>/<member>,...
-        if task.worker_pid and any((run.path / "members" / m / "checkpoint.pt").exists() for m in held):
-            return task.worker_pid, held
-    return None
-
-
-def test_a_killed_pack_is_retried_and_every_member_resumes(ray_session, ray_cfg):
-    cfg = ray_cfg("grid", "train.steps=300", "train.checkpoint_every=50", "ensemble.members=3",
-                  "cluster.members_per_task=3", "tracking.enabled=false")
-    run = RunFolder.for_config(cfg)
-    box: dict = {}
-
-    def train():
-        try:
-            box["result"] = run_train(cfg)
-        except BaseException as err:  # surfaced below
-            box["error"] = err
-
-    thread = threading.Thread(target=train, daemon=True)
-    thread.start()
-    deadline, found = time.time() + 120, None
-    while found is None and time.time() < deadline:
-        found = _running_pack_with_checkpoint(run, ray_session["gcs"])
-        time.sleep(0.2)
-    assert found, "no running pack with a checkpoint"
-    pid, held = found
-    saved = [m for m in held if (run.path / "members" / m / "checkpoint.pt").exists()]
-    os.kill(pid, signal.SIGKILL)
-    thread.join(300)
-    assert "error" not in box, box.get("error")
-    members = run.manifest()["members"]
-    assert sorted(members) == sorted(held) == ["grid/0", "grid/1", "grid/2"]
-    assert all(e["status"] == "complete" and e["steps"] == 300 for e in members.values())
-    assert all(e["worker_pid"] != pid for e in members.values())  # the retry's worker wrote them
-    # each member resumed from its own checkpoint: the retry lost at most one interval of 50 steps
-    assert saved and all(members[m]["resumed_from"] >= 50 for m in saved)
-    synth = run_synth(cfg)
-    assert synth["shards"]["rows"] == 2000
-    assert run.manifest()["shards"]["counts"] == {"grid": {"0": 667, "1": 667, "2": 666}}
 
 
 @pytest.mark.parametrize("overrides, message", [
