@@ -15,9 +15,10 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 from raygan.config import ConfigError, GANConfig, TrainConfig, load_config
+from raygan.gan.models.dcgan import DCGANDiscriminator
 from raygan.gan.parallel import DataParallel, GroupBatchNorm, sync_batch_norms
 from raygan.gan.train import train_gan
-from raygan.privacy.dpsgd import MemberPrivacy
+from raygan.privacy.dpsgd import MemberPrivacy, dp_gradients, private_discriminator
 
 WIDE = ["cluster.workers_per_member=2", "train.batch_size=32"]
 
@@ -119,3 +120,43 @@ def test_group_batch_norm_is_batch_norm_in_a_group_of_one(group_of_one):
         assert torch.allclose(value.float(), synced.state_dict()[key].float(), atol=1e-6), key
     model.eval(), synced.eval()
     assert torch.allclose(model(x), synced(x), atol=1e-5)
+
+
+# The DP update at the size users run: 32 px RGB, the demo's width 32, an odd Poisson batch of 31 records
+# split 16 / 15. Over many steps a member's weights part from the solo run's by float rounding that
+# Adam's first steps amplify (a near-zero gradient's sign), as packs do (docs/benchmarks.md "Is a
+# packed member its solo run?"); the gradient of one step is where the group must equal the member.
+def _dp_gradient(group=None):
+    torch.manual_seed(0)
+    D = private_discriminator(DCGANDiscriminator(image_size=32, channels=3, width=32))
+    real, fake = torch.randn(31, 3, 32, 32), torch.randn(32, 3, 32, 32)
+    if group is not None:
+        real, fake = group.part(real), fake[group.shard(32)]
+    privacy = MemberPrivacy(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=32 / 256, records=256)
+    grads, loss = dp_gradients(D, real, fake, loss="nonsaturating", real_label=0.9, privacy=privacy,
+                               generator=torch.Generator().manual_seed(5), group=group)
+    return grads, loss
+
+
+def _gradient_worker(rank: int, store: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", store=dist.FileStore(store, 2), rank=rank, world_size=2)
+    try:
+        grads, loss = _dp_gradient(DataParallel.current())
+        loss = DataParallel.current().mean(loss.detach().clone())  # the group's mean of its parts' losses
+        if rank == 0:
+            torch.save({"grads": grads, "loss": loss}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_groups_dp_gradient_at_32px_rgb_is_the_members(tmp_path):
+    torch.set_num_threads(1)
+    alone, loss = _dp_gradient()
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_gradient_worker, args=(str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    group = torch.load(out, weights_only=False)
+    assert len(group["grads"]) == len(alone)
+    for g, a in zip(group["grads"], alone):
+        assert torch.allclose(g, a, atol=1e-5 * float(a.abs().max()), rtol=0), (tuple(a.shape), (g - a).abs().max())
+    assert torch.allclose(group["loss"], loss, atol=1e-6)
