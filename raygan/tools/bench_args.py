@@ -32,8 +32,8 @@ def bench_parser(sub, func) -> None:
                    help="pack: image size (default 8: the digits; other sizes use random images); "
                         "drift: image size (default 32)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads of pack's and eval's two arms (default 1) and of gpu (default torch's; 1 with "
-                        "--quick)")
+                   help="torch threads of pack's two arms (default 1), of eval's (default torch's: the machine's cores, "
+                        "as the pipeline's in-process evaluation uses) and of gpu (default torch's; 1 with --quick)")
     p.add_argument("--d-steps", type=int, default=3, help="privacy: the second DP arm's privacy.d_steps")
     p.add_argument("--sweep", action="store_true", help="pack: P = 1, 2, 4, ..., 64 within --budget")
     p.add_argument("--budget", type=float, default=None, help="pack --sweep: seconds (default 600)")

@@ -74,3 +74,57 @@ def test_the_plan_packs_classifiers_apart_from_what_they_need(tiny_digits_cfg):
     resnet = cfg.replace(eval={"arch": "resnet18"})
     assert pack_size(resnet, ds, 9) == 1 == max_pack_size("resnet18", (3, 32, 32), 64)
     assert "ResNet-18 trains alone" in solo_reason("resnet18") and solo_reason("simplecnn") is None
+
+
+def test_the_dense_convolution_of_small_maps_is_the_grouped_convolution():
+    """_dense_conv (SimpleCNN's third convolution on 8 px images: 2 x 2 maps, 32 -> 64 channels) gives
+    the grouped convolution's output and gradients; a wrong tap (a flipped kernel) fails it."""
+    from raygan.classifiers.pack import _dense_conv
+
+    torch.manual_seed(0)
+    P, C, O, B = 4, 32, 64, 16
+    for size in ((2, 2), (1, 2), (1, 1)):
+        x = torch.randn(B, P * C, *size, requires_grad=True)
+        w, b = torch.randn(P, O, C, 3, 3, requires_grad=True), torch.randn(P, O, requires_grad=True)
+        ref = torch.nn.functional.conv2d(x, w.flatten(0, 1), b.flatten(), padding=1, groups=P)
+        out = _dense_conv(x, w, b)
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)
+        g = torch.randn_like(ref)
+        grads = torch.autograd.grad(ref, (x, w, b), g)
+        for got, want in zip(torch.autograd.grad(out, (x, w, b), g), grads):
+            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+    x2 = torch.randn(B, P * C, 2, 2)
+    ref = torch.nn.functional.conv2d(x2, w.detach().flatten(0, 1), b.detach().flatten(), padding=1, groups=P)
+    assert not torch.allclose(_dense_conv(x2, w.detach().flip(-1), b.detach()), ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])  # digits (dense third convolution), CIFAR's
+def test_one_packed_step_is_each_classifiers_step(shape):
+    """The packed forward (ReLU after max-pooling, the dense product on 2 x 2 maps) and its gradient
+    are each SimpleCNN's alone at the sizes users run: logits within 1e-5 and every gradient within
+    1e-4 of its scale."""
+    import torch.nn.functional as F
+
+    from raygan.classifiers.networks import build_classifier
+    from raygan.classifiers.pack import _forward, _layout
+    from raygan.gan.stack import Context, Stack
+
+    modules = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        modules.append(build_classifier("simplecnn", shape, 10))
+    stack = Stack(modules)
+    for m in (*modules, stack.template):
+        m.train()
+        m.head[3].eval()  # dropout off: its draws are the pack's other test's business
+    x, y = torch.rand(3, 32, *shape) * 2 - 1, torch.randint(0, 10, (3, 32))
+    logits = _forward("simplecnn", Context(stack, [torch.Generator()] * 3), _layout("simplecnn", x))
+    F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(3, -1).mean(1).sum().backward()
+    for p, m in enumerate(modules):
+        alone = m(x[p])
+        F.cross_entropy(alone, y[p]).backward()
+        torch.testing.assert_close(logits[p], alone, atol=1e-5 * alone.abs().max().item(), rtol=0)
+        for name, param in m.named_parameters():
+            scale = param.grad.abs().max().clamp_min(1e-3)
+            torch.testing.assert_close(stack.params[name].grad[p] / scale, param.grad / scale, atol=1e-4, rtol=0,
+                                       msg=name)
