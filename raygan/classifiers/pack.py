@@ -30,6 +30,7 @@ epoch for all of them. ResNet-18 is not packed (``solo_reason``).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -103,6 +104,7 @@ def _layout(arch: str, x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2)
 
 
+@functools.lru_cache(maxsize=None)
 def _taps(height: int, width: int) -> torch.Tensor:
     """(9, H W x H W) 0/1 matrix: tap k of a 3x3 kernel (padding 1) takes output pixel q from input
     pixel r where entry (k, q H W + r) is 1; a kernel (.., 9) times it is the convolution as a dense map."""
@@ -126,14 +128,14 @@ DENSE_PIXELS = 4
 
 def _dense_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """A 3x3 padding-1 convolution of P members on (B, P C, H, W) as a batched dense product: each
-    member's kernel spread over the map's pixels by _taps, (P, B, C H W) x (P, C H W, O H W)."""
+    member's kernel spread over the map's pixels by _taps, (P, B, C H W) x (P, C H W, K H W)."""
     B, _, H, W = x.shape
-    P, O, C = weight.shape[:3]
-    dense = (weight.reshape(P, O * C, 9) @ _taps(H, W).to(weight)).view(P, O, C, H * W, H * W)
-    dense = dense.permute(0, 1, 3, 2, 4).reshape(P, O * H * W, C * H * W)
+    P, K, C = weight.shape[:3]  # K output channels
+    dense = (weight.reshape(P, K * C, 9) @ _taps(H, W).to(weight)).view(P, K, C, H * W, H * W)
+    dense = dense.permute(0, 1, 3, 2, 4).reshape(P, K * H * W, C * H * W)
     h = x.reshape(B, P, C * H * W).transpose(0, 1)
     out = torch.baddbmm(bias.repeat_interleave(H * W, dim=1).unsqueeze(1), h, dense.transpose(1, 2))
-    return out.view(P, B, O, H, W).transpose(0, 1).reshape(B, P * O, H, W)
+    return out.view(P, B, K, H, W).transpose(0, 1).reshape(B, P * K, H, W)
 
 
 def _features(seq: nn.Sequential, ctx: Context, x: torch.Tensor) -> torch.Tensor:

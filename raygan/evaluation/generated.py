@@ -82,20 +82,47 @@ class LazyOnTheFly:
 
 
 def on_the_fly_sets(run: RunFolder, cfg: Config, classes: list, sizes: list, T: int, seed: int):
-    """:func:`on_the_fly` for classes (in label order) of synthetic_count sizes."""
+    """:func:`on_the_fly` for classes (in label order) of synthetic_count sizes.
+
+    Each batch-sized block's member and latents are drawn as one block at a time would draw them (its
+    own seed), but the blocks a member makes in an epoch go through its generator as one batch, on
+    the evaluation's device (train.device: a GPU where there is one), and come back to the CPU once
+    per class: a generator call per (class, member) and epoch, not per block. The samples are the
+    block-at-a-time samples (tests/unit/test_generated_sets.py)."""
+    from raygan.gan.train import resolve_device
+    from raygan.synthesis.generate import latents
+
+    device = resolve_device(cfg.train.device)
     mixtures = [mixture_at(run, cfg, name, T) for name in classes]
+    for mix in mixtures:
+        for G in mix.generators:
+            G.to(device)
     block = cfg.eval.batch_size
 
+    @torch.no_grad()
     def epoch_data(epoch: int) -> Split:
         rng = np.random.default_rng([seed, epoch])
         xs, ys = [], []
         for k, (mix, n) in enumerate(zip(mixtures, sizes)):
+            blocks: dict[int, list] = {}  # member -> [(start, latents)]
             for start in range(0, n, block):
                 t = int(rng.choice(len(mix.weights), p=mix.weights))
                 count = min(block, n - start)
-                one = Mixture([mix.generators[t]], np.ones(1), mix.truncation)  # keep synth.truncation
-                xs.append(one.sample(count, seed=int(rng.integers(2**31)))[0])
-                ys.append(torch.full((count,), k, dtype=torch.int64))
+                # what Mixture([G_t]).sample(count, seed=s) draws: member 0's stream of seed s
+                s = seeds.mixture_member(int(rng.integers(2**31)), 0)
+                blocks.setdefault(t, []).append((start, latents(mix.generators[t], count, seed=s, device=device,
+                                                                 truncation=mix.truncation)))
+            x = None
+            for t, parts in blocks.items():
+                made = mix.generators[t](torch.cat([z for _, z in parts]))
+                if x is None:
+                    x = made.new_empty((n, *made.shape[1:]))
+                at = 0
+                for start, z in parts:
+                    x[start:start + len(z)] = made[at:at + len(z)]
+                    at += len(z)
+            xs.append(x.cpu())
+            ys.append(torch.full((n,), k, dtype=torch.int64))
         return torch.cat(xs), torch.cat(ys)
     return epoch_data
 

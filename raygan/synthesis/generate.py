@@ -20,6 +20,14 @@ def truncated_normal(shape: tuple[int, ...], tau: float, generator: torch.Genera
     return z
 
 
+def latents(G: nn.Module, n: int, *, seed: int, device: torch.device | str = "cpu",
+            truncation: float | None = None) -> torch.Tensor:
+    """The n latents generate(G, n, seed=seed) feeds G when n fits one batch."""
+    rng = torch.Generator(device=device).manual_seed(seed)
+    return (torch.randn(n, G.z_dim, generator=rng, device=device) if truncation is None
+            else truncated_normal((n, G.z_dim), truncation, rng, device))
+
+
 @torch.no_grad()
 def generate(G: nn.Module, n: int, *, seed: int, batch_size: int = 2048,
              device: torch.device | str = "cpu", truncation: float | None = None) -> torch.Tensor:
@@ -36,4 +44,3 @@ def generate(G: nn.Module, n: int, *, seed: int, batch_size: int = 2048,
              else truncated_normal((b, G.z_dim), truncation, rng, device))
         out.append(G(z).cpu())
     return torch.cat(out) if out else torch.empty(0)
-

@@ -82,10 +82,10 @@ def test_the_dense_convolution_of_small_maps_is_the_grouped_convolution():
     from raygan.classifiers.pack import _dense_conv
 
     torch.manual_seed(0)
-    P, C, O, B = 4, 32, 64, 16
+    P, C, K, B = 4, 32, 64, 16
     for size in ((2, 2), (1, 2), (1, 1)):
         x = torch.randn(B, P * C, *size, requires_grad=True)
-        w, b = torch.randn(P, O, C, 3, 3, requires_grad=True), torch.randn(P, O, requires_grad=True)
+        w, b = torch.randn(P, K, C, 3, 3, requires_grad=True), torch.randn(P, K, requires_grad=True)
         ref = torch.nn.functional.conv2d(x, w.flatten(0, 1), b.flatten(), padding=1, groups=P)
         out = _dense_conv(x, w, b)
         torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-5)

@@ -1,10 +1,12 @@
 """The ensemble-size curve's options on a tiny trained run, without Ray."""
+import numpy as np
 import torch
 
 from raygan.data import load_dataset
+from raygan.ensemble.mixture import Mixture
 from raygan.ensemble.training import train_independent
 from raygan.evaluation.curves import ensemble_size_curve
-from raygan.evaluation.generated import on_the_fly, synthetic_set
+from raygan.evaluation.generated import mixture_at, on_the_fly, synthetic_set
 from raygan.runs import RunFolder
 from raygan.synthesis.shards import mixture_weights, write_shards
 
@@ -34,6 +36,15 @@ def test_on_the_fly_draws_fresh_samples_each_epoch_one_member_per_block(tiny_dig
     assert torch.equal(y1, y2) and torch.bincount(y1).tolist() == [630, 627]
     assert not torch.equal(x1, x2)
     assert torch.equal(x1, epoch_data(1)[0])  # reproducible per epoch
+    # one generator call per (class, member) and epoch gives the block-at-a-time samples, bit for bit
+    rng, block, at = np.random.default_rng([0, 1]), cfg.eval.batch_size, 0
+    for k, n in enumerate([630, 627]):
+        mix = mixture_at(run, cfg, ds.classes[k], 2)
+        for start in range(0, n, block):
+            t, count = int(rng.choice(2, p=mix.weights)), min(block, n - start)
+            one = Mixture([mix.generators[t]], np.ones(1), mix.truncation).sample(count, seed=int(rng.integers(2**31)))
+            assert torch.equal(x1[at:at + count], one[0]), (k, start)
+            at += count
     rows = ensemble_size_curve(run, cfg.replace(eval={"on_the_fly": True}), ds)
     assert [r["T"] for r in rows] == [1, 2] and all(r["on_the_fly"] for r in rows)
     assert all(len(r["histories"][0]) == 2 for r in rows)
