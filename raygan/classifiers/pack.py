@@ -219,9 +219,11 @@ def _confusion(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> list[list
 def train_classifier_pack(members: list[PackMember], *, val: Split, test: Split, n_classes: int,
                           sample_shape: tuple[int, ...], arch: str = "simplecnn", epochs: int = 20,
                           lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0,
-                          augment: str = "none", device: str = "cpu") -> list[ClassifierRun]:
+                          augment: str = "none", device: str = "cpu",
+                          on_epoch: Optional[Callable[[list[dict]], None]] = None) -> list[ClassifierRun]:
     """train_classifier for every member at once: one ClassifierRun each, in order, as it gets alone
-    (up to float rounding). Every member's set must have the same size in every epoch."""
+    (up to float rounding). Every member's set must have the same size in every epoch. ``on_epoch``
+    sees every epoch's records, one per member in order (a Tune trial reports through it)."""
     if solo_reason(arch) is not None:
         raise ValueError(solo_reason(arch))
     dev, P = torch.device(device), len(members)
@@ -284,6 +286,8 @@ def train_classifier_pack(members: list[PackMember], *, val: Split, test: Split,
                 with torch.no_grad():
                     for k in names:
                         best_state[k][p].copy_(stack[k][p])
+        if on_epoch is not None:
+            on_epoch([h[-1] for h in histories])
     runs = []
     for p, module in enumerate(modules):
         with torch.no_grad():

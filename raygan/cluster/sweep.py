@@ -55,7 +55,7 @@ from raygan import seeds
 from raygan.cluster.runtime import alive_nodes, connect
 from raygan.cluster.sweep_mlflow import SweepMLflowLogger, mlflow_callbacks
 from raygan.cluster.sweep_trainer import concurrent_trials, fit_trial, trainer_inputs, trial_resources
-from raygan.config import Config
+from raygan.config import Config, ConfigError
 from raygan.data import RealDataset, load_dataset
 from raygan.evaluation.job import cluster_named
 from raygan.runs import RunFolder, atomic_write_text
@@ -92,10 +92,12 @@ def param_space(cfg: Config, values: dict[str, list]) -> dict:
     """Grid search over every list with more than one value; num_samples repeats become seeds.
 
     Tune's num_samples would repeat the grid with the same seed; a grid over
-    seed = eval.seed + r (r < num_samples) is the same number of trials, each reproducible.
+    seed = eval.seed + r x sweep.repeats (r < num_samples) is the same number of trials, each
+    reproducible.
     """
     space = {k: tune.grid_search(v) if len(v) > 1 else v[0] for k, v in values.items()}
-    trial_seeds = [seeds.offset(cfg.eval.seed, r) for r in range(cfg.sweep.num_samples)]
+    # trial r's classifiers: seeds eval.seed + r x sweep.repeats + j, j < sweep.repeats (run_trial)
+    trial_seeds = [seeds.offset(cfg.eval.seed, r * cfg.sweep.repeats) for r in range(cfg.sweep.num_samples)]
     space["seed"] = tune.grid_search(trial_seeds) if len(trial_seeds) > 1 else trial_seeds[0]
     space["synthetic_only"] = cfg.sweep.synthetic_only
     return space
@@ -164,6 +166,9 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     values = sweep_values(cfg)
     dataset = load_dataset(cfg.data)
     check_values(values, dataset)
+    if cfg.sweep.repeats > 1 and cfg.sweep.trainer_min_rows is not None:
+        raise ConfigError(f"sweep.repeats={cfg.sweep.repeats} with sweep.trainer_min_rows: a trial trained as a "
+                          "TorchTrainer trains one classifier; set sweep.repeats=1 or sweep.trainer_min_rows=null")
     t_max = max(values["T"])
     run = RunFolder.for_config(cfg)
     if not cluster_named(cfg, address) and not ray.is_initialized():  # a local Ray is yet to start:

@@ -74,6 +74,10 @@ class SweepConfig:
                          "augment, filter_rho, truncation} (a key left out is off; raygan.config."
                          "protocol_cells); needs synthetic_only; empty: eval.augment on the fixed set.")
     num_samples: int = _f(1, "Repeats of the grid (Tune's num_samples).", minimum=1)
+    repeats: int = _f(1, "Classifiers each trial trains, each with its own seed, as one pack where the "
+                      "arch packs (raygan.classifiers.pack; resnet18 one after another); the trial reports "
+                      "their mean every epoch. Trial r's classifiers are seeded eval.seed + r x repeats + "
+                      "j, so no two trials share one.", minimum=1)
     max_concurrent: int = _f(2, "Trials running at once.", minimum=1)
     cpus_per_trial: float = _f(1.0, "CPUs per trial.", minimum=0.0, exclusive_min=True)
     gpus_per_trial: float = _f(0.0, "GPUs per trial; fractions share a GPU (0.25: four trials).",

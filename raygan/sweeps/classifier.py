@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from pathlib import Path
 from typing import Callable, Optional
 
+from raygan import seeds
 from raygan.classifiers.fit import train_classifier
 from raygan.classifiers.networks import DOWNSTREAM
+from raygan.classifiers.pack import PackMember, solo_reason, train_classifier_pack
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
 from raygan.ensemble.boosting_loop import state_path
@@ -29,7 +32,7 @@ from raygan.sweeps.cells import TrialData, trial_data
 logger = logging.getLogger(__name__)
 
 METRIC = "val_acc"
-LOGGED_METRICS = ("val_acc", "test_acc", "train_loss", "epoch", "best_val_acc", "best_val_epoch",
+LOGGED_METRICS = ("val_acc", "val_acc_sd", "test_acc", "train_loss", "epoch", "best_val_acc", "best_val_epoch",
                   "test_acc_at_best_val", "train_size", "time_total_s")
 _GRID_KEYS = ("lr", "batch_size", "weight_decay", "epochs", "arch", "mixing_ratio", "T")
 
@@ -148,12 +151,33 @@ def run_trial(config: dict, cfg: Config, dataset: RealDataset, got, sources: dic
                 "test_acc_at_best_val": best["test_acc"], "best_test_acc": best["best_test_acc"],
                 **context, **data.figures()})
 
-    train_classifier(*data.train, val=dataset.val, test=dataset.test, n_classes=len(dataset.classes),
-                     arch=config["arch"], epochs=int(config["epochs"]), lr=float(config["lr"]),
-                     batch_size=int(config["batch_size"]),
-                     weight_decay=float(config["weight_decay"]), augment=data.augment,
-                     seed=int(config["seed"]), device=device, epoch_data=data.epoch_data,
-                     on_epoch=on_epoch, wrap=wrap)
+    settings = dict(val=dataset.val, test=dataset.test, n_classes=len(dataset.classes), arch=config["arch"],
+                    epochs=int(config["epochs"]), lr=float(config["lr"]), batch_size=int(config["batch_size"]),
+                    weight_decay=float(config["weight_decay"]), augment=data.augment, device=device)
+    repeats = cfg.sweep.repeats if wrap is None else 1
+    if repeats == 1:
+        train_classifier(*data.train, seed=int(config["seed"]), epoch_data=data.epoch_data, on_epoch=on_epoch,
+                         wrap=wrap, **settings)
+        return
+    trial_seeds = [seeds.offset(int(config["seed"]), j) for j in range(repeats)]
+    mean = lambda records: _mean_record(records, on_epoch)  # noqa: E731
+    if solo_reason(config["arch"]) is None:  # the trial's classifiers as one pack
+        train_classifier_pack([PackMember(seed=s, train=None if data.epoch_data else data.train,
+                                          epoch_data=data.epoch_data) for s in trial_seeds],
+                              sample_shape=tuple(data.train[0].shape[1:]), on_epoch=mean, **settings)
+        return
+    runs = [train_classifier(*data.train, seed=s, epoch_data=data.epoch_data, **settings) for s in trial_seeds]
+    for records in zip(*(run.history for run in runs)):  # one after another, then reported epoch by epoch
+        mean(list(records))
+
+
+def _mean_record(records: list[dict], on_epoch: Callable[[dict], None]) -> None:
+    """One epoch of a trial's repeats as one record: their mean figures and the spread of val_acc."""
+    val = [r["val_acc"] for r in records]
+    on_epoch({"epoch": records[0]["epoch"], "val_acc": statistics.fmean(val),
+              "test_acc": statistics.fmean(r["test_acc"] for r in records),
+              "train_loss": statistics.fmean(r["train_loss"] for r in records),
+              "val_acc_sd": statistics.pstdev(val), "repeats": len(records)})
 
 
 # --- the results --------------------------------------------------------------------------------------
@@ -165,6 +189,7 @@ def grid_fingerprint(space_values: dict, cfg: Config) -> dict:
             "augment": cfg.eval.augment, "synth_seed": cfg.synth.seed,
             "samples_per_class": cfg.ensemble.samples_per_class, "weights": cfg.ensemble.weights,
             **({"samples_ratio": cfg.ensemble.samples_ratio} if cfg.ensemble.samples_ratio is not None else {}),
+            **({"repeats": cfg.sweep.repeats} if cfg.sweep.repeats != 1 else {}),
             **({"trainer_min_rows": cfg.sweep.trainer_min_rows, "trainer_workers": cfg.sweep.trainer_workers}
                if cfg.sweep.trainer_min_rows is not None else {})}
 

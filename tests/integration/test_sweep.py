@@ -52,7 +52,8 @@ def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(raygan_logs, ray_s
     _trained(ray_cfg, shared_root, "sweep.name=grid")
     # A relative output.root, as in the default config: Tune runs each trial in its own directory.
     monkeypatch.chdir(shared_root.parent)
-    cfg = ray_cfg("digits", *SWEEP, f"output.root={shared_root.name}", "sweep.name=grid")
+    # every trial trains two classifiers as one pack and reports their mean (sweep.repeats)
+    cfg = ray_cfg("digits", *SWEEP, f"output.root={shared_root.name}", "sweep.name=grid", "sweep.repeats=2")
     raygan_logs.clear()
     logs = raygan_logs
     out = run_sweep(cfg)
@@ -94,7 +95,7 @@ def test_grid_sweep_finds_best_and_logs_every_trial_to_mlflow(raygan_logs, ray_s
     by_id = {t["trial_id"]: t for t in trials}
     for r in runs:
         assert r.info.status == "FINISHED"
-        assert {"val_acc", "test_acc", "train_loss"} <= set(r.data.metrics)
+        assert {"val_acc", "val_acc_sd", "test_acc", "train_loss"} <= set(r.data.metrics)
         trial = by_id[r.data.tags["raygan.trial_id"]]
         assert r.data.metrics["val_acc"] == pytest.approx(trial["val_acc"])
         assert len(client.get_metric_history(r.info.run_id, "val_acc")) == trial["epochs_run"]
