@@ -216,6 +216,22 @@ def _confusion(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> list[list
     return cm.tolist()
 
 
+def _built(members: list[PackMember], arch: str, sample_shape: tuple[int, ...], n_classes: int,
+           dev: torch.device) -> tuple[list[nn.Module], list[torch.Generator]]:
+    """Each member's classifier as train_classifier builds it alone (seeded), and its dropout generator."""
+    modules, dropout_rngs = [], []
+    for m in members:
+        torch.manual_seed(m.seed)
+        modules.append(build_classifier(arch, tuple(sample_shape), n_classes))
+        if dev.type == "cpu":  # nn.Dropout alone draws from the default generator, in this state
+            rng = torch.Generator()
+            rng.set_state(torch.get_rng_state())
+        else:  # a solo CUDA dropout draws from the CUDA default generator's Philox stream: not replayed
+            rng = torch.Generator(device=dev).manual_seed(m.seed)
+        dropout_rngs.append(rng)
+    return modules, dropout_rngs
+
+
 def train_classifier_pack(members: list[PackMember], *, val: Split, test: Split, n_classes: int,
                           sample_shape: tuple[int, ...], arch: str = "simplecnn", epochs: int = 20,
                           lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0,
@@ -227,16 +243,7 @@ def train_classifier_pack(members: list[PackMember], *, val: Split, test: Split,
     if solo_reason(arch) is not None:
         raise ValueError(solo_reason(arch))
     dev, P = torch.device(device), len(members)
-    modules, dropout_rngs = [], []
-    for m in members:
-        torch.manual_seed(m.seed)
-        modules.append(build_classifier(arch, tuple(sample_shape), n_classes))
-        if dev.type == "cpu":  # nn.Dropout alone draws from the default generator, in this state
-            rng = torch.Generator()
-            rng.set_state(torch.get_rng_state())
-        else:  # a solo CUDA dropout draws from the CUDA default generator's Philox stream: not replayed
-            rng = torch.Generator(device=dev).manual_seed(m.seed)
-        dropout_rngs.append(rng)
+    modules, dropout_rngs = _built(members, arch, sample_shape, n_classes, dev)
     stack = _to(Stack(modules), dev)
     ctx, template = Context(stack, dropout_rngs), stack.template
     opt = torch.optim.Adam(list(stack.params.values()), lr=lr, weight_decay=weight_decay, foreach=False)
