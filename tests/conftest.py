@@ -2,11 +2,33 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
 
 from raygan.config import load_config
+
+
+def pytest_configure(config):
+    """Ray's authentication token (~/.ray/auth_token), made once before any test: a Ray of this version
+    makes one at its first start where none exists and caches it per process. Under pytest-xdist (CI:
+    -n 2) two workers' first starts would each write one, and a test that starts a Ray under another
+    HOME (test_bad_input) must find the real one to point RAY_AUTH_TOKEN_PATH at; otherwise the
+    session Ray started later in that process cannot reach its own GCS."""
+    if hasattr(config, "workerinput") or os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            _get_default_token_path,
+            generate_and_save_token,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    if not _get_default_token_path().exists():
+        generate_and_save_token()
 
 
 @pytest.fixture(autouse=True)

@@ -137,6 +137,9 @@ def test_gpus_on_a_cluster_without_gpus_or_autoscaler_are_refused_before_any_tas
         tmp_path, capsys, monkeypatch):
     import ray
 
+    token = Path.home() / ".ray" / "auth_token"  # made by conftest.pytest_configure where Ray uses one
+    if token.exists():  # Ray caches the token per process: a Ray started here must use the session's
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no autoscaler config of the cluster launcher
     started = not ray.is_initialized()  # the whole suite: the integration tests' session Ray (no GPU)
     if started:
