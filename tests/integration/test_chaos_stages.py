@@ -124,7 +124,12 @@ def test_signals_at_random_moments_of_every_stage_then_a_rerun_equals_an_uninter
     for stage in STAGES:  # one run stopped in each stage; each rerun resumes what the last one left
         signum = rng.choice([signal.SIGTERM, signal.SIGINT])
         delay = rng.uniform(0.0, 0.8) * calm["seconds"][stage]
-        code, out, sent = _stop_in_stage(cmd, stage, delay, signum)
+        for attempt in range(3):
+            code, out, sent = _stop_in_stage(cmd, stage, delay if attempt == 0 else 0.0, signum)
+            # A short stage (the report: 0.3 s) can end before a loaded machine (CI's two test workers)
+            # delivers the signal, and the run then finishes: stop the rerun at the stage's start.
+            if not (sent and code == 0 and "pipeline stages:" in out):
+                break
         assert sent, f"{stage} ended before the signal after {delay:.2f}s: {out[-3000:]}"
         _assert_stopped_cleanly(code, out, signum, root)
         stopped.append((stage, signum, round(delay, 2)))

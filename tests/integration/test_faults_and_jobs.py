@@ -104,19 +104,88 @@ def test_killed_driver_actor_restarts_and_continues(ray_session, ray_cfg):
     _check_shards(run, {("grid", 0): 667, ("grid", 1): 667, ("grid", 2): 666})
 
 
-def test_ray_job_submit_runs_the_pipeline_job(ray_session, tmp_path):
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _job_env() -> dict:
+    """The environment of the head and of `ray job submit`: token authentication on both sides where
+    Ray has a token (conftest.pytest_configure makes it), as a user of this Ray sets it."""
+    env = {**os.environ}
+    env.pop("RAY_ADDRESS", None)
+    if (Path.home() / ".ray" / "auth_token").exists() and "RAY_AUTH_MODE" not in env:
+        env["RAY_AUTH_MODE"] = "token"
+    return env
+
+
+@pytest.fixture
+def own_head():
+    """A local Ray head of this test's own (`ray start --head --block`, its own temporary folder and
+    process group, every port free-picked: the session Ray, or a second test worker's, holds Ray's
+    default dashboard-agent port, without which a job server has no agent), stopped by ending that
+    process group, never `ray stop`. Yields (dashboard URL, GCS address)."""
+    import shutil
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    temp = tempfile.mkdtemp(prefix="rgjob-", dir="/tmp")  # short socket paths
+    gcs, dash, agent, agent_grpc, env_agent, metrics, client = _free_ports(7)
+    env = _job_env()
+    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus", "2",
+           "--node-ip-address", "127.0.0.1", "--port", str(gcs), "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+           "--dashboard-port", str(dash), "--dashboard-agent-listen-port", str(agent),
+           "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(env_agent),
+           "--metrics-export-port", str(metrics), "--ray-client-server-port", str(client), "--temp-dir", temp]
+    log = open(Path(temp) / "head.log", "w+")
+    head = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/version", timeout=2).close()
+                break
+            except urllib.error.HTTPError:  # it answers (401 before the token is shown): up
+                break
+            except OSError:
+                log.seek(0)
+                assert head.poll() is None and time.time() < deadline, log.read()[-3000:]
+                time.sleep(0.5)
+        yield url, f"127.0.0.1:{gcs}"
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # the head and everything it started
+        except ProcessLookupError:
+            pass
+        head.wait()
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_the_pipeline_job(own_head, tmp_path):
+    dashboard, gcs = own_head
     root = tmp_path / "jobruns"
     ray_bin = str(Path(sys.executable).parent / "ray")
-    cmd = [ray_bin, "job", "submit", "--address", ray_session["dashboard"], "--working-dir", ".",
+    cmd = [ray_bin, "job", "submit", "--address", dashboard, "--working-dir", ".",
            "--", sys.executable, "jobs/pipeline.py", "--config", "configs/demo.yaml",
            "--set", "data.grouping=II", "--set", "train.steps=20", "--set", "ensemble.members=2",
            "--set", "gan.width=8", "--set", f"output.root={root}", "--set", "eval.repeats=1",
            "--set", "eval.epochs=2", "--set", "eval.tsne_points=0",
            # Explicit, because a machine running several Ray clusters can hand the job another one's
            # RAY_ADDRESS (seen with Ray 2.60); on a cluster the job needs no --address.
-           "--address", ray_session["gcs"]]
+           "--address", gcs]
     for _ in range(20):  # up to about two minutes
-        out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(cmd, cwd=REPO, env=_job_env(), capture_output=True, text=True, timeout=600)
         # The job server answers 500 "No available agent" until the node's agent has registered,
         # which on a loaded 2-core machine can be well after ray.init returns: wait and resubmit.
         if "No available agent to submit job" not in out.stdout + out.stderr:
