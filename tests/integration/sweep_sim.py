@@ -104,7 +104,7 @@ def _killed_then_restored(address: str) -> dict:
     with open(WORK / "driver1.log", "w") as log:
         child = subprocess.Popen([sys.executable, "-c", code], cwd=WORK / "driver1", env=env, stdout=log,
                                  stderr=subprocess.STDOUT)
-    at_kill, deadline = {}, time.monotonic() + 120
+    at_kill, deadline = {}, time.monotonic() + 240
     try:
         while time.monotonic() < deadline and child.poll() is None:
             at_kill = _statuses(storage)
@@ -166,7 +166,7 @@ def main() -> dict:
     ray.init(address=cluster.address)
     times = {"cluster": time.time() - t0}
     try:
-        _wait_for(MLFLOW, 60)
+        _wait_for(MLFLOW, 120)
         times["mlflow"] = time.time() - t0
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
         refused = _refused()

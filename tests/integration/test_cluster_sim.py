@@ -45,7 +45,7 @@ def simulated(tmp_path_factory):
     try:
         for name, (proc, log, root) in procs.items():
             try:
-                proc.wait(timeout=300)
+                proc.wait(timeout=480)  # two test workers share the 2 cores (CI)
             except subprocess.TimeoutExpired:
                 pass
             log.seek(0)
