@@ -88,7 +88,7 @@ def on_the_fly_sets(run: RunFolder, cfg: Config, classes: list, sizes: list, T: 
     own seed), but the blocks a member makes in an epoch go through its generator as one batch, on
     the evaluation's device (train.device: a GPU where there is one), and come back to the CPU once
     per class: a generator call per (class, member) and epoch, not per block. The samples are the
-    block-at-a-time samples (tests/unit/test_generated_sets.py)."""
+    block-at-a-time samples (tests/unit/test_curves.py checks every block)."""
     from raygan.gan.train import resolve_device
     from raygan.synthesis.generate import latents
 
