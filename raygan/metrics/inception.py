@@ -51,8 +51,8 @@ def feature_space(path: str | Path) -> str:
 
 def _extractor(state: dict) -> torch.nn.Module:
     """torch-fidelity's extractor holding ``state``, a state dict raygan read with weights_only=True:
-    torch-fidelity itself would read the file with torch.load(weights_only=False), and so run any
-    pickle given as weights. It reads an empty state dict that raygan writes in memory instead, and
+    torch-fidelity itself would unpickle the file in full (its loader does not restrict it to tensors),
+    and so run any pickle given as weights. It reads an empty state dict that raygan writes in memory instead, and
     the model takes ``state`` in its place."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 

@@ -20,12 +20,16 @@ def truncated_normal(shape: tuple[int, ...], tau: float, generator: torch.Genera
     return z
 
 
+def _draw(G: nn.Module, n: int, rng: torch.Generator, device, truncation: float | None) -> torch.Tensor:
+    """n latents of G from ``rng``: N(0, I), or truncated to [-tau, tau] (``truncated_normal``)."""
+    return (torch.randn(n, G.z_dim, generator=rng, device=device) if truncation is None
+            else truncated_normal((n, G.z_dim), truncation, rng, device))
+
+
 def latents(G: nn.Module, n: int, *, seed: int, device: torch.device | str = "cpu",
             truncation: float | None = None) -> torch.Tensor:
     """The n latents generate(G, n, seed=seed) feeds G when n fits one batch."""
-    rng = torch.Generator(device=device).manual_seed(seed)
-    return (torch.randn(n, G.z_dim, generator=rng, device=device) if truncation is None
-            else truncated_normal((n, G.z_dim), truncation, rng, device))
+    return _draw(G, n, torch.Generator(device=device).manual_seed(seed), device, truncation)
 
 
 @torch.no_grad()
@@ -40,7 +44,5 @@ def generate(G: nn.Module, n: int, *, seed: int, batch_size: int = 2048,
     out = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
-        z = (torch.randn(b, G.z_dim, generator=rng, device=device) if truncation is None
-             else truncated_normal((b, G.z_dim), truncation, rng, device))
-        out.append(G(z).cpu())
+        out.append(G(_draw(G, b, rng, device, truncation)).cpu())
     return torch.cat(out) if out else torch.empty(0)
