@@ -55,7 +55,7 @@ from raygan import seeds
 from raygan.cluster.runtime import alive_nodes, connect
 from raygan.cluster.sweep_mlflow import SweepMLflowLogger, mlflow_callbacks
 from raygan.cluster.sweep_trainer import concurrent_trials, fit_trial, trainer_inputs, trial_resources
-from raygan.config import Config, ConfigError
+from raygan.config import Config
 from raygan.data import RealDataset, load_dataset
 from raygan.evaluation.job import cluster_named
 from raygan.runs import RunFolder, atomic_write_text
@@ -166,9 +166,6 @@ def run_sweep(cfg: Config, address: str | None = None) -> dict:
     values = sweep_values(cfg)
     dataset = load_dataset(cfg.data)
     check_values(values, dataset)
-    if cfg.sweep.repeats > 1 and cfg.sweep.trainer_min_rows is not None:
-        raise ConfigError(f"sweep.repeats={cfg.sweep.repeats} with sweep.trainer_min_rows: a trial trained as a "
-                          "TorchTrainer trains one classifier; set sweep.repeats=1 or sweep.trainer_min_rows=null")
     t_max = max(values["T"])
     run = RunFolder.for_config(cfg)
     if not cluster_named(cfg, address) and not ray.is_initialized():  # a local Ray is yet to start:

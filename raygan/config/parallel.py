@@ -70,6 +70,9 @@ def check_sweep_trainer(cfg: Config) -> None:
     if s.protocols:
         raise ConfigError(f"{key} with sweep.protocols: a protocol cell's data is built in its Tune trial, "
                           f"not read from the shards; remove sweep.protocols or {fix}")
+    if s.repeats > 1:
+        raise ConfigError(f"{key} with sweep.repeats={s.repeats}: a trial trained as a TorchTrainer trains one "
+                          f"classifier; set sweep.repeats=1 or {fix}")
     if is_points(cfg.data.name):
         raise ConfigError(f"{key}: the TorchTrainer path decodes PNG shards but data.name={cfg.data.name} "
                           f"samples are points; {fix}")
