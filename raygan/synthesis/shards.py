@@ -76,19 +76,39 @@ def _hf_feature(field: pa.Field, classes: list[str]) -> dict:
     return {"dtype": _VALUE_TYPES[field.type], "_type": "Value"}
 
 
-def shard_schema(columns: pa.Schema, classes: list[str], privacy: str = "") -> pa.Schema:
+def shard_schema(columns: pa.Schema, classes: list[str], privacy: str = "", collapse: str = "") -> pa.Schema:
     """IMAGE_SCHEMA or POINT_SCHEMA with the datasets features of every column: ``label`` a
     ClassLabel named by ``classes`` (the run's class names, in label order). The metadata only adds to
     the files: pyarrow, pandas and Ray Data read the same columns and rows with or without it.
 
     ``privacy``: a run trained under differential privacy, its release claim as JSON
     (raygan.privacy.ledger.release_claim): the claim's sentence becomes the datasets description and the
-    claim itself the "raygan.privacy" key. Empty (no privacy): the files are as before."""
+    claim itself the "raygan.privacy" key. ``collapse``: the file holds rows of a member flagged
+    collapsed and kept (ensemble.on_collapse=warn), its verdict as JSON (:func:`collapse_flag`): its
+    sentence goes into the description too and the verdict under "raygan.collapse". Both empty: the
+    files are as before."""
     features = {field.name: _hf_feature(field, classes) for field in columns}
-    if not privacy:
+    notes = [(key, text) for key, text in (("raygan.privacy", privacy), ("raygan.collapse", collapse)) if text]
+    if not notes:
         return columns.with_metadata({"huggingface": json.dumps({"info": {"features": features}})})
-    info = {"description": json.loads(privacy)["statement"], "features": features}
-    return columns.with_metadata({"huggingface": json.dumps({"info": info}), "raygan.privacy": privacy})
+    info = {"description": " ".join(json.loads(text)["statement"] for _, text in notes), "features": features}
+    return columns.with_metadata({"huggingface": json.dumps({"info": info}), **dict(notes)})
+
+
+def collapse_flag(name: str, t: int, entry: dict) -> str:
+    """The "raygan.collapse" metadata of the files holding rows of member ``t`` of class ``name``: its
+    verdict as JSON when collapse detection flagged it and it was kept (ensemble.on_collapse=warn),
+    else empty. A dropped member has no rows; a retrained one is judged again."""
+    verdict = entry.get("collapse", {})
+    if not verdict.get("collapsed") or verdict.get("decision") != "warned":
+        return ""
+    statement = (f"These rows come from member {t} of class {name}, which raygan's collapse detection "
+                 f"flagged: diversity {entry['diversity']:.3f} against its class's real images, below "
+                 f"ensemble.collapse_threshold={verdict['threshold']:g}; it was kept "
+                 "(ensemble.on_collapse=warn), so its samples may repeat a few images.")
+    return json.dumps({"class": name, "member": t, "diversity": entry["diversity"],
+                       "threshold": verdict["threshold"], "decision": verdict["decision"],
+                       "statement": statement})
 
 # Parquet options both writers pass explicitly (they are pyarrow's defaults today): pinned so that a
 # change of default in one write path (pq.write_table, or the pyarrow.dataset writer Ray Data uses)
@@ -144,6 +164,11 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
     manifest = run.manifest()
     # a DP run's claim rides in every chunk's metadata; runs without privacy: items (and files) as before
     claim = {"privacy": json.dumps(release_claim(manifest["privacy"]))} if manifest.get("privacy") else {}
+    # a member flagged collapsed and kept: its files say so. Every item then carries the key (Ray Data
+    # wants one set of columns) and the spec names the flagged members; runs without one: as before
+    flags = {(name, t): collapse_flag(name, t, manifest["members"].get(f"{name}/{t}", {}))
+             for name in dataset.classes for t in range(cfg.ensemble.members)}
+    flags = flags if any(flags.values()) else {}
     items, counts = [], {}
     for k, name in enumerate(dataset.classes):
         n_g = synthetic_count(cfg, dataset.train_sizes()[name])
@@ -153,6 +178,7 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
                 continue
             entry = manifest["members"][f"{name}/{t}"]
             generator, condition = entry["generator"], entry.get("condition")
+            flag = {"collapse": flags[(name, t)]} if flags else {}
             for chunk, start in enumerate(range(0, count, cfg.synth.chunk_size)):
                 items.append({"class_index": k, "class_name": name, "member": t,
                               "method": cfg.ensemble.method, "generator": generator, "start": start,
@@ -160,12 +186,14 @@ def shard_plan(cfg: Config, dataset: RealDataset, run: RunFolder, mixtures: dict
                               "condition": -1 if condition is None else int(condition),
                               "truncation": float(cfg.synth.truncation or 0.0),
                               "count": min(cfg.synth.chunk_size, count - start),
-                              "seed": synth_chunk(cfg.synth.seed, k, t, chunk), **claim})
+                              "seed": synth_chunk(cfg.synth.seed, k, t, chunk), **claim, **flag})
     spec = {"counts": counts, "method": cfg.ensemble.method, "seed": cfg.synth.seed,
             "truncation": cfg.synth.truncation,
             "chunk_size": cfg.synth.chunk_size,
             "generators": {key: manifest["members"][key]["generator_sha256"]
                            for key in sorted({f"{i['class_name']}/{i['member']}" for i in items})}}
+    if flags:
+        spec["collapsed"] = sorted(f"{name}/{t}" for (name, t), text in flags.items() if text)
     return items, spec
 
 
@@ -183,13 +211,14 @@ def chunk_table(G: nn.Module, item: dict, *, classes: list[str]) -> pa.Table:
                             class_index=int(item["class_index"]), class_name=str(item["class_name"]),
                             member=int(item["member"]), method=str(item["method"]),
                             start=int(item["start"]), truncation=truncation if truncation > 0 else None)
-    return records_table(columns, classes=classes, privacy=str(item.get("privacy", "")))
+    return records_table(columns, classes=classes, privacy=str(item.get("privacy", "")),
+                         collapse=str(item.get("collapse", "")))
 
 
-def records_table(columns: dict, *, classes: list[str], privacy: str = "") -> pa.Table:
+def records_table(columns: dict, *, classes: list[str], privacy: str = "", collapse: str = "") -> pa.Table:
     """synth_records' columns as a table with the shard schema (image or point rows) and its features
-    (``privacy``: shard_schema's)."""
-    schema = shard_schema(IMAGE_SCHEMA if "image" in columns else POINT_SCHEMA, classes, privacy)
+    (``privacy``, ``collapse``: shard_schema's)."""
+    schema = shard_schema(IMAGE_SCHEMA if "image" in columns else POINT_SCHEMA, classes, privacy, collapse)
     values = dict(columns)
     if "image" in values:
         values["image"] = [{"bytes": png, "path": None} for png in values["image"]]

@@ -55,6 +55,14 @@ def test_ray_data_and_plain_writers_give_identical_shards(base, raygan_logs, ray
     features = json.loads(pq.read_schema(by_ray.path / "shards" / ray_files[0]).metadata[b"huggingface"])
     assert features["info"]["features"]["label"] == {"names": dataset.classes, "_type": "ClassLabel"}
     assert not (plain.path / "shards.tmp").exists()
+    # a member flagged collapsed and kept (at 10 steps some are, on either set) has its files say so
+    flagged = {key for key, e in by_ray.manifest()["members"].items() if e.get("collapse", {}).get("collapsed")}
+    assert flagged
+    for name in ray_files:
+        table = pq.read_table(by_ray.path / "shards" / name, columns=["class_name", "member"])
+        (who,) = {f"{c}/{t}" for c, t in zip(*table.to_pydict().values())}
+        meta = table.schema.metadata
+        assert (b"raygan.collapse" in meta) == (who in flagged), name
 
     # Either writer takes the other's shards as complete: nothing rewritten.
     raygan_logs.clear()

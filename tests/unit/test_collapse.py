@@ -78,6 +78,41 @@ def test_drop_leaves_the_member_out_and_retrain_uses_the_next_seed(tiny_digits_c
     assert entry["collapse"]["decision"] == "kept" and "collapsed" in entry["divergence"][0]
 
 
+def test_a_kept_collapsed_members_rows_carry_the_flag_in_their_files(tiny_digits_cfg, monkeypatch):
+    """on_collapse=warn keeps a collapsed member in the shards: the files holding its rows say so in
+    their own metadata (a user reading the shards without the manifest sees it); the others do not."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from raygan.synthesis.shards import write_shards
+
+    scores = iter([0.5, 0.04, 0.5, 0.5])  # member 1 of class 0-4 collapsed
+    monkeypatch.setattr(collapse, "measure", lambda generator, real, *, seed, device: next(scores))
+    cfg = tiny_digits_cfg("data.grouping=II", "train.steps=2", "synth.chunk_size=256")
+    ds = load_dataset(cfg.data)
+    run = RunFolder.for_config(cfg)
+    train_independent(cfg, ds, run)
+    write_shards(cfg, ds, run, mixture_weights(cfg, ds, run))
+    flagged = {}
+    for f in sorted((run.path / "shards").glob("*.parquet")):
+        meta = pq.read_schema(f).metadata
+        members = set(zip(*pq.read_table(f, columns=["class_name", "member"]).to_pydict().values()))
+        assert len(members) == 1
+        info = json.loads(meta[b"huggingface"])["info"]
+        if b"raygan.collapse" in meta:
+            verdict = json.loads(meta[b"raygan.collapse"])
+            flagged[members.pop()] = verdict
+            assert info["description"] == verdict["statement"]
+        else:
+            assert "description" not in info
+    assert list(flagged) == [("0-4", 1)]
+    verdict = flagged[("0-4", 1)]
+    assert verdict["diversity"] == 0.04 and verdict["threshold"] == 0.1 and verdict["decision"] == "warned"
+    assert "member 1 of class 0-4" in verdict["statement"] and "0.040" in verdict["statement"]
+    assert run.manifest()["shards"]["spec"]["collapsed"] == ["0-4/1"]
+
+
 def test_drop_is_refused_with_boosting_and_privacy():
     with pytest.raises(ConfigError, match="on_collapse=drop leaves members out"):
         load_config(overrides=["ensemble.method=adagan", "ensemble.on_collapse=drop"])
