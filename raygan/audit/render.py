@@ -92,13 +92,19 @@ def attack_lines(privacy: dict) -> list[str]:
     return lines
 
 
+def _flat(c: dict) -> str:
+    """" (n of flat images)" when some of a class's near-duplicates copy flat training images."""
+    n = c.get("near_duplicates_of_flat", 0)
+    return f" ({n} of flat images)" if n else ""
+
+
 def class_rows(privacy: dict) -> list[str]:
     """One line per class and space: the numbers the verdict is made of."""
     rows = []
     for name, c in privacy["classes"].items():
         for space, s in c["spaces"].items():
             syn = s["synthetic"]
-            dup = f", {syn['near_duplicates']} near-duplicates" if "near_duplicates" in syn else ""
+            dup = f", {syn['near_duplicates']} near-duplicates{_flat(c)}" if "near_duplicates" in syn else ""
             rows.append(f"{name} [{space}]: {_pct(syn['fraction_below_p1'])} below holdout p1, "
                         f"{_pct(syn['fraction_below_p5'])} below p5 (of {syn['n']} synthetic vs "
                         f"{s['holdout']['n']} holdout){dup}; median DCR synthetic "
@@ -121,9 +127,12 @@ def format_verdict(privacy: dict) -> str:
     lines += [f"  {r}" for r in attack_lines(privacy) if not r.startswith("  ")]
     lines += [f"  WARN {r}" for r in privacy["reasons"]]
     notes = privacy.get("notes", [])
+    flat = [r for r in notes if "flat training" in r]  # each class's own: all shown
+    notes = [r for r in notes if r not in flat]  # the small-holdout ones, alike: the first two
     lines += [f"  note: {r}" for r in notes[:2]]
     if len(notes) > 2:
         lines.append(f"  note: ... {len(notes) - 2} more alike (all in privacy.json)")
+    lines += [f"  note: {r}" for r in flat]
     return "\n".join(lines)
 
 
@@ -143,7 +152,8 @@ def privacy_markdown(privacy: dict) -> str:
         for space, s in c["spaces"].items():
             syn = s["synthetic"]
             lines.append(f"| {name} | {space} | {syn['n']} | {_pct(syn['fraction_below_p1'])} | "
-                         f"{_pct(syn['fraction_below_p5'])} | {syn.get('near_duplicates', '')} | "
+                         f"{_pct(syn['fraction_below_p5'])} | {syn.get('near_duplicates', '')}"
+                         f"{_flat(c) if 'near_duplicates' in syn else ''} | "
                          f"{syn['dcr'].get('q50', float('nan')):.4g} / "
                          f"{s['holdout']['dcr'].get('q50', float('nan')):.4g} | {_num(syn['mia_auroc'])} |")
     word = "step" if privacy["method"] in BOOSTED else "member"

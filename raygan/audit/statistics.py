@@ -35,6 +35,9 @@ class SpaceDistances:
     holdout_dcr: np.ndarray           # (n_holdout,) the reference: holdout image to closest training
     train_to_synthetic: np.ndarray    # (n_train, n_members) to the closest sample of each member
     holdout_to_synthetic: np.ndarray  # (n_holdout, n_members)
+    # (n_train,) each training image's MSE to its own mean, a constant image (pixels only): below
+    # audit.near_duplicate_mse the image is flat (a blank tile), and a copy of it reveals one grey level
+    train_flatness: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -69,12 +72,20 @@ def audit_class(class_name: str, train: torch.Tensor, holdout: torch.Tensor, syn
         hold_d, _ = nearest(ho, tr, **kw)
         out[space] = SpaceDistances(syn_d.numpy(), syn_i.numpy(), hold_d.numpy(),
                                     nearest(tr, sy, segments=segs, **kw)[0].numpy(),
-                                    nearest(ho, sy, segments=segs, **kw)[0].numpy())
+                                    nearest(ho, sy, segments=segs, **kw)[0].numpy(),
+                                    train_flatness=_flatness(tr) if space == "pixel" else None)
     index = np.arange(len(members)) if shard_index is None else np.asarray(shard_index)
     features = None if domain_model is None else (lambda x: embed(domain_model, x, device=dev))
     attacks = class_scores(train, holdout, synthetic, canaries=canaries, features=features,
                            chunk_size=chunk_size, device=dev)
     return ClassAudit(class_name, np.asarray(members), index, out, attacks)
+
+
+def _flatness(train: torch.Tensor) -> np.ndarray:
+    """Each image's mean squared difference to its own mean value: its MSE to the nearest constant
+    image (0 for a blank one)."""
+    x = train.flatten(1).double()
+    return x.var(dim=1, unbiased=False).numpy()
 
 
 # --- the numbers ------------------------------------------------------------------------------------
@@ -130,18 +141,40 @@ def summarise_class(a: ClassAudit, cfg: Config) -> dict:
                                      f"are closer to a training image than the holdout's 1st "
                                      f"percentile (warn above {100 * limit:.1f} %)")
         if near is not None:
-            dup = np.flatnonzero(sd.synthetic_dcr < near)
-            dup = dup[np.argsort(sd.synthetic_dcr[dup], kind="stable")]
-            result["near_duplicates"] = [
-                {"synthetic_row": int(i), "member": int(a.members[i]), "index": int(a.shard_index[i]),
-                 "train_index": int(sd.synthetic_nearest[i]), "mse": float(sd.synthetic_dcr[i])}
-                for i in dup[:NEAR_DUPLICATES_LISTED]]
-            if len(dup) > c.warn_near_duplicates:
-                result["reasons"].append(f"{a.class_name}: {len(dup)} near-duplicate(s) of training "
-                                         f"images (pixel MSE < {near:g}; warn above "
-                                         f"{c.warn_near_duplicates})")
+            _near_duplicates(a, sd, near, c, result)
     result["verdict"] = "warn" if result["reasons"] else "pass"
     return result
+
+
+def _near_duplicates(a: ClassAudit, sd: SpaceDistances, near: float, c, result: dict) -> None:
+    """The class's near-duplicates, listed (closest first) and counted. Those of a flat training image
+    (within ``near`` of a constant image: a blank tile, a black frame) are marked "flat" and, unless
+    audit.warn_flat_duplicates, are a note rather than a reason to warn: such a copy reveals one grey
+    level, not a record. Images that repeat in the training split are not exempt (a repeated record is
+    the one most at risk)."""
+    dup = np.flatnonzero(sd.synthetic_dcr < near)
+    dup = dup[np.argsort(sd.synthetic_dcr[dup], kind="stable")]
+    flat = np.zeros(len(dup), dtype=bool) if sd.train_flatness is None else \
+        sd.train_flatness[sd.synthetic_nearest[dup]] < near
+    result["near_duplicates"] = [
+        {"synthetic_row": int(i), "member": int(a.members[i]), "index": int(a.shard_index[i]),
+         "train_index": int(sd.synthetic_nearest[i]), "mse": float(sd.synthetic_dcr[i]), "flat": bool(f)}
+        for i, f in list(zip(dup, flat))[:NEAR_DUPLICATES_LISTED]]
+    result["near_duplicates_of_flat"] = int(flat.sum())
+    counted = len(dup) if c.warn_flat_duplicates else int((~flat).sum())
+    if flat.any():
+        images = sorted({int(j) for j in sd.synthetic_nearest[dup[flat]]})
+        result["notes"].append(
+            f"{a.class_name}: {int(flat.sum())} of its {len(dup)} near-duplicate(s) copy flat training "
+            f"image(s) {images[:10]}{' ...' if len(images) > 10 else ''} (within pixel MSE {near:g} of a "
+            "constant image, e.g. a blank tile: a copy reveals one grey level): "
+            + ("counted (audit.warn_flat_duplicates)" if c.warn_flat_duplicates else
+               "not counted towards the verdict (audit.warn_flat_duplicates=true counts them)"))
+    if counted > c.warn_near_duplicates:
+        what = "near-duplicate(s) of training images" if c.warn_flat_duplicates or not flat.any() else \
+            "near-duplicate(s) of training images that are not flat"
+        result["reasons"].append(f"{a.class_name}: {counted} {what} (pixel MSE < {near:g}; warn above "
+                                 f"{c.warn_near_duplicates})")
 
 
 def groups(method: str, members: list[int]) -> list[tuple[str, list[int]]]:
@@ -187,6 +220,7 @@ def summarise(audits: list[ClassAudit], cfg: Config, *, dataset_name: str,
             "method": cfg.ensemble.method, "holdout": cfg.audit.holdout, "spaces": list(cfg.audit.spaces),
             "thresholds": {"warn_fraction_p1": cfg.audit.warn_fraction_p1,
                            "warn_near_duplicates": cfg.audit.warn_near_duplicates,
+                           "warn_flat_duplicates": cfg.audit.warn_flat_duplicates,
                            "near_duplicate_mse": cfg.audit.near_duplicate_mse},
             "mia_auroc": pooled, "classes": classes, "attacks": summarise_attacks(
                 {a.class_name: a.attacks for a in audits}, dp=dp,

@@ -142,5 +142,10 @@ class AuditConfig:
                                  minimum=0.0, maximum=1.0)
     warn_near_duplicates: int = _f(0, "Verdict warn when a class has more near-duplicates than this.",
                                    minimum=0)
+    warn_flat_duplicates: bool = _f(False, "Count towards warn_near_duplicates the near-duplicates of a flat "
+                                    "training image: one within near_duplicate_mse of a constant image "
+                                    "(its pixel variance below it), such as a blank background tile or "
+                                    "a black frame. Off: they are listed and noted, but not a reason to "
+                                    "warn: a copy of a flat image reveals one grey level, not a record.")
     pairs_in_figure: int = _f(8, "Closest (real, synthetic) pairs shown per ensemble size / step.",
                               minimum=1)

@@ -244,6 +244,39 @@ def test_audit_class_and_summary_without_a_run_folder(digits):
     assert all(p["member"] == 1 and p["mse"] == 0 for p in cols[1]["pairs"])
 
 
+def test_copies_of_a_flat_image_are_noted_while_copies_of_a_repeated_record_still_warn(digits):
+    """A blank background tile in the training split: a sample that draws it reveals one grey level,
+    so its near-duplicates are listed and noted but do not warn (audit.warn_flat_duplicates counts
+    them). A record that the training split holds twice (a repeated scan) is not exempt: its copy warns."""
+    blank = -torch.ones(1, *digits.train["0-4"].shape[1:])
+    g = torch.Generator().manual_seed(0)
+    noisy = blank + 0.03 * torch.randn(blank.shape, generator=g)  # variance 9e-4: flat
+    faint = blank + 0.045 * torch.randn(blank.shape, generator=g)  # variance 2e-3: not flat
+    train = torch.cat([digits.train["0-4"], blank, noisy, faint, digits.train["0-4"][[7]]])  # image 7 twice
+    holdout, honest = (_x[_y == 0] for _x, _y in (digits.test, digits.val))
+    n = len(digits.train["0-4"])
+
+    def audit(extra, *overrides):
+        synthetic = torch.cat([honest, extra])
+        a = audit_class("0-4", train, holdout, synthetic, np.zeros(len(synthetic), int), chunk_size=64)
+        cfg = load_config(overrides=["data.grouping=II", "audit.spaces=[pixel]", *overrides])
+        return summarise([a], cfg, dataset_name="digits")["classes"]["0-4"]
+
+    c = audit(torch.cat([blank, blank, noisy]))
+    assert sorted((d["train_index"], d["flat"]) for d in c["near_duplicates"]) == [
+        (n, True), (n, True), (n + 1, True)]
+    assert c["near_duplicates_of_flat"] == 3 and c["spaces"]["pixel"]["synthetic"]["near_duplicates"] == 3
+    assert not any("near-duplicate" in r for r in c["reasons"])
+    assert any("3 of its 3 near-duplicate(s) copy flat training image(s)" in m for m in c["notes"])
+    strict = audit(torch.cat([blank, blank, noisy]), "audit.warn_flat_duplicates=true")
+    assert any("3 near-duplicate(s) of training images (pixel" in r for r in strict["reasons"])
+
+    c = audit(torch.cat([blank, faint, digits.train["0-4"][[7]]]))  # and the repeated record, copied
+    assert sorted(d["flat"] for d in c["near_duplicates"]) == [False, False, True]
+    assert any("2 near-duplicate(s) of training images that are not flat" in r for r in c["reasons"])
+    assert c["verdict"] == "warn"
+
+
 def test_a_holdout_too_small_for_the_threshold_is_noted(digits):
     cfg = load_config(overrides=["data.grouping=II", "audit.spaces=[pixel]"])
     x, y = digits.test

@@ -100,8 +100,9 @@ def test_a_warned_missing_or_stale_audit_is_refused_without_force(built, tmp_pat
     assert main(["export", str(run), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"`raygan audit {run}`" in err and "--force" in err
-    # every synthetic image a "near-duplicate": the real audit warns
-    warned = audit_run(cfg.replace(audit={"near_duplicate_mse": 10.0}), run, device="cpu", dataset=ds)
+    # every synthetic image a "near-duplicate" (and every training image flat: counted): the audit warns
+    warned = audit_run(cfg.replace(audit={"near_duplicate_mse": 10.0, "warn_flat_duplicates": True}), run,
+                       device="cpu", dataset=ds)
     assert warned["verdict"] == "warn"
     assert main(["export", str(run), "--out", str(out)]) == 2
     assert "verdict WARN (2 reason(s), first: 0-4: 30 near-duplicate(s)" in capsys.readouterr().err
