@@ -57,9 +57,13 @@ def check_holdout(cfg: Config, dataset) -> None:
     other = "val" if chosen == "test" else "test"
     for k, name in enumerate(dataset.classes):
         have = {split: int((y == k).sum()) for split, y in splits.items()}
+        have["val+test"] = have["val"] + have["test"]
         if have[chosen] >= 2:
             continue
         counts = f"class {name!r} has {have['test']} test and {have['val']} validation image(s)"
+        if chosen != "val+test" and have["val+test"] >= 2:
+            raise ConfigError(f"audit.holdout={chosen}: {counts}, and the audit needs at least 2 in its "
+                              f"holdout split; set audit.holdout=" + (other if have[other] >= 2 else "val+test"))
         if have[other] >= 2:
             raise ConfigError(f"audit.holdout={chosen}: {counts}, and the audit needs at least 2 in its "
                               f"holdout split; set audit.holdout={other}")
@@ -67,6 +71,13 @@ def check_holdout(cfg: Config, dataset) -> None:
                           f"split, which neither split has; raise data.test_fraction (or data."
                           f"val_fraction with audit.holdout=val), add images to the class, or set "
                           f"audit.enabled=false")
+
+
+def holdout_split(cfg: Config, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the split audit.holdout names: test, val, or both (val+test, val first)."""
+    if cfg.audit.holdout == "val+test":
+        return tuple(torch.cat([v, t]) for v, t in zip(dataset.val, dataset.test))
+    return dataset.test if cfg.audit.holdout == "test" else dataset.val
 
 
 @dataclass
@@ -101,7 +112,7 @@ def load_inputs(cfg: Config, run: RunFolder, dataset=None) -> list[ClassInputs]:
         raise ConfigError(f"synthetic images {tuple(x.shape[1:])} do not match the real ones "
                           f"{tuple(dataset.sample_shape)}; resynthesize the run with its own data config")
     check_holdout(cfg, dataset)
-    hx, hy = dataset.test if cfg.audit.holdout == "test" else dataset.val
+    hx, hy = holdout_split(cfg, dataset)
     out, cap = [], cfg.audit.max_synthetic_per_class
     for k, name in enumerate(dataset.classes):
         holdout = hx[hy == k]

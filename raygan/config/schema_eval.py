@@ -122,8 +122,10 @@ class GridEvalConfig:
 class AuditConfig:
     enabled: bool = _f(True, "Run the memorisation audit (raygan audit) as a step of the pipeline job, "
                        "after evaluation; image datasets only (points: not applicable).")
-    holdout: str = _f("test", "Real split never used in training that gives the reference distances "
-                      "(test or val).", choices=("test", "val"))
+    holdout: str = _f("test", "Real split never used in training that gives the reference distances: "
+                      "test, val, or val+test (both: twice the reference images, a sharper 1st "
+                      "percentile for small classes; no GAN sees either split).",
+                      choices=("test", "val", "val+test"))
     spaces: list = _f(["pixel", "domain"], "Where nearest neighbours are searched: pixel (mean squared "
                       "difference, seed 000) and domain (mean squared difference of the features of a "
                       "classifier trained on the real training split, raygan.metrics.domain). "

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 from raygan.config import ConfigError, load_config
@@ -101,17 +102,30 @@ def test_digits_with_a_tiny_test_fraction_names_a_class_not_a_label_count_dict()
 
 
 def test_holdout_splits_too_small_for_the_audit_say_so_both_ways(tmp_path):
-    from raygan.audit.inputs import check_holdout
+    from raygan.audit.inputs import check_holdout, holdout_split
 
     _folder(tmp_path, {"common": 20, "rare": 7})
     base = ["data.name=imagefolder", f"data.root={tmp_path}"]
     ds = load_dataset(_data(*base))
     assert [int((y == 1).sum()) for y in (ds.test[1], ds.val[1])] == [1, 1]
-    for holdout in ("test", "val"):
+    for holdout in ("test", "val"):  # one image each; the two together are enough
         with pytest.raises(ConfigError) as err:
             check_holdout(load_config(overrides=[*base, f"audit.holdout={holdout}"]), ds)
         message = str(err.value)
         assert "class 'rare' has 1 test and 1 validation image(s)" in message
+        assert message.endswith("set audit.holdout=val+test")
+    both = load_config(overrides=[*base, "audit.holdout=val+test"])
+    check_holdout(both, ds)
+    x, y = holdout_split(both, ds)
+    assert int((y == 1).sum()) == 2 and len(x) == len(ds.val[0]) + len(ds.test[0])
+    assert torch.equal(x[:len(ds.val[0])], ds.val[0]) and torch.equal(x[len(ds.val[0]):], ds.test[0])
+
+    ds = load_dataset(_data(*base, "data.val_fraction=0"))  # rare: one test image, no validation split
+    for holdout in ("test", "val+test"):
+        with pytest.raises(ConfigError) as err:
+            check_holdout(load_config(overrides=[*base, "data.val_fraction=0", f"audit.holdout={holdout}"]), ds)
+        message = str(err.value)
+        assert "class 'rare' has 1 test and 0 validation image(s)" in message
         assert "which neither split has" in message and "raise data.test_fraction" in message
         assert "set audit.holdout=" not in message
 
