@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("imagefolder",)
 NOT_AUDITED, OUT_OF_DATE = "not audited", "out of date"
 PROVENANCE_COLUMNS = ["file", "class", "label", "imagefolder_index", "member", "index", "method", "seed",
-                      "run", "raygan_version", "config_hash"]
+                      "collapsed", "run", "raygan_version", "config_hash"]
 
 
 def check_out(out: str | os.PathLike) -> Path:
@@ -147,8 +147,19 @@ def _class_names(rows: ShardRows, manifest: dict, run: RunFolder) -> list[str]:
     return rows.classes
 
 
-def write_imagefolder(folder: Path, rows: ShardRows, *, run_fields: dict) -> list[dict]:
-    """One PNG per row under folder/<class>/; returns the provenance rows in file order."""
+def collapsed_members(manifest: dict) -> list[dict]:
+    """The members that collapse detection flagged and that were kept (ensemble.on_collapse=warn): their
+    rows are in the shards (whose files say so too, raygan.synthesis.shards.collapse_flag)."""
+    return [{"class": e["class"], "member": int(e["member"]), "diversity": e["diversity"],
+             "threshold": e["collapse"]["threshold"]}
+            for _, e in sorted(manifest.get("members", {}).items())
+            if e.get("collapse", {}).get("collapsed") and e["collapse"].get("decision") == "warned"]
+
+
+def write_imagefolder(folder: Path, rows: ShardRows, *, run_fields: dict,
+                      flagged: frozenset = frozenset()) -> list[dict]:
+    """One PNG per row under folder/<class>/; returns the provenance rows in file order (``flagged``:
+    the (class, member) pairs of collapsed members kept in the set, whose rows say collapsed=true)."""
     from raygan.synthesis.records import encode_png
 
     index_of = {name: i for i, name in enumerate(sorted(rows.classes))}  # ImageFolder's numbering
@@ -164,7 +175,7 @@ def write_imagefolder(folder: Path, rows: ShardRows, *, run_fields: dict) -> lis
             out.append({"file": rel, "class": name, "label": int(rows.y[i]),
                         "imagefolder_index": index_of[name], "member": int(rows.member[i]),
                         "index": int(rows.index[i]), "method": rows.method[i], "seed": int(rows.seed[i]),
-                        **run_fields})
+                        "collapsed": str((name, int(rows.member[i])) in flagged).lower(), **run_fields})
     return out
 
 
@@ -203,15 +214,17 @@ def export_run(run_dir: str | Path, out: str | os.PathLike, *, location: Optiona
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
+        collapsed = collapsed_members(manifest)
         records = write_imagefolder(staging, rows, run_fields={
-            "run": location, "raygan_version": made_by, "config_hash": config_hash})
+            "run": location, "raygan_version": made_by, "config_hash": config_hash},
+            flagged=frozenset((c["class"], c["member"]) for c in collapsed))
         counts = {name: sum(r["class"] == name for r in records) for name in classes}
         summary = {"format": fmt, "run": location, "raygan_version": made_by, "config_hash": config_hash,
                    "exported_by": provenance(), "files": len(records), "counts": counts,
                    "classes": classes, "labels": {name: k for k, name in enumerate(classes)},
                    "imagefolder_class_to_idx": {name: i for i, name in enumerate(sorted(classes))},
                    "shards": checksums, "audit": {**audit_summary(audit), "forced": not audit.passed},
-                   "privacy": release_claim(manifest.get("privacy"))}
+                   "privacy": release_claim(manifest.get("privacy")), "collapsed_members": collapsed}
         atomic_write_text(staging / "provenance.csv", _csv(records))
         atomic_write_text(staging / "export.json", json.dumps(summary, indent=2))
         os.replace(staging, out)  # an empty out (checked above) is replaced whole

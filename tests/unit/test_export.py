@@ -71,6 +71,12 @@ def test_the_cli_exports_an_image_folder_with_its_provenance(built, tmp_path, ca
     prov = list(csv.DictReader((out / "provenance.csv").open()))
     assert len(prov) == 60 and {r["file"] for r in prov} == _pngs(out)
     config_hash = f"sha256:{sha256_file(run / 'config.yaml')}"
+    # members flagged collapsed and kept (10 steps: some are) are named in export.json and their rows
+    entries = json.loads((run / "manifest.json").read_text())["members"].values()
+    flagged = {(e["class"], e["member"]) for e in entries if e["collapse"]["collapsed"]}
+    assert flagged and {(c["class"], c["member"]) for c in summary["collapsed_members"]} == flagged
+    assert {(r["class"], int(r["member"])) for r in prov if r["collapsed"] == "true"} == flagged
+    assert {r["collapsed"] for r in prov if (r["class"], int(r["member"])) not in flagged} <= {"false"}
     for r in prov:
         assert r["file"] == f"{r['class']}/{r['member']}-{r['index']}.png"
         assert (r["method"], r["run"], r["config_hash"]) == ("independent", str(run), config_hash)
