@@ -61,12 +61,10 @@ def check_holdout(cfg: Config, dataset) -> None:
         if have[chosen] >= 2:
             continue
         counts = f"class {name!r} has {have['test']} test and {have['val']} validation image(s)"
-        if chosen != "val+test" and have["val+test"] >= 2:
+        fix = next((split for split in (other, "val+test") if split != chosen and have[split] >= 2), None)
+        if fix:
             raise ConfigError(f"audit.holdout={chosen}: {counts}, and the audit needs at least 2 in its "
-                              f"holdout split; set audit.holdout=" + (other if have[other] >= 2 else "val+test"))
-        if have[other] >= 2:
-            raise ConfigError(f"audit.holdout={chosen}: {counts}, and the audit needs at least 2 in its "
-                              f"holdout split; set audit.holdout={other}")
+                              f"holdout split; set audit.holdout={fix}")
         raise ConfigError(f"audit.holdout={chosen}: {counts}, and the audit needs at least 2 in its holdout "
                           f"split, which neither split has; raise data.test_fraction (or data."
                           f"val_fraction with audit.holdout=val), add images to the class, or set "

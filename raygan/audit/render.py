@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 
 from raygan.audit.inputs import ClassInputs
-from raygan.audit.statistics import BOOSTED
+from raygan.audit.statistics import BOOSTED, FLAT_NOTE
 from raygan.figures import figure, save_figure
 
 
@@ -127,7 +127,7 @@ def format_verdict(privacy: dict) -> str:
     lines += [f"  {r}" for r in attack_lines(privacy) if not r.startswith("  ")]
     lines += [f"  WARN {r}" for r in privacy["reasons"]]
     notes = privacy.get("notes", [])
-    flat = [r for r in notes if "flat training" in r]  # each class's own: all shown
+    flat = [r for r in notes if FLAT_NOTE in r]  # each class's own: all shown
     notes = [r for r in notes if r not in flat]  # the small-holdout ones, alike: the first two
     lines += [f"  note: {r}" for r in notes[:2]]
     if len(notes) > 2:

@@ -27,6 +27,9 @@ BOOSTED = ("adagan", "reweight")  # methods whose members are steps: the figure 
 NEAR_DUPLICATES_LISTED = 100      # per class in privacy.json; the count is always exact
 
 
+FLAT_NOTE = "copy flat training image(s)"  # in the note on near-duplicates of flat images (render.py)
+
+
 @dataclass
 class SpaceDistances:
     """The four searches of one class in one feature space (mean squared differences)."""
@@ -165,8 +168,8 @@ def _near_duplicates(a: ClassAudit, sd: SpaceDistances, near: float, c, result: 
     if flat.any():
         images = sorted({int(j) for j in sd.synthetic_nearest[dup[flat]]})
         result["notes"].append(
-            f"{a.class_name}: {int(flat.sum())} of its {len(dup)} near-duplicate(s) copy flat training "
-            f"image(s) {images[:10]}{' ...' if len(images) > 10 else ''} (within pixel MSE {near:g} of a "
+            f"{a.class_name}: {int(flat.sum())} of its {len(dup)} near-duplicate(s) {FLAT_NOTE} "
+            f"{images[:10]}{' ...' if len(images) > 10 else ''} (within pixel MSE {near:g} of a "
             "constant image, e.g. a blank tile: a copy reveals one grey level): "
             + ("counted (audit.warn_flat_duplicates)" if c.warn_flat_duplicates else
                "not counted towards the verdict (audit.warn_flat_duplicates=true counts them)"))

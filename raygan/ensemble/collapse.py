@@ -89,6 +89,13 @@ def judge(generator: nn.Module, real: Optional[torch.Tensor], cfg: Config, *, se
             "collapse": {"threshold": threshold, "collapsed": collapsed, "decision": decision}}
 
 
+def kept_collapsed(entry: dict) -> bool:
+    """A manifest entry of a member flagged collapsed and kept (on_collapse=warn): its rows are in the
+    shards, which say so (raygan.synthesis.shards.collapse_flag), as an export does."""
+    verdict = entry.get("collapse", {})
+    return bool(verdict.get("collapsed")) and verdict.get("decision") == "warned"
+
+
 def apply_verdict(entries: list[dict], verdict: dict) -> list[dict]:
     """The member's entries with its verdict; a dropped member's status "collapsed" (given up)."""
     dropped = verdict.get("collapse", {}).get("decision") == "dropped"
@@ -97,4 +104,5 @@ def apply_verdict(entries: list[dict], verdict: dict) -> list[dict]:
     return [{**e, **verdict, **extra} for e in entries]
 
 
-__all__ = ["COLLAPSED", "MemberCollapsedError", "apply_verdict", "judge", "measure", "measure_conditional"]
+__all__ = ["COLLAPSED", "MemberCollapsedError", "apply_verdict", "judge", "kept_collapsed", "measure",
+           "measure_conditional"]

@@ -36,6 +36,7 @@ from pyarrow import fs as pafs
 
 from raygan.config import Config, ConfigError
 from raygan.data import RealDataset
+from raygan.ensemble.collapse import kept_collapsed
 from raygan.ensemble.counts import synthetic_count
 from raygan.ensemble.mixture import allocate
 from raygan.ensemble.mixture_weights import members_at, mixture_weights_at
@@ -99,9 +100,9 @@ def collapse_flag(name: str, t: int, entry: dict) -> str:
     """The "raygan.collapse" metadata of the files holding rows of member ``t`` of class ``name``: its
     verdict as JSON when collapse detection flagged it and it was kept (ensemble.on_collapse=warn),
     else empty. A dropped member has no rows; a retrained one is judged again."""
-    verdict = entry.get("collapse", {})
-    if not verdict.get("collapsed") or verdict.get("decision") != "warned":
+    if not kept_collapsed(entry):
         return ""
+    verdict = entry["collapse"]
     statement = (f"These rows come from member {t} of class {name}, which raygan's collapse detection "
                  f"flagged: diversity {entry['diversity']:.3f} against its class's real images, below "
                  f"ensemble.collapse_threshold={verdict['threshold']:g}; it was kept "

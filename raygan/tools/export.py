@@ -30,6 +30,7 @@ from typing import Optional
 from raygan import __version__, provenance
 from raygan.config import ConfigError
 from raygan.data.shards import ShardRows, read_shard_rows
+from raygan.ensemble.collapse import kept_collapsed
 from raygan.privacy.ledger import release_claim
 from raygan.runs import RunFolder, atomic_write_bytes, atomic_write_text, sha256_file
 
@@ -152,8 +153,7 @@ def collapsed_members(manifest: dict) -> list[dict]:
     rows are in the shards (whose files say so too, raygan.synthesis.shards.collapse_flag)."""
     return [{"class": e["class"], "member": int(e["member"]), "diversity": e["diversity"],
              "threshold": e["collapse"]["threshold"]}
-            for _, e in sorted(manifest.get("members", {}).items())
-            if e.get("collapse", {}).get("collapsed") and e["collapse"].get("decision") == "warned"]
+            for _, e in sorted(manifest.get("members", {}).items()) if kept_collapsed(e)]
 
 
 def write_imagefolder(folder: Path, rows: ShardRows, *, run_fields: dict,
